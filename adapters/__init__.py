@@ -1,0 +1,28 @@
+"""The only code that calls a cloud SDK: blob stores, function invokers and our error set.
+
+SDKs are imported when first used; a missing one raises `MissingDependencyError` with the
+install line to run.
+"""
+
+from dagster_pipes_cloud.adapters.blob_store import BlobStore
+from dagster_pipes_cloud.adapters.errors import (
+    AccessDeniedError,
+    MissingDependencyError,
+    PipesCloudError,
+    ResourceNotFoundError,
+    TransientError,
+)
+from dagster_pipes_cloud.adapters.invocation import FunctionInvocation, RemoteError
+from dagster_pipes_cloud.adapters.local import LocalBlobStore
+
+__all__ = [
+    "AccessDeniedError",
+    "BlobStore",
+    "FunctionInvocation",
+    "LocalBlobStore",
+    "MissingDependencyError",
+    "PipesCloudError",
+    "RemoteError",
+    "ResourceNotFoundError",
+    "TransientError",
+]

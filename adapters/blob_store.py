@@ -1,0 +1,37 @@
+"""The `BlobStore` protocol: the four storage calls the Pipes mechanism needs."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class BlobStore(Protocol):
+    """One bucket (or container) of a blob service.
+
+    `get` returns None for a key that is not there; a missing bucket raises
+    `ResourceNotFoundError`, refused credentials `AccessDeniedError`, anything worth retrying
+    `TransientError`.
+    """
+
+    @property
+    def bucket(self) -> str:
+        """The bucket or container name, as it travels in Pipes params."""
+        ...
+
+    def url(self, key: str) -> str:
+        """A human-readable address of `key`, for messages (`s3://bucket/key`)."""
+        ...
+
+    def check(self) -> None:
+        """Raise unless the bucket exists and the credentials may use it."""
+        ...
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Every key under `prefix`, in the service's own listing order."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> None: ...

@@ -1,0 +1,38 @@
+"""What every function invoker returns: the function's response or its error, in one shape."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RemoteError:
+    """An error raised inside the function, as the platform reported it."""
+
+    type: str
+    message: str
+    trace: Sequence[str] = ()
+
+    def __str__(self) -> str:
+        trace = "".join(line if line.endswith("\n") else line + "\n" for line in self.trace)
+        text = f"{self.type}: {self.message}"
+        return f"{text}\n{trace.rstrip()}" if trace else text
+
+
+@dataclass(frozen=True)
+class FunctionInvocation:
+    """The outcome of one invocation.
+
+    `completed` is False for a fire-and-forget invocation (Lambda `Event`): the function's end is
+    then known only from the Pipes "closed" message, and `response` is None.
+    """
+
+    function: str
+    response: Any = None
+    error: RemoteError | None = None
+    completed: bool = True
+    log_tail: str | None = None
+    request_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,69 @@
+"""`LocalBlobStore`: a folder standing in for a bucket, for tests and local runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from dagster_pipes_cloud.adapters.errors import ResourceNotFoundError
+
+
+class LocalBlobStore:
+    """Keys are files under `root / bucket`; the bucket folder must exist (as a bucket must).
+
+    Writes are atomic (write to a temporary file, then rename), so a reader never sees half a
+    chunk.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], bucket: str) -> None:
+        self._root = Path(root)
+        self._bucket = bucket
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    @property
+    def _dir(self) -> Path:
+        return self._root / self._bucket
+
+    def url(self, key: str) -> str:
+        return f"file://{self._dir / key}"
+
+    def check(self) -> None:
+        if not self._dir.is_dir():
+            raise ResourceNotFoundError(f"local bucket folder {str(self._dir)!r} does not exist")
+
+    def put(self, key: str, data: bytes) -> None:
+        self.check()
+        path = self._dir / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    def get(self, key: str) -> bytes | None:
+        self.check()
+        try:
+            return (self._dir / key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def list(self, prefix: str) -> list[str]:
+        self.check()
+        keys = []
+        for path in self._dir.rglob("*"):
+            key = path.relative_to(self._dir).as_posix()
+            if path.is_file() and key.startswith(prefix) and not path.name.startswith(".tmp-"):
+                keys.append(key)
+        return sorted(keys)
+
+    def delete_prefix(self, prefix: str) -> None:
+        for key in self.list(prefix):
+            (self._dir / key).unlink(missing_ok=True)
+        folder = self._dir / prefix
+        if prefix and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,89 @@
+"""`S3BlobStore`: the `BlobStore` protocol over boto3's S3 client."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dagster_pipes_cloud.adapters._aws import boto3_module, error_code, translate
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_MISSING_KEY_CODES = {"NoSuchKey", "404"}
+
+
+def default_s3_client() -> S3Client:
+    """A boto3 S3 client from the environment (credentials chain, `AWS_ENDPOINT_URL_S3`).
+
+    Short timeouts and botocore's standard retries: every S3 call here is idempotent.
+    """
+    boto3 = boto3_module()
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=5,
+        read_timeout=30,
+        retries={"mode": "standard", "max_attempts": 4},
+    )
+    client: S3Client = boto3.client("s3", config=config)
+    return client
+
+
+class S3BlobStore:
+    """One S3 bucket. `client` defaults to `default_s3_client()`.
+
+    `get` of a missing key returns None; note that S3 answers 403, not 404, for a missing key
+    when the credentials lack `s3:ListBucket`, which then reads as `AccessDeniedError`.
+    """
+
+    def __init__(self, bucket: str, client: Any | None = None) -> None:
+        self._bucket = bucket
+        self._client: S3Client = client if client is not None else default_s3_client()
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    def url(self, key: str) -> str:
+        return f"s3://{self._bucket}/{key}"
+
+    def check(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self._bucket)
+        except Exception as exc:
+            raise translate(exc, f"S3 bucket {self._bucket!r}") from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self._client.put_object(Bucket=self._bucket, Key=key, Body=data)
+        except Exception as exc:
+            raise translate(exc, self.url(key)) from exc
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            response = self._client.get_object(Bucket=self._bucket, Key=key)
+            body: bytes = response["Body"].read()
+        except Exception as exc:
+            if error_code(exc) in _MISSING_KEY_CODES:
+                return None
+            raise translate(exc, self.url(key)) from exc
+        return body
+
+    def list(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        try:
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+                keys.extend(obj["Key"] for obj in page.get("Contents", []) if "Key" in obj)
+        except Exception as exc:
+            raise translate(exc, self.url(prefix)) from exc
+        return keys
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = self.list(prefix)
+        try:
+            for start in range(0, len(keys), 1000):
+                batch = [{"Key": key} for key in keys[start : start + 1000]]
+                self._client.delete_objects(Bucket=self._bucket, Delete={"Objects": batch})
+        except Exception as exc:
+            raise translate(exc, self.url(prefix)) from exc

@@ -1,0 +1,106 @@
+"""One invocation, one `PipesContext`: the mechanism behind every entrypoint decorator.
+
+Nothing is kept between invocations: each gets its own context, writer and output capture, and
+the dagster_pipes `PipesContext` singleton is never set, so a warm instance serves its second,
+third and hundredth invocation like its first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from dagster_pipes import (
+    DAGSTER_PIPES_CONTEXT_ENV_VAR,
+    DAGSTER_PIPES_MESSAGES_ENV_VAR,
+    PipesContext,
+    PipesContextData,
+    PipesContextLoader,
+    PipesDefaultContextLoader,
+    PipesMappingParamsLoader,
+    PipesMessage,
+    PipesMessageWriter,
+    PipesMessageWriterChannel,
+    PipesParams,
+    encode_param,
+)
+
+BOOTSTRAP_KEYS = (DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR)
+
+R = TypeVar("R")
+UserFunction = Callable[[PipesContext, Any], R]
+
+logger = logging.getLogger("dagster_pipes_cloud")
+
+
+def split_event(event: Any) -> tuple[Mapping[str, str] | None, Any]:
+    """The bootstrap params Dagster put in `event` (None if it did not), and the rest of it."""
+    if not isinstance(event, Mapping) or DAGSTER_PIPES_CONTEXT_ENV_VAR not in event:
+        return None, event
+    bootstrap = {key: event[key] for key in BOOTSTRAP_KEYS if key in event}
+    payload = {key: value for key, value in event.items() if key not in BOOTSTRAP_KEYS}
+    return bootstrap, payload
+
+
+def run_invocation(
+    fn: UserFunction[R],
+    event: Any,
+    *,
+    context_loader: PipesContextLoader,
+    message_writer: PipesMessageWriter[Any],
+) -> R:
+    """Run `fn(pipes, payload)` for one invocation and return its result.
+
+    With a bootstrap payload, messages go to Dagster; an exception is reported in the "closed"
+    message and re-raised. Without one (not invoked by Dagster), `pipes` is a detached context
+    whose logs go to the `dagster_pipes_cloud` Python logger and whose reports are dropped.
+    """
+    bootstrap, payload = split_event(event)
+    if bootstrap is None:
+        with _detached_context() as pipes:
+            return fn(pipes, payload)
+    params = PipesMappingParamsLoader(bootstrap)
+    with PipesContext(params, context_loader, message_writer) as pipes:
+        return fn(pipes, payload)
+
+
+_DETACHED_CONTEXT: PipesContextData = {
+    "asset_keys": None,
+    "code_version_by_asset_key": None,
+    "provenance_by_asset_key": None,
+    "partition_key": None,
+    "partition_key_range": None,
+    "partition_time_window": None,
+    "run_id": "",
+    "job_name": None,
+    "retry_number": 0,
+    "extras": {},
+}
+
+
+def _detached_context() -> PipesContext:
+    params = PipesMappingParamsLoader(
+        {
+            DAGSTER_PIPES_CONTEXT_ENV_VAR: encode_param({"data": _DETACHED_CONTEXT}),
+            DAGSTER_PIPES_MESSAGES_ENV_VAR: encode_param({}),
+        }
+    )
+    return PipesContext(params, PipesDefaultContextLoader(), _LoggingMessageWriter())
+
+
+class _LoggingMessageWriter(PipesMessageWriter["_LoggingChannel"]):
+    @contextmanager
+    def open(self, params: PipesParams) -> Iterator[_LoggingChannel]:
+        yield _LoggingChannel()
+
+
+class _LoggingChannel(PipesMessageWriterChannel):
+    def write_message(self, message: PipesMessage) -> None:
+        params = message.get("params") or {}
+        if message["method"] == "log":
+            level = logging.getLevelName(str(params.get("level", "INFO")).upper())
+            logger.log(level if isinstance(level, int) else logging.INFO, params.get("message"))
+        else:
+            logger.debug("dagster pipes message (not invoked by Dagster): %s", message)

@@ -1,0 +1,69 @@
+"""Capture of `sys.stdout` / `sys.stderr`, per invocation rather than per process.
+
+The streams are wrapped once by tees that still write everything to the original stream (so the
+platform's own log keeps it) and also hand the text to the sink of the invocation that is running
+in the current thread or task (a `ContextVar`). Two invocations served at once by one instance
+keep their output apart. Output of threads the user starts, of subprocesses and of C code that
+writes to file descriptor 1/2 directly is not captured.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Literal
+
+Stream = Literal["stdout", "stderr"]
+StdioSink = Callable[[Stream, str], None]
+
+_sink: ContextVar[StdioSink | None] = ContextVar("dagster_pipes_cloud_stdio_sink", default=None)
+_install_lock = threading.Lock()
+
+
+class _TeeStream:
+    """Writes to the wrapped stream, and to the current invocation's sink if there is one."""
+
+    def __init__(self, name: Stream, inner: Any) -> None:
+        self._name: Stream = name
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        written: int = self._inner.write(text)
+        sink = _sink.get()
+        if sink is not None and text:
+            sink(self._name, text)
+        return written
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _install_tees() -> None:
+    with _install_lock:
+        if not isinstance(sys.stdout, _TeeStream):
+            sys.stdout = _TeeStream("stdout", sys.stdout)  # type: ignore[assignment]
+        if not isinstance(sys.stderr, _TeeStream):
+            sys.stderr = _TeeStream("stderr", sys.stderr)  # type: ignore[assignment]
+
+
+@contextmanager
+def capture_stdio(sink: StdioSink) -> Iterator[None]:
+    """Send what this thread (or task) prints to `sink` until the block ends."""
+    _install_tees()
+    token = _sink.set(sink)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _sink.reset(token)

@@ -1,0 +1,222 @@
+"""The chunked message writer, written once against `BlobStore`.
+
+Messages are buffered and uploaded as numbered chunks `<key_prefix>/<i>.json` (from 1, no gaps),
+one JSON message a line: the wire format of dagster_pipes' blob store writers, so the official
+readers read it too.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+
+from dagster_pipes import (
+    DagsterPipesError,
+    PipesMessage,
+    PipesMessageWriter,
+    PipesMessageWriterChannel,
+    PipesParams,
+)
+from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError, TransientError
+from dagster_pipes_cloud.external.stdio import Stream, capture_stdio
+
+INCLUDE_STDIO_KEY = "include_stdio_in_messages"
+
+DEFAULT_INTERVAL = 0.5
+DEFAULT_MAX_CHUNK_BYTES = 256 * 1024
+DEFAULT_UPLOAD_ATTEMPTS = 6
+
+
+class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterChannel"]):
+    """Writes Pipes messages to the bucket and key prefix the orchestration side asks for.
+
+    `store_for_bucket` gives the `BlobStore` for a bucket name. A chunk is uploaded every
+    `interval` seconds while messages flow (default 0.5), as soon as `max_chunk_bytes` are
+    buffered (default 256 KiB), and always before the block ends. A transient upload failure is
+    retried up to `upload_attempts` times with backoff, in order, at the same index with the same
+    bytes; a chunk that cannot be written raises `PipesCloudError` when the block ends. When the
+    reader asks for it (`include_stdio_in_messages`), what the invocation prints is sent too,
+    before the "closed" message.
+    """
+
+    def __init__(
+        self,
+        store_for_bucket: Callable[[str], BlobStore],
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+        upload_attempts: int = DEFAULT_UPLOAD_ATTEMPTS,
+    ) -> None:
+        self._store_for_bucket = store_for_bucket
+        self.interval = interval
+        self.max_chunk_bytes = max_chunk_bytes
+        self.upload_attempts = upload_attempts
+
+    @contextmanager
+    def open(self, params: PipesParams) -> Iterator[PipesChunkedMessageWriterChannel]:
+        bucket = params.get("bucket")
+        key_prefix = params.get("key_prefix")
+        if not isinstance(bucket, str) or not bucket:
+            raise DagsterPipesError(
+                f"{type(self).__name__} needs a 'bucket' in the messages params, got {params!r}"
+            )
+        if key_prefix is not None and not isinstance(key_prefix, str):
+            raise DagsterPipesError(f"'key_prefix' must be a string, got {key_prefix!r}")
+        channel = PipesChunkedMessageWriterChannel(
+            self._store_for_bucket(bucket),
+            key_prefix,
+            interval=self.interval,
+            max_chunk_bytes=self.max_chunk_bytes,
+            upload_attempts=self.upload_attempts,
+        )
+        capture = capture_stdio(channel.write_text) if params.get(INCLUDE_STDIO_KEY) else None
+        with channel.uploading(), capture or nullcontext():
+            yield channel
+
+
+class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
+    """Buffers messages and uploads them in numbered chunks; see `PipesChunkedMessageWriter`.
+
+    The "closed" message is held back and written last, after the captured output.
+    """
+
+    def __init__(
+        self,
+        store: BlobStore,
+        key_prefix: str | None,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+        upload_attempts: int = DEFAULT_UPLOAD_ATTEMPTS,
+    ) -> None:
+        self._store = store
+        self._key_prefix = key_prefix
+        self._interval = interval
+        self._max_chunk_bytes = max_chunk_bytes
+        self._upload_attempts = upload_attempts
+        self._lock = threading.Lock()
+        self._upload_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._lines: list[str] = []
+        self._buffered_bytes = 0
+        self._text: tuple[Stream, list[str]] | None = None
+        self._closed_line: str | None = None
+        self._unsent: list[tuple[int, bytes]] = []  # chunks whose index and bytes are fixed
+        self._next_index = 1
+        self._failure: PipesCloudError | None = None
+
+    def chunk_key(self, index: int) -> str:
+        return f"{self._key_prefix}/{index}.json" if self._key_prefix else f"{index}.json"
+
+    def write_message(self, message: PipesMessage) -> None:
+        line = json.dumps(message)
+        with self._lock:
+            if message.get("method") == "closed":
+                self._closed_line = line
+                return
+            self._seal_text()
+            self._lines.append(line)
+            self._add_bytes(len(line) + 1)
+
+    def write_text(self, stream: Stream, text: str) -> None:
+        """Buffer printed text; consecutive writes to one stream become one message."""
+        with self._lock:
+            if self._text is None or self._text[0] != stream:
+                self._seal_text()
+                self._text = (stream, [])
+            self._text[1].append(text)
+            self._add_bytes(len(text))
+
+    def _add_bytes(self, size: int) -> None:
+        self._buffered_bytes += size
+        if self._buffered_bytes >= self._max_chunk_bytes:
+            self._wake.set()
+
+    def _seal_text(self) -> None:
+        if self._text is not None:
+            stream, parts = self._text
+            message = {
+                "__dagster_pipes_version": "0.1",
+                "method": "log_external_stream",
+                "params": {"stream": stream, "text": "".join(parts), "extras": {}},
+            }
+            self._lines.append(json.dumps(message))
+            self._text = None
+
+    @contextmanager
+    def uploading(self) -> Iterator[None]:
+        """Upload in the background while the block runs; upload the rest when it ends."""
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._upload_loop, args=(stop,), name="pipes-chunk-writer", daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            self._wake.set()
+            thread.join()
+            self._failure = None  # give a failed chunk one more full round of attempts
+            self._flush(final=True)
+            if self._failure is not None:
+                raise self._failure
+
+    def _upload_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if stop.is_set():
+                return
+            self._flush(final=False)
+            if self._failure is not None:
+                return  # keep the chunk; the final flush tries it again
+
+    def _flush(self, *, final: bool) -> None:
+        with self._upload_lock:
+            with self._lock:
+                self._seal_text()
+                lines, self._lines, self._buffered_bytes = self._lines, [], 0
+                if final and self._closed_line is not None:
+                    lines.append(self._closed_line)
+                    self._closed_line = None
+            for chunk in self._split(lines):
+                self._unsent.append((self._next_index, chunk))
+                self._next_index += 1
+            while self._unsent:
+                index, chunk = self._unsent[0]
+                try:
+                    self._put_with_retries(self.chunk_key(index), chunk)
+                except PipesCloudError as exc:
+                    where = self._store.url(self.chunk_key(index))
+                    self._failure = PipesCloudError(
+                        f"could not write Pipes messages chunk {where}"
+                        f" ({len(self._unsent)} chunk(s) not delivered): {exc}"
+                    )
+                    return
+                self._unsent.pop(0)
+
+    def _split(self, lines: list[str]) -> Iterator[bytes]:
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            if chunk and size + len(line) + 1 > self._max_chunk_bytes:
+                yield "\n".join(chunk).encode()
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line) + 1
+        if chunk:
+            yield "\n".join(chunk).encode()
+
+    def _put_with_retries(self, key: str, data: bytes) -> None:
+        for attempt in range(1, self._upload_attempts + 1):
+            try:
+                self._store.put(key, data)
+                return
+            except TransientError:
+                if attempt == self._upload_attempts:
+                    raise
+                time.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))

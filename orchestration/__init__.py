@@ -1,0 +1,24 @@
+"""Runs in Dagster: message readers, context injectors and clients."""
+
+from dagster_pipes_cloud.orchestration.clients import (
+    PipesFunctionClient,
+    PipesFunctionInvocation,
+    PipesLambdaClient,
+)
+from dagster_pipes_cloud.orchestration.injectors import (
+    PipesBlobStoreContextInjector,
+    PipesEventContextInjector,
+)
+from dagster_pipes_cloud.orchestration.reader import PipesChunkedMessageReader
+from dagster_pipes_cloud.orchestration.s3 import PipesS3ContextInjector, PipesS3MessageReader
+
+__all__ = [
+    "PipesBlobStoreContextInjector",
+    "PipesChunkedMessageReader",
+    "PipesEventContextInjector",
+    "PipesFunctionClient",
+    "PipesFunctionInvocation",
+    "PipesLambdaClient",
+    "PipesS3ContextInjector",
+    "PipesS3MessageReader",
+]

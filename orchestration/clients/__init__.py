@@ -1,0 +1,9 @@
+"""Pipes clients, one module per function platform, on one base."""
+
+from dagster_pipes_cloud.orchestration.clients.base import (
+    PipesFunctionClient,
+    PipesFunctionInvocation,
+)
+from dagster_pipes_cloud.orchestration.clients.lambda_ import PipesLambdaClient
+
+__all__ = ["PipesFunctionClient", "PipesFunctionInvocation", "PipesLambdaClient"]

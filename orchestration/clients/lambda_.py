@@ -1,0 +1,92 @@
+"""`PipesLambdaClient`: run an AWS Lambda function as a Dagster Pipes process."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import PipesContextInjector, PipesMessageReader
+from dagster_pipes_cloud.adapters.lambda_ import (
+    LAMBDA_MAX_SECONDS,
+    InvocationType,
+    LambdaInvoker,
+    encode_client_context,
+)
+from dagster_pipes_cloud.orchestration.clients.base import (
+    Context,
+    PipesFunctionClient,
+    PipesFunctionInvocation,
+)
+
+REQUEST_LIMITS = {"RequestResponse": 6 * 1024 * 1024, "Event": 1024 * 1024}
+
+
+class PipesLambdaClient(PipesFunctionClient):
+    """Invokes a Lambda function with the Pipes bootstrap in its event and reads its messages.
+
+    `client` is a boto3 Lambda client; by default one that waits out Lambda's 15-minute maximum
+    and never sends an invoke twice (see `default_lambda_client`). The context travels in the
+    event up to Lambda's request limit (6 MB synchronous, 1 MB `Event`), else through the
+    reader's bucket. The Dagster run id and asset keys go in the Lambda client context
+    (`context.client_context.custom`). An `Event` invocation ends on the "closed" message or
+    fails after `event_timeout` seconds (default 16 minutes).
+    """
+
+    def __init__(
+        self,
+        *,
+        message_reader: PipesMessageReader,
+        context_injector: PipesContextInjector | None = None,
+        client: Any | None = None,
+        event_timeout: float = LAMBDA_MAX_SECONDS + 60,
+    ) -> None:
+        super().__init__(message_reader=message_reader, context_injector=context_injector)
+        self._invoker = LambdaInvoker(client)
+        self.event_timeout = event_timeout
+
+    def run(  # type: ignore[override]
+        self,
+        *,
+        context: Context,
+        function_name: str,
+        event: Mapping[str, Any] | None = None,
+        extras: Mapping[str, Any] | None = None,
+        qualifier: str | None = None,
+        invocation_type: InvocationType = "RequestResponse",
+    ) -> PipesFunctionInvocation:
+        """Invoke `function_name` (name or ARN; `qualifier`: version or alias) once.
+
+        `invocation_type` "RequestResponse" waits for the function and returns its response;
+        "Event" queues it and waits for its Pipes session to close.
+        """
+        if invocation_type not in REQUEST_LIMITS:
+            raise ValueError(
+                f"invocation_type must be 'RequestResponse' or 'Event', got {invocation_type!r}"
+            )
+        client_context = encode_client_context(
+            {"dagster_run_id": context.run_id, "dagster_asset_keys": _asset_keys(context)}
+        )
+        return self._run_function(
+            context=context,
+            extras=extras,
+            event=event,
+            request_limit=REQUEST_LIMITS[invocation_type],
+            wait_timeout=self.event_timeout,
+            invoke=lambda payload: self._invoker.invoke(
+                function_name,
+                payload,
+                invocation_type=invocation_type,
+                qualifier=qualifier,
+                client_context=client_context,
+                log_tail=True,
+            ),
+            metadata=lambda invocation: (
+                {"aws_lambda_request_id": invocation.request_id} if invocation.request_id else {}
+            ),
+        )
+
+
+def _asset_keys(context: Context) -> str:
+    if not context.has_assets_def:
+        return ""
+    return ",".join(key.to_user_string() for key in sorted(context.selected_asset_keys))

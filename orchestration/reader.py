@@ -1,0 +1,220 @@
+"""The chunked message reader, written once against `BlobStore`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from dagster import PipesMessageHandler, PipesMessageReader
+from dagster._core.errors import DagsterPipesExecutionError
+from dagster_pipes import PipesParams
+from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError, TransientError
+from dagster_pipes_cloud.orchestration._keys import session_prefix
+from dagster_pipes_cloud.orchestration.injectors import PipesBlobStoreContextInjector
+
+INCLUDE_STDIO_KEY = "include_stdio_in_messages"
+
+
+class PipesChunkedMessageReader(PipesMessageReader):
+    """Reads the numbered chunks a Pipes writer puts under a fresh key prefix of `store`.
+
+    Each session gets `<key_prefix>/messages-<random>`. Chunks are read by index (`1.json`,
+    `2.json`, ... until one is not there: one storage call per idle poll), every available chunk
+    per pass, polling every `interval` seconds while data flows (default 0.1) and backing off to
+    `max_interval` (default 1) when idle. When the session ends (the invocation returned), the
+    reader drains at once: it reads up to the "closed" message, waiting at most `drain_timeout`
+    seconds (default 10) for it, and then fails the step if it never came. A line that is not
+    JSON is reported with its chunk key and line number; the other messages are kept. The bucket
+    is checked before the session opens, so a missing bucket or denied credentials fail first.
+    """
+
+    def __init__(
+        self,
+        store: BlobStore,
+        *,
+        key_prefix: str | None = None,
+        interval: float = 0.1,
+        max_interval: float = 1.0,
+        drain_timeout: float = 10.0,
+        include_stdio_in_messages: bool = True,
+    ) -> None:
+        self._store = store
+        self._key_prefix = key_prefix
+        self.interval = interval
+        self.max_interval = max_interval
+        self.drain_timeout = drain_timeout
+        self.include_stdio_in_messages = include_stdio_in_messages
+
+    @property
+    def store(self) -> BlobStore:
+        return self._store
+
+    def blob_context_injector(self) -> PipesBlobStoreContextInjector:
+        """An injector that puts the context in this reader's bucket (the event injector's
+        fallback for a context too large for the event)."""
+        return PipesBlobStoreContextInjector(self._store, key_prefix=self._key_prefix)
+
+    @contextmanager
+    def read_messages(self, handler: PipesMessageHandler) -> Iterator[PipesParams]:
+        try:
+            self._store.check()
+        except PipesCloudError as exc:
+            raise DagsterPipesExecutionError(f"cannot read Pipes messages: {exc}") from exc
+        poller = _ChunkPoller(self, session_prefix(self._key_prefix, "messages"), handler)
+        poller.start()
+        try:
+            yield {
+                "bucket": self._store.bucket,
+                "key_prefix": poller.prefix,
+                INCLUDE_STDIO_KEY: self.include_stdio_in_messages,
+            }
+        except BaseException:
+            poller.finish(failing=True)
+            raise
+        poller.finish(failing=False)
+
+    def no_messages_debug_text(self) -> str:
+        return (
+            f"Read messages from {self._store.url('')}. The function must write them with a"
+            " dagster_pipes_cloud entrypoint decorator or a matching Pipes message writer."
+        )
+
+
+class _ChunkPoller:
+    """One session's reading thread and what it learned."""
+
+    def __init__(self, reader: PipesChunkedMessageReader, prefix: str, handler: Any) -> None:
+        self._reader = reader
+        self._store = reader.store
+        self.prefix = prefix
+        self._handler: PipesMessageHandler = handler
+        self._next_index = 1
+        self._ended = threading.Event()
+        self._drain_deadline = float("inf")
+        self._closed = False
+        self._closed_exception: Mapping[str, Any] | None = None
+        self._error: PipesCloudError | None = None
+        self._warned_transient = False
+        self._thread = threading.Thread(target=self._run, name="pipes-chunk-reader", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def finish(self, *, failing: bool) -> None:
+        """Drain, then raise if the session did not end well (unless it is failing already)."""
+        drain = min(self._reader.drain_timeout, 2.0) if failing else self._reader.drain_timeout
+        self._drain_deadline = time.monotonic() + drain
+        self._ended.set()
+        self._thread.join()
+        if failing:
+            return
+        where = self._store.url(f"{self.prefix}/")
+        if self._error is not None:
+            raise DagsterPipesExecutionError(f"reading Pipes messages failed: {self._error}")
+        if not self._handler.received_opened_message:
+            raise DagsterPipesExecutionError(
+                f"the function never opened Dagster Pipes: nothing arrived at {where} within"
+                f" {drain:g}s after it returned. Is its entrypoint wrapped by a dagster_pipes_cloud"
+                " decorator, and can it write to that bucket?"
+            )
+        if not self._closed:
+            raise DagsterPipesExecutionError(
+                f"the function did not close Dagster Pipes: no 'closed' message at {where} within"
+                f" {drain:g}s after it returned ({self._next_index - 1} chunk(s) read)."
+            )
+        if self._closed_exception is not None:
+            raise DagsterPipesExecutionError(
+                f"the function reported an error: {_describe_exception(self._closed_exception)}"
+            )
+
+    def _run(self) -> None:
+        delay = self._reader.interval
+        while True:
+            ended = self._ended.is_set()
+            try:
+                progressed = self._read_available()
+            except TransientError as exc:
+                progressed = False
+                if not self._warned_transient:
+                    self._warned_transient = True
+                    self._log("warning", f"retrying after a transient storage error: {exc}")
+            except PipesCloudError as exc:
+                self._error = exc
+                return
+            if self._closed:
+                return
+            if ended:
+                if time.monotonic() >= self._drain_deadline:
+                    return
+                time.sleep(min(self._reader.interval, 0.05))
+                continue
+            delay = (
+                self._reader.interval if progressed else min(delay * 2, self._reader.max_interval)
+            )
+            self._ended.wait(delay)
+
+    def _read_available(self) -> bool:
+        progressed = False
+        while not self._closed:
+            key = f"{self.prefix}/{self._next_index}.json"
+            body = self._store.get(key)
+            if body is None:
+                break
+            self._next_index += 1
+            progressed = True
+            self._handle_chunk(key, body)
+        return progressed
+
+    def _handle_chunk(self, key: str, body: bytes) -> None:
+        text = body.decode("utf-8", errors="replace")
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                self._log(
+                    "warning",
+                    f"line {number} of {self._store.url(key)} is not JSON and was skipped:"
+                    f" {line[:200]!r}",
+                )
+                continue
+            if not isinstance(message, dict) or "method" not in message:
+                where = self._store.url(key)
+                self._log("warning", f"line {number} of {where} is not a Pipes message: {line!r}")
+                continue
+            self._handle_message(message)
+            if message["method"] == "closed":
+                self._closed = True
+                params = message.get("params") or {}
+                self._closed_exception = params.get("exception")
+                return
+
+    def _handle_message(self, message: dict[str, Any]) -> None:
+        try:
+            self._handler.handle_message(message)  # type: ignore[arg-type]
+        except Exception:
+            self._handler.report_pipes_framework_exception(
+                f"PipesChunkedMessageReader handling {message.get('method')!r}", sys.exc_info()
+            )
+
+    def _log(self, level: str, text: str) -> None:
+        self._handler.handle_message(
+            {
+                "__dagster_pipes_version": "0.1",
+                "method": "log",
+                "params": {"message": f"[pipes] {text}", "level": level.upper()},
+            }
+        )
+
+
+def _describe_exception(exc: Mapping[str, Any]) -> str:
+    stack = exc.get("stack") or []
+    trace = "".join(str(line) for line in stack) if isinstance(stack, list) else str(stack)
+    head = f"{exc.get('name')}: {exc.get('message')}"
+    return f"{head}\n{trace}".rstrip()

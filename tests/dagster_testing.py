@@ -1,0 +1,33 @@
+"""Reading what a Dagster run recorded: its log lines, its failure and its materializations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dagster import DagsterInstance, materialize
+
+
+def materialize_recorded(assets: Sequence[Any], resources: Mapping[str, Any]) -> Any:
+    """`materialize` on an ephemeral instance kept on the result, without raising on failure."""
+    instance = DagsterInstance.ephemeral()
+    result = materialize(assets, resources=resources, raise_on_error=False, instance=instance)
+    result.instance_for_test = instance
+    return result
+
+
+def logs_of(result: Any) -> str:
+    """Every message of the run's event log: step events and the function's log lines."""
+    entries = result.instance_for_test.all_logs(result.run_id)
+    return "\n".join(entry.user_message for entry in entries)
+
+
+def failure_text(result: Any) -> str:
+    """The step failure with its whole cause chain."""
+    [failure] = result.get_step_failure_events()
+    return str(failure.event_specific_data.error.to_string())
+
+
+def materialization_metadata(result: Any, node: str) -> dict[str, Any]:
+    [materialization] = result.asset_materializations_for_node(node)
+    return {key: value.value for key, value in materialization.metadata.items()}

@@ -1,0 +1,192 @@
+"""Reader, injectors and client base through Dagster `materialize`, over `LocalBlobStore`."""
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import AssetExecutionContext, asset
+from dagster._core.errors import DagsterPipesExecutionError
+from dagster_pipes import PipesContext
+from dagster_pipes_cloud.adapters import LocalBlobStore
+from dagster_pipes_cloud.orchestration import (
+    PipesBlobStoreContextInjector,
+    PipesChunkedMessageReader,
+)
+from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_recorded
+from inprocess_platform import InProcessClient, local_store
+
+
+def run_asset(client: InProcessClient, fn: Any, **run_kwargs: Any) -> Any:
+    @asset
+    def pipes_asset(context: AssetExecutionContext, pipes: InProcessClient) -> Any:
+        invocation = client.run(context=context, fn=fn, **run_kwargs)
+        context.log.info(f"response={invocation.response!r}")
+        return invocation.get_materialize_result()
+
+    return materialize_recorded([pipes_asset], {"pipes": client})
+
+
+def test_messages_metadata_and_response_arrive(tmp_path: Path) -> None:
+    client = InProcessClient(local_store(tmp_path))
+
+    def fn(pipes: PipesContext, payload: Any) -> Any:
+        pipes.log.info(f"hello {payload['name']}")
+        pipes.report_asset_materialization(metadata={"rows": 3})
+        return {"ok": True}
+
+    result = run_asset(client, fn, event={"name": "world"})
+    assert result.success
+    assert "hello world" in logs_of(result)
+    assert "response={'ok': True}" in logs_of(result)
+    assert materialization_metadata(result, "pipes_asset")["rows"] == 3
+
+
+def test_reading_crosses_chunk_10_and_100(tmp_path: Path) -> None:
+    client = InProcessClient(local_store(tmp_path), writer_interval=3600, max_chunk_bytes=400)
+
+    def fn(pipes: PipesContext, payload: Any) -> None:
+        for i in range(600):
+            pipes.log.info(f"line {i}")
+        pipes.report_asset_materialization(metadata={"done": True})
+
+    result = run_asset(client, fn)
+    assert result.success
+    logs = logs_of(result)
+    assert all(f"line {i}\n" in logs + "\n" for i in range(600))
+    assert materialization_metadata(result, "pipes_asset")["done"] is True
+    assert len(LocalBlobStore(tmp_path, "bucket").list("")) > 100
+
+
+def test_a_raised_error_fails_the_step_after_its_messages(tmp_path: Path) -> None:
+    client = InProcessClient(local_store(tmp_path))
+
+    def fn(pipes: PipesContext, payload: Any) -> None:
+        pipes.log.info("before the error")
+        raise ValueError("the remote problem")
+
+    result = run_asset(client, fn)
+    assert not result.success
+    assert "before the error" in logs_of(result)
+    failure = failure_text(result)
+    assert "ValueError: the remote problem" in failure
+
+
+def test_malformed_line_is_reported_and_the_rest_kept(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    client = InProcessClient(store)
+    original_put = store.put
+
+    def corrupting_put(key: str, data: bytes) -> None:
+        if key.endswith("/1.json"):
+            lines = data.split(b"\n")
+            data = b"\n".join([lines[0], b"{not json", *lines[1:]])
+        original_put(key, data)
+
+    store.put = corrupting_put  # type: ignore[method-assign]
+
+    def fn(pipes: PipesContext, payload: Any) -> None:
+        pipes.log.info("kept message")
+        pipes.report_asset_materialization(metadata={"kept": 1})
+
+    result = run_asset(client, fn)
+    assert result.success
+    logs = logs_of(result)
+    assert "line 2 of file://" in logs and "/1.json is not JSON" in logs
+    assert "kept message" in logs
+    assert materialization_metadata(result, "pipes_asset")["kept"] == 1
+
+
+def test_a_function_that_never_opens_pipes_fails_within_the_drain_timeout(
+    tmp_path: Path,
+) -> None:
+    store = local_store(tmp_path)
+    reader = PipesChunkedMessageReader(store, interval=0.02, drain_timeout=0.5)
+    client = InProcessClient(store, reader=reader)
+
+    def fn(pipes: PipesContext, payload: Any) -> None:
+        pass
+
+    # The function "ignores" the bootstrap: drop it before the function sees it.
+    client.store_for_bucket = lambda bucket: LocalBlobStore(tmp_path, "elsewhere")
+    (tmp_path / "elsewhere").mkdir()
+    result = run_asset(client, fn)
+    assert not result.success
+    failure = failure_text(result)
+    assert "never opened Dagster Pipes" in failure
+
+
+def test_closed_never_arriving_fails_after_the_drain_timeout(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    reader = PipesChunkedMessageReader(store, interval=0.02, drain_timeout=0.5)
+    client = InProcessClient(store, reader=reader)
+    original_put = store.put
+
+    def dropping_closed(key: str, data: bytes) -> None:
+        lines = [line for line in data.split(b"\n") if b'"method": "closed"' not in line]
+        if lines:
+            original_put(key, b"\n".join(lines))
+
+    store.put = dropping_closed  # type: ignore[method-assign]
+
+    def fn(pipes: PipesContext, payload: Any) -> None:
+        pipes.log.info("opened but never closed")
+
+    started = time.monotonic()
+    result = run_asset(client, fn)
+    assert not result.success
+    failure = failure_text(result)
+    assert "did not close Dagster Pipes" in failure
+    assert "opened but never closed" in logs_of(result)
+    del started
+
+
+def test_missing_bucket_fails_before_the_function_is_invoked(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path, "no-such-bucket")
+    client = InProcessClient(store)
+    result = run_asset(client, lambda pipes, payload: None)
+    assert not result.success
+    failure = failure_text(result)
+    assert "no-such-bucket" in failure
+    assert client.invoked == 0
+
+
+def test_context_too_large_for_the_event_goes_through_the_bucket(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    client = InProcessClient(store, request_limit=8 * 1024)
+    big_extras = {"blob": "".join(f"{i:x}" for i in range(20_000))}
+
+    def fn(pipes: PipesContext, payload: Any) -> int:
+        return len(pipes.extras["blob"])
+
+    result = run_asset(client, fn, extras=big_extras)
+    assert result.success, logs_of(result)
+    assert f"response={len(big_extras['blob'])}" in logs_of(result)
+    assert client.last_event is not None
+    assert len(str(client.last_event)) < 8 * 1024
+
+
+def test_context_injected_through_a_blob(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    client = InProcessClient(store)
+    client.context_injector = PipesBlobStoreContextInjector(store, key_prefix="ctx")
+
+    def fn(pipes: PipesContext, payload: Any) -> str:
+        return pipes.get_extra("who")
+
+    result = run_asset(client, fn, extras={"who": "blob"})
+    assert result.success
+    assert "response='blob'" in logs_of(result)
+    assert store.list("ctx") == [], "the context blob is deleted when the session ends"
+
+
+def test_event_may_not_carry_bootstrap_keys(tmp_path: Path) -> None:
+    client = InProcessClient(local_store(tmp_path))
+    with pytest.raises(DagsterPipesExecutionError, match="DAGSTER_PIPES_CONTEXT"):
+        from dagster import build_asset_context
+
+        client.run(
+            context=build_asset_context(),
+            fn=lambda pipes, payload: None,
+            event={"DAGSTER_PIPES_CONTEXT": "x"},
+        )

@@ -1,0 +1,74 @@
+"""Lambda handlers the end-to-end tests deploy on `LocalLambdaHost`."""
+
+import os
+from typing import Any
+
+from dagster_pipes import PipesContext
+
+from dagster_pipes_cloud.external import lambda_handler
+
+invocations = 0
+
+
+@lambda_handler
+def counting(pipes: PipesContext, payload: dict[str, Any]) -> dict[str, int]:
+    global invocations
+    invocations += 1
+    pipes.log.info(f"invocation {invocations} in process {os.getpid()}")
+    pipes.report_asset_materialization(metadata={"invocation": invocations, "pid": os.getpid()})
+    return {"invocation": invocations, "pid": os.getpid()}
+
+
+@lambda_handler
+def chatty(pipes: PipesContext, payload: dict[str, Any]) -> None:
+    for i in range(payload["messages"]):
+        pipes.log.info(f"message {i}")
+    line = "x" * 99 + "\n"
+    for _ in range(payload["stdout_bytes"] // len(line)):
+        print(line, end="")
+    pipes.report_asset_materialization(metadata={"sent": payload["messages"]})
+
+
+@lambda_handler
+def failing(pipes: PipesContext, payload: dict[str, Any]) -> None:
+    pipes.log.info("sent before the error")
+    raise ValueError("the function's own problem")
+
+
+@lambda_handler
+def event_target(pipes: PipesContext, payload: dict[str, Any]) -> None:
+    pipes.log.info(f"running without a caller, tag={payload['tag']}")
+    pipes.report_asset_materialization(metadata={"tag": payload["tag"]})
+
+
+@lambda_handler
+def context_size(pipes: PipesContext, payload: dict[str, Any]) -> None:
+    pipes.report_asset_materialization(metadata={"blob": len(pipes.extras["blob"])})
+
+
+def not_pipes(event: dict[str, Any], context: Any) -> str:
+    """A plain handler that ignores Dagster's bootstrap."""
+    return "done"
+
+
+@lambda_handler
+def plain_call(pipes: PipesContext, payload: Any) -> Any:
+    pipes.log.info("logged without Dagster")
+    return {"echo": payload}
+
+
+def with_client_context(handler: Any) -> Any:
+    """Another handler decorator, stacked above ours: puts Lambda's client context in the event."""
+
+    def wrapper(event: dict[str, Any], context: Any) -> Any:
+        custom = context.client_context.custom if context.client_context else None
+        return handler({**event, "client_context": custom}, context)
+
+    return wrapper
+
+
+@with_client_context
+@lambda_handler
+def stacked(pipes: PipesContext, payload: dict[str, Any]) -> Any:
+    pipes.log.info("stacked under another decorator")
+    return payload["client_context"]

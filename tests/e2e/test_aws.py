@@ -1,0 +1,143 @@
+"""AWS end to end: Dagster `materialize` -> PipesLambdaClient -> LocalLambdaHost -> S3 (moto)."""
+
+import time
+from typing import Any
+
+import pytest
+from dagster import AssetExecutionContext, asset
+from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_recorded
+
+from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader
+
+
+def pipes_client(aws_stack: Any, bucket: str | None = None) -> PipesLambdaClient:
+    return PipesLambdaClient(
+        client=aws_stack.lambda_client,
+        message_reader=PipesS3MessageReader(
+            bucket=bucket or aws_stack.bucket, client=aws_stack.s3_client
+        ),
+    )
+
+
+def run_function(client: PipesLambdaClient, function_name: str, **run_kwargs: Any) -> Any:
+    responses: list[Any] = []
+
+    @asset
+    def lambda_asset(context: AssetExecutionContext, lambda_pipes: PipesLambdaClient) -> Any:
+        invocation = lambda_pipes.run(context=context, function_name=function_name, **run_kwargs)
+        responses.append(invocation.response)
+        return invocation.get_materialize_result()
+
+    result = materialize_recorded([lambda_asset], {"lambda_pipes": client})
+    result.responses = responses
+    return result
+
+
+def test_a_warm_function_serves_six_invocations_in_a_row(aws_stack: Any) -> None:
+    client = pipes_client(aws_stack)
+    results = [run_function(client, "counting") for _ in range(6)]
+    assert all(result.success for result in results), failure_text(
+        next(r for r in results if not r.success)
+    )
+    counts = [materialization_metadata(r, "lambda_asset")["invocation"] for r in results]
+    pids = {materialization_metadata(r, "lambda_asset")["pid"] for r in results}
+    assert counts == list(range(counts[0], counts[0] + 6)), "one warm worker served them all"
+    assert len(pids) == 1
+    assert results[-1].responses == [{"invocation": counts[-1], "pid": pids.pop()}]
+
+
+def test_3000_messages_and_200kb_of_stdout_all_arrive(
+    aws_stack: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result = run_function(
+        pipes_client(aws_stack), "chatty", event={"messages": 3000, "stdout_bytes": 200_000}
+    )
+    assert result.success, failure_text(result)
+    logs = logs_of(result)
+    missing = [i for i in range(3000) if f"message {i}\n" not in logs + "\n"]
+    assert not missing, f"{len(missing)} messages missing, first {missing[:5]}"
+    assert materialization_metadata(result, "lambda_asset")["sent"] == 3000
+    out = capfd.readouterr().out
+    assert out.count("x" * 99 + "\n") >= 200_000 // 100
+
+
+def test_a_raised_error_fails_with_its_message_after_the_messages_before_it(
+    aws_stack: Any,
+) -> None:
+    result = run_function(pipes_client(aws_stack), "failing")
+    assert not result.success
+    failure = failure_text(result)
+    assert "ValueError" in failure and "the function's own problem" in failure
+    assert "aws_handlers.py" in failure, "the remote stack trace is shown"
+    assert "sent before the error" in logs_of(result)
+
+
+def test_a_missing_bucket_fails_within_seconds_naming_it(aws_stack: Any) -> None:
+    started = time.monotonic()
+    result = run_function(pipes_client(aws_stack, bucket="no-such-pipes-bucket"), "counting")
+    elapsed = time.monotonic() - started
+    assert not result.success
+    assert "no-such-pipes-bucket" in failure_text(result)
+    print(f"missing bucket reported after {elapsed:.2f}s")
+
+
+def test_event_invocation_ends_on_the_closed_message(aws_stack: Any) -> None:
+    result = run_function(
+        pipes_client(aws_stack), "event_target", event={"tag": "async"}, invocation_type="Event"
+    )
+    assert result.success, failure_text(result)
+    assert "running without a caller, tag=async" in logs_of(result)
+    assert materialization_metadata(result, "lambda_asset")["tag"] == "async"
+    assert result.responses == [None]
+
+
+def test_a_function_that_never_opens_pipes_is_named(aws_stack: Any) -> None:
+    client = PipesLambdaClient(
+        client=aws_stack.lambda_client,
+        message_reader=PipesS3MessageReader(
+            bucket=aws_stack.bucket, client=aws_stack.s3_client, drain_timeout=1
+        ),
+    )
+    result = run_function(client, "not_pipes")
+    assert not result.success
+    assert "never opened Dagster Pipes" in failure_text(result)
+
+
+def test_run_id_and_asset_key_travel_in_the_client_context(aws_stack: Any) -> None:
+    result = run_function(pipes_client(aws_stack), "stacked")
+    assert result.success, failure_text(result)
+    [custom] = result.responses
+    assert custom["dagster_run_id"] == result.run_id
+    assert custom["dagster_asset_keys"] == "lambda_asset"
+    assert "stacked under another decorator" in logs_of(result)
+
+
+def test_large_context_goes_through_s3(aws_stack: Any) -> None:
+    extras = {"blob": "".join(f"{i:x}" for i in range(400_000))}  # over 1 MB for Event
+    result = run_function(
+        pipes_client(aws_stack), "context_size", extras=extras, invocation_type="Event"
+    )
+    assert result.success, failure_text(result)
+    assert materialization_metadata(result, "lambda_asset")["blob"] == len(extras["blob"])
+
+
+def test_without_dagster_the_function_still_runs(aws_stack: Any) -> None:
+    response = aws_stack.lambda_client.invoke(FunctionName="plain_call", Payload=b'{"a": 1}')
+    assert "FunctionError" not in response
+    assert response["Payload"].read() == b'{"echo": {"a": 1}}'
+
+
+def test_unknown_function_is_named(aws_stack: Any) -> None:
+    result = run_function(pipes_client(aws_stack), "no-such-function")
+    assert not result.success
+    assert "no-such-function" in failure_text(result)
+
+
+def test_default_clients_follow_the_environment(
+    aws_stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in aws_stack.env.items():
+        monkeypatch.setenv(key, value)
+    client = PipesLambdaClient(message_reader=PipesS3MessageReader(bucket=aws_stack.bucket))
+    result = run_function(client, "counting")
+    assert result.success, failure_text(result)

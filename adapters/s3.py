@@ -83,7 +83,9 @@ class S3BlobStore:
         keys = self.list(prefix)
         try:
             for start in range(0, len(keys), 1000):
-                batch = [{"Key": key} for key in keys[start : start + 1000]]
-                self._client.delete_objects(Bucket=self._bucket, Delete={"Objects": batch})
+                batch = keys[start : start + 1000]
+                self._client.delete_objects(
+                    Bucket=self._bucket, Delete={"Objects": [{"Key": key} for key in batch]}
+                )
         except Exception as exc:
             raise translate(exc, self.url(prefix)) from exc

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from dagster_pipes import PipesContextLoader, PipesMessageWriter
+
 from dagster_pipes_cloud.external.invocation import UserFunction, run_invocation
 from dagster_pipes_cloud.external.s3 import PipesS3ContextLoader, PipesS3MessageWriter
 

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import cast
 
 from dagster_pipes import DagsterPipesError, PipesContextData, PipesContextLoader, PipesParams
+
 from dagster_pipes_cloud.adapters import BlobStore
 
 

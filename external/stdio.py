@@ -51,9 +51,9 @@ class _TeeStream:
 def _install_tees() -> None:
     with _install_lock:
         if not isinstance(sys.stdout, _TeeStream):
-            sys.stdout = _TeeStream("stdout", sys.stdout)  # type: ignore[assignment]
+            sys.stdout = _TeeStream("stdout", sys.stdout)
         if not isinstance(sys.stderr, _TeeStream):
-            sys.stderr = _TeeStream("stderr", sys.stderr)  # type: ignore[assignment]
+            sys.stderr = _TeeStream("stderr", sys.stderr)
 
 
 @contextmanager

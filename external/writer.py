@@ -20,6 +20,7 @@ from dagster_pipes import (
     PipesMessageWriterChannel,
     PipesParams,
 )
+
 from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError, TransientError
 from dagster_pipes_cloud.external.stdio import Stream, capture_stdio
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dagster import PipesContextInjector
 from dagster._core.errors import DagsterPipesExecutionError
 from dagster_pipes import PipesContextData, PipesParams, encode_param
+
 from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError
 from dagster_pipes_cloud.orchestration._keys import session_prefix
 

@@ -13,6 +13,7 @@ from typing import Any
 from dagster import PipesMessageHandler, PipesMessageReader
 from dagster._core.errors import DagsterPipesExecutionError
 from dagster_pipes import PipesParams
+
 from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError, TransientError
 from dagster_pipes_cloud.orchestration._keys import session_prefix
 from dagster_pipes_cloud.orchestration.injectors import PipesBlobStoreContextInjector

@@ -19,6 +19,7 @@ from dagster import (
 from dagster._core.definitions.resource_annotation import TreatAsResourceParam
 from dagster._core.errors import DagsterPipesExecutionError
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR
+
 from dagster_pipes_cloud.adapters import FunctionInvocation, PipesCloudError
 from dagster_pipes_cloud.orchestration.injectors import PipesEventContextInjector
 from dagster_pipes_cloud.orchestration.reader import PipesChunkedMessageReader

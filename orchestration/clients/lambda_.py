@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dagster import PipesContextInjector, PipesMessageReader
+
 from dagster_pipes_cloud.adapters.lambda_ import (
     LAMBDA_MAX_SECONDS,
     InvocationType,

@@ -72,3 +72,23 @@ def with_client_context(handler: Any) -> Any:
 def stacked(pipes: PipesContext, payload: dict[str, Any]) -> Any:
     pipes.log.info("stacked under another decorator")
     return payload["client_context"]
+
+
+def official_writer(event: dict[str, Any], context: Any) -> str:
+    """Written the way dagster_pipes documents it, with its own S3 writer and loaders."""
+    import boto3
+    from dagster_pipes import (
+        PipesDefaultContextLoader,
+        PipesMappingParamsLoader,
+        PipesS3MessageWriter,
+        open_dagster_pipes,
+    )
+
+    with open_dagster_pipes(
+        params_loader=PipesMappingParamsLoader(event),
+        context_loader=PipesDefaultContextLoader(),
+        message_writer=PipesS3MessageWriter(boto3.client("s3"), interval=1),
+    ) as pipes:
+        pipes.log.info("written by dagster_pipes")
+        pipes.report_asset_materialization(metadata={"writer": "dagster_pipes"})
+    return "official"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from dagster_pipes import PipesMessage
+from inprocess_platform import local_store
+
 from dagster_pipes_cloud.adapters import LocalBlobStore, PipesCloudError, TransientError
 from dagster_pipes_cloud.external.writer import PipesChunkedMessageWriter
-from inprocess_platform import local_store
 
 
 def log_message(i: int) -> PipesMessage:

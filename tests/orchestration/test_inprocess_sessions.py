@@ -8,13 +8,14 @@ import pytest
 from dagster import AssetExecutionContext, asset
 from dagster._core.errors import DagsterPipesExecutionError
 from dagster_pipes import PipesContext
+from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_recorded
+from inprocess_platform import InProcessClient, local_store
+
 from dagster_pipes_cloud.adapters import LocalBlobStore
 from dagster_pipes_cloud.orchestration import (
     PipesBlobStoreContextInjector,
     PipesChunkedMessageReader,
 )
-from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_recorded
-from inprocess_platform import InProcessClient, local_store
 
 
 def run_asset(client: InProcessClient, fn: Any, **run_kwargs: Any) -> Any:

@@ -1,0 +1,80 @@
+"""`LambdaInvoker` against `LocalLambdaHost`, and the default client's settings."""
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from dagster_pipes_cloud.adapters import ResourceNotFoundError, TransientError
+from dagster_pipes_cloud.adapters.lambda_ import (
+    LAMBDA_MAX_SECONDS,
+    LambdaInvoker,
+    default_lambda_client,
+    encode_client_context,
+)
+
+
+def test_a_synchronous_invoke_decodes_the_response(aws_stack: Any) -> None:
+    invocation = LambdaInvoker(aws_stack.lambda_client).invoke(
+        "plain_call", json.dumps({"n": 1}).encode(), log_tail=True
+    )
+    assert invocation.completed and invocation.error is None
+    assert invocation.response == {"echo": {"n": 1}}
+    assert invocation.log_tail is not None and "START RequestId" in invocation.log_tail
+
+
+def test_a_function_error_is_decoded(aws_stack: Any) -> None:
+    invocation = LambdaInvoker(aws_stack.lambda_client).invoke("failing", b"{}")
+    assert invocation.error is not None
+    assert invocation.error.type == "ValueError"
+    assert invocation.error.message == "the function's own problem"
+    assert any("aws_handlers.py" in line for line in invocation.error.trace)
+
+
+def test_an_event_invoke_does_not_wait(aws_stack: Any) -> None:
+    invocation = LambdaInvoker(aws_stack.lambda_client).invoke(
+        "plain_call", b"{}", invocation_type="Event"
+    )
+    assert not invocation.completed and invocation.response is None
+
+
+def test_an_unknown_function_is_named(aws_stack: Any) -> None:
+    with pytest.raises(ResourceNotFoundError, match="nope-function"):
+        LambdaInvoker(aws_stack.lambda_client).invoke("nope-function", b"{}")
+
+
+def test_a_request_that_never_arrived_is_resent_then_reported() -> None:
+    client = boto3.client(
+        "lambda",
+        endpoint_url="http://127.0.0.1:9",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}, connect_timeout=1),
+    )
+    with pytest.raises(TransientError, match="fn"):
+        LambdaInvoker(client).invoke("fn", b"{}")
+
+
+def test_the_default_client_waits_out_lambda_and_never_retries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    config = default_lambda_client().meta.config
+    assert config.read_timeout >= LAMBDA_MAX_SECONDS
+    assert config.retries["total_max_attempts"] == 1
+
+
+def test_client_context_carries_all_three_sections() -> None:
+    import base64
+
+    encoded = encode_client_context({"dagster_run_id": "r"})
+    assert encoded is not None
+    assert json.loads(base64.b64decode(encoded)) == {
+        "client": {},
+        "custom": {"dagster_run_id": "r"},
+        "env": {},
+    }
+    assert encode_client_context({"k": "v" * 4000}) is None

@@ -1,0 +1,68 @@
+"""The layout contract: the namespace mapping and the one-way dependency rule."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SDKS = ("boto3", "botocore", "google", "azure", "mypy_boto3_s3", "mypy_boto3_lambda")
+FORBIDDEN = {
+    "adapters": (
+        "dagster_pipes_cloud.external",
+        "dagster_pipes_cloud.orchestration",
+        "dagster_pipes_cloud.local",
+        "dagster",
+    ),
+    "external": (
+        "dagster_pipes_cloud.orchestration",
+        "dagster_pipes_cloud.local",
+        "dagster",
+        *SDKS,
+    ),
+    "orchestration": ("dagster_pipes_cloud.external", "dagster_pipes_cloud.local", *SDKS),
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.add(node.module)
+    return modules
+
+
+@pytest.mark.parametrize("folder", sorted(FORBIDDEN))
+def test_dependencies_go_one_way(folder: str) -> None:
+    offences = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        for module in imported_modules(path):
+            for forbidden in FORBIDDEN[folder]:
+                if module == forbidden or module.startswith(forbidden + "."):
+                    offences.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert not offences
+
+
+def test_no_bare_top_level_module() -> None:
+    # in a fresh interpreter outside the checkout: the tests' own folders are not on its path
+    code = (
+        "import importlib.util\n"
+        "names = ['adapters', 'external', 'orchestration', 'local', 'examples']\n"
+        "found = [n for n in names if importlib.util.find_spec(n) is not None]\n"
+        "assert not found, found\n"
+        "import dagster_pipes_cloud.orchestration, dagster_pipes_cloud.local\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/", env={})
+
+
+def test_the_function_side_loads_without_dagster_or_an_sdk() -> None:
+    code = (
+        "import sys, dagster_pipes_cloud.external\n"
+        "loaded = [m for m in ('dagster', 'boto3') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/", env={})

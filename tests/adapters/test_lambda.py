@@ -3,9 +3,8 @@
 import json
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
+from aws_testing import unreachable_client
 
 from dagster_pipes_cloud.adapters import ResourceNotFoundError, TransientError
 from dagster_pipes_cloud.adapters.lambda_ import (
@@ -46,14 +45,7 @@ def test_an_unknown_function_is_named(aws_stack: Any) -> None:
 
 
 def test_a_request_that_never_arrived_is_resent_then_reported() -> None:
-    client = boto3.client(
-        "lambda",
-        endpoint_url="http://127.0.0.1:9",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"total_max_attempts": 1}, connect_timeout=1),
-    )
+    client = unreachable_client("lambda")
     with pytest.raises(TransientError, match="fn"):
         LambdaInvoker(client).invoke("fn", b"{}")
 

@@ -3,8 +3,8 @@
 import secrets
 from typing import Any
 
-import boto3
 import pytest
+from aws_testing import local_client, unreachable_client
 
 from dagster_pipes_cloud.adapters import ResourceNotFoundError, TransientError
 from dagster_pipes_cloud.adapters.s3 import S3BlobStore
@@ -12,13 +12,7 @@ from dagster_pipes_cloud.adapters.s3 import S3BlobStore
 
 @pytest.fixture
 def s3_client(s3_emulator: Any) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_emulator.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return local_client("s3", s3_emulator.endpoint_url)
 
 
 @pytest.fixture
@@ -52,15 +46,6 @@ def test_a_missing_bucket_is_named(s3_client: Any) -> None:
 
 
 def test_an_unreachable_endpoint_is_transient() -> None:
-    from botocore.config import Config
-
-    client = boto3.client(
-        "s3",
-        endpoint_url="http://127.0.0.1:9",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"total_max_attempts": 1}, connect_timeout=1),
-    )
+    client = unreachable_client("s3")
     with pytest.raises(TransientError, match="s3://b/k"):
         S3BlobStore("b", client).put("k", b"x")

@@ -1,0 +1,9 @@
+"""Local stand-ins for the clouds: emulators and function hosts on 127.0.0.1."""
+
+from dagster_pipes_cloud.local.lambda_host import LocalLambdaHost
+from dagster_pipes_cloud.local.s3 import S3Emulator
+
+__all__ = [
+    "LocalLambdaHost",
+    "S3Emulator",
+]

@@ -1,0 +1,313 @@
+"""`LocalLambdaHost`: the AWS Lambda Invoke API on 127.0.0.1, in front of warm local workers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib.util
+import json
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from dagster_pipes_cloud.local._http import LocalHTTPServer, RequestHandler
+from dagster_pipes_cloud.local._lambda_runtime import (
+    ACCOUNT_ID,
+    FunctionRuntime,
+    HostStoppedError,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+logger = logging.getLogger(__name__)
+
+WorkerKind = Literal["auto", "awslambdaric", "builtin"]
+
+REQUEST_RESPONSE_LIMIT = 6 * 1024 * 1024
+"""Lambda's payload limit for a synchronous invocation (bytes)."""
+EVENT_LIMIT = 1024 * 1024
+"""Lambda's payload limit for an asynchronous (`Event`) invocation (bytes)."""
+
+_INVOKE_PATH = re.compile(r"/2015-03-31/functions/(?P<name>[^/]+)/invocations")
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class LocalLambdaHost:
+    """Lambda functions run locally behind the AWS Lambda Invoke API, as a context manager.
+
+    `functions` maps a function name to its handler, `"package.module:handler"`; `env` is every
+    function's environment on top of the variables Lambda sets (for example an emulator's
+    endpoint); its `PYTHONPATH` is put before this process's `sys.path`, which workers inherit.
+
+    Serves `POST /2015-03-31/functions/{name}/invocations` on a free 127.0.0.1 port at
+    `endpoint_url`, for `boto3.client("lambda", endpoint_url=...)`: `RequestResponse`, `Event`
+    (202 at once, run in the background, no retries) and `DryRun` invocations, `LogType="Tail"`,
+    `ClientContext`, Lambda's error shapes and `X-Amz-Function-Error: Unhandled`. Any qualifier is
+    served by the same code, reported as `$LATEST`.
+
+    Each function has one warm worker process, started on its first invocation, reused after,
+    and started afresh after it exits; its invocations run one at a time (the others wait). The
+    worker is awslambdaric (`worker="auto"` where installed, as on Linux) or, elsewhere, our
+    stdlib worker speaking the same Runtime API (`worker="builtin"` forces it). `timeout` bounds
+    an invocation (default 900 s, Lambda's maximum): past it the worker is killed and the call
+    answers Lambda's timeout error. `init_timeout` (default 30 s) bounds loading the handler.
+    Worker output goes to `log_dir/<name>.log` (default: a temporary folder removed on exit).
+    """
+
+    region = "us-east-1"
+
+    def __init__(
+        self,
+        functions: Mapping[str, str],
+        env: Mapping[str, str] | None = None,
+        *,
+        timeout: float = 900.0,
+        init_timeout: float = 30.0,
+        worker: WorkerKind = "auto",
+        log_dir: str | Path | None = None,
+    ) -> None:
+        for name, target in functions.items():
+            if not _FUNCTION_NAME.fullmatch(name):
+                raise ValueError(
+                    f"invalid Lambda function name {name!r}: use [A-Za-z0-9_-]{{1,64}}"
+                )
+            module, _, attribute = target.partition(":")
+            if not module or not attribute:
+                raise ValueError(
+                    f"handler of {name!r} must be 'package.module:function', got {target!r}"
+                )
+        has_awslambdaric = importlib.util.find_spec("awslambdaric") is not None
+        if worker == "awslambdaric" and not has_awslambdaric:
+            raise RuntimeError("awslambdaric is not installed (it ships Linux wheels only)")
+        self.functions = dict(functions)
+        self.env = dict(env or {})
+        self.timeout = timeout
+        self.init_timeout = init_timeout
+        self.builtin_worker = worker == "builtin" or not has_awslambdaric
+        self._log_dir = Path(log_dir) if log_dir is not None else None
+        self._temp_dir: str | None = None
+        self._runtimes: dict[str, FunctionRuntime] = {}
+        self._server: _InvokeServer | None = None
+        self._background: set[threading.Thread] = set()
+        self._background_lock = threading.Lock()
+
+    @property
+    def endpoint_url(self) -> str:
+        """`http://127.0.0.1:PORT`, the Lambda endpoint for boto3 (`endpoint_url=`)."""
+        if self._server is None:
+            raise RuntimeError("LocalLambdaHost has not been started")
+        return self._server.url
+
+    def function_arn(self, name: str) -> str:
+        """The ARN a function has on this host."""
+        return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
+
+    def log_path(self, name: str) -> Path:
+        """The log file of a function's workers (output plus START/END/REPORT lines)."""
+        return self._runtimes[name].log_path
+
+    def start(self) -> Self:
+        """Start serving the Invoke API (workers start on their first invocation)."""
+        if self._server is not None:
+            raise RuntimeError("LocalLambdaHost was already started")
+        if self._log_dir is None:
+            self._temp_dir = tempfile.mkdtemp(prefix="local-lambda-")
+        log_dir = self._log_dir or Path(str(self._temp_dir))
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for name, target in self.functions.items():
+            module, _, attribute = target.partition(":")
+            self._runtimes[name] = FunctionRuntime(
+                name,
+                f"{module}.{attribute}",
+                env=self.env,
+                timeout=self.timeout,
+                init_timeout=self.init_timeout,
+                builtin_worker=self.builtin_worker,
+                log_path=log_dir / f"{name}.log",
+                region=self.region,
+            )
+        self._server = _InvokeServer(self)
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, stop every worker and wait for background invocations. Idempotent."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        for runtime in self._runtimes.values():
+            runtime.close()
+        with self._background_lock:
+            background = list(self._background)
+        for thread in background:
+            thread.join(timeout=5.0)
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run_in_background(
+        self,
+        runtime: FunctionRuntime,
+        event: bytes,
+        context: str | None,
+        qualifier: str | None,
+        request_id: str,
+    ) -> None:
+        def run() -> None:
+            try:
+                result = runtime.invoke(event, context, qualifier, request_id)
+                if result.function_error is not None:
+                    error = result.payload.decode(errors="replace")
+                    logger.warning("Event invocation of %s failed: %s", runtime.name, error)
+            except HostStoppedError:
+                pass
+            finally:
+                with self._background_lock:
+                    self._background.discard(threading.current_thread())
+
+        thread = threading.Thread(target=run, name=f"event-invoke-{runtime.name}", daemon=True)
+        with self._background_lock:
+            self._background.add(thread)
+        thread.start()
+
+
+class _InvokeServer(LocalHTTPServer):
+    def __init__(self, host: LocalLambdaHost) -> None:
+        super().__init__(_InvokeHandler)
+        self.host = host
+
+
+class _InvokeHandler(RequestHandler):
+    """`Invoke` of the AWS Lambda API (rest-json), as boto3 sends and parses it."""
+
+    server: _InvokeServer
+
+    def do_POST(self) -> None:
+        self.request_id = str(uuid.uuid4())
+        body = self.read_body()
+        url = urlsplit(self.path)
+        match = _INVOKE_PATH.fullmatch(url.path)
+        if match is None:
+            self._error(404, "UnknownOperationException", f"Unknown operation {url.path}")
+            return
+        host = self.server.host
+        name, qualifier = _parse_function_name(unquote(match["name"]))
+        qualifier = qualifier or parse_qs(url.query).get("Qualifier", [None])[0]
+        runtime = host._runtimes.get(name)
+        if runtime is None:
+            message = f"Function not found: {host.function_arn(name)}"
+            self._error(404, "ResourceNotFoundException", message)
+            return
+        invocation_type = self.headers.get("X-Amz-Invocation-Type") or "RequestResponse"
+        if invocation_type not in ("RequestResponse", "Event", "DryRun"):
+            message = f"Unsupported invocation type {invocation_type!r}"
+            self._error(400, "InvalidParameterValueException", message)
+            return
+        limit = EVENT_LIMIT if invocation_type == "Event" else REQUEST_RESPONSE_LIMIT
+        if len(body) > limit:
+            message = (
+                f"{len(body)} byte payload is too large for the {invocation_type} invocation "
+                f"type (limit {limit} bytes)"
+            )
+            self._error(413, "RequestTooLargeException", message)
+            return
+        event = body or b"{}"
+        try:
+            json.loads(event)
+        except ValueError as error:
+            message = f"Could not parse request body into json: {error}"
+            self._error(400, "InvalidRequestContentException", message)
+            return
+        try:
+            client_context = _client_context(self.headers.get("X-Amz-Client-Context"))
+        except ValueError as error:
+            self._error(400, "InvalidRequestContentException", str(error))
+            return
+        if invocation_type == "DryRun":
+            self.respond(204)
+        elif invocation_type == "Event":
+            host._run_in_background(runtime, event, client_context, qualifier, self.request_id)
+            self.respond(202, headers={"x-amzn-RequestId": self.request_id})
+        else:
+            self._invoke(runtime, event, client_context, qualifier)
+
+    def _invoke(
+        self,
+        runtime: FunctionRuntime,
+        event: bytes,
+        client_context: str | None,
+        qualifier: str | None,
+    ) -> None:
+        try:
+            result = runtime.invoke(event, client_context, qualifier, self.request_id)
+        except HostStoppedError as error:
+            self._error(503, "ServiceException", str(error))
+            return
+        except Exception as error:  # a worker that cannot even be started
+            logger.exception("invocation of %s failed", runtime.name)
+            self._error(500, "ServiceException", f"{type(error).__name__}: {error}")
+            return
+        headers = {"x-amzn-RequestId": result.request_id, "X-Amz-Executed-Version": "$LATEST"}
+        if result.function_error is not None:
+            headers["X-Amz-Function-Error"] = result.function_error
+        if (self.headers.get("X-Amz-Log-Type") or "None") == "Tail":
+            headers["X-Amz-Log-Result"] = base64.b64encode(result.log).decode()
+        self.respond(200, result.payload, headers, content_type=result.content_type)
+
+    def _error(self, status: int, error_type: str, message: str) -> None:
+        """Lambda's error response: boto3 raises `client.exceptions.<error_type>`."""
+        self.respond_json(
+            status,
+            {"Type": "User", "message": message},
+            {"x-amzn-RequestId": self.request_id, "x-amzn-ErrorType": error_type},
+        )
+
+
+def _parse_function_name(function_name: str) -> tuple[str, str | None]:
+    """Name and qualifier of a function name, full ARN or partial ARN (`ACCOUNT:function:NAME`)."""
+    parts = function_name.split(":")
+    if parts[0] == "arn" and len(parts) >= 7:
+        return parts[6], parts[7] if len(parts) > 7 else None
+    if len(parts) >= 3 and parts[1] == "function":
+        return parts[2], parts[3] if len(parts) > 3 else None
+    return parts[0], parts[1] if len(parts) > 1 else None
+
+
+def _client_context(header: str | None) -> str | None:
+    """The runtime's `Lambda-Runtime-Client-Context` JSON from `X-Amz-Client-Context` (base64).
+
+    Lambda hands the function an object with `client`, `custom` and `env`; missing ones are `{}`.
+    Raises ValueError when the header is not base64 of a JSON object.
+    """
+    if not header:
+        return None
+    try:
+        value = json.loads(base64.b64decode(header, validate=True))
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("Client context must be a valid Base64-encoded JSON object.") from None
+    if not isinstance(value, dict):
+        raise ValueError("Client context must be a valid Base64-encoded JSON object.")
+    for key in ("client", "custom", "env"):
+        if value.get(key) is None:
+            value[key] = {}
+    return json.dumps(value)

@@ -1,0 +1,88 @@
+"""Handlers the local Lambda host's workers run in tests (imported there as `lambda_handlers`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+INVOCATIONS = 0
+
+
+def echo(event: Any, context: Any) -> dict[str, Any]:
+    """Return the event with what the context says about this invocation."""
+    return {
+        "event": event,
+        "function_name": context.function_name,
+        "invoked_function_arn": context.invoked_function_arn,
+        "aws_request_id": context.aws_request_id,
+        "memory_limit_in_mb": context.memory_limit_in_mb,
+        "log_group_name": context.log_group_name,
+        "remaining_ms": context.get_remaining_time_in_millis(),
+    }
+
+
+def warm(event: Any, context: Any) -> dict[str, int]:
+    """Return this worker's pid and how many times this module has been invoked."""
+    global INVOCATIONS
+    INVOCATIONS += 1
+    return {"pid": os.getpid(), "count": INVOCATIONS}
+
+
+def fail(event: Any, context: Any) -> None:
+    """Raise ValueError with the event's message."""
+    raise ValueError(event.get("message", "boom"))
+
+
+def shout(event: Any, context: Any) -> str:
+    """Print a line to stdout and another to stderr."""
+    print(f"hello from {context.function_name}: {event.get('word')}")
+    print("a line on stderr", file=sys.stderr)
+    return "printed"
+
+
+def client_context(event: Any, context: Any) -> dict[str, Any] | None:
+    """Return the invoker's ClientContext as the function sees it."""
+    if context.client_context is None:
+        return None
+    return {"custom": context.client_context.custom, "env": context.client_context.env}
+
+
+def put_object(event: Any, context: Any) -> None:
+    """Write `event["body"]` to `s3://{bucket}/{key}` of the event (endpoint from the env)."""
+    import boto3
+
+    boto3.client("s3").put_object(
+        Bucket=event["bucket"], Key=event["key"], Body=event["body"].encode()
+    )
+
+
+def exit_or_pid(event: Any, context: Any) -> int:
+    """Exit the worker at once with `event["exit"]` when given, else return the pid."""
+    if "exit" in event:
+        os._exit(event["exit"])
+    return os.getpid()
+
+
+def sleep(event: Any, context: Any) -> dict[str, int]:
+    """Sleep `event["seconds"]`, then return the pid."""
+    time.sleep(event.get("seconds", 0))
+    return {"pid": os.getpid()}
+
+
+def environment(event: Any, context: Any) -> dict[str, str]:
+    """Return the worker's environment variables."""
+    return dict(os.environ)
+
+
+def unserializable(event: Any, context: Any) -> set[int]:
+    """Return a value JSON cannot encode."""
+    return {1, 2}
+
+
+def chatty(event: Any, context: Any) -> str:
+    """Print `event["lines"]` numbered lines of 100 characters."""
+    for index in range(event["lines"]):
+        print(f"line {index:05d} " + "x" * 89)
+    return "done"

@@ -44,6 +44,7 @@ AWS_HANDLERS = (
     "plain_call",
     "stacked",
     "official_writer",
+    "fails_on_request",
 )
 
 

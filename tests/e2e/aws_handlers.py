@@ -92,3 +92,12 @@ def official_writer(event: dict[str, Any], context: Any) -> str:
         pipes.log.info("written by dagster_pipes")
         pipes.report_asset_materialization(metadata={"writer": "dagster_pipes"})
     return "official"
+
+
+@lambda_handler
+def fails_on_request(pipes: PipesContext, payload: dict[str, Any]) -> int:
+    pipes.log.info(f"asked to fail: {payload['fail']}")
+    if payload["fail"]:
+        raise RuntimeError("failing as asked")
+    pipes.report_asset_materialization(metadata={"pid": os.getpid()})
+    return os.getpid()

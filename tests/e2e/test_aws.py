@@ -7,7 +7,11 @@ import pytest
 from dagster import AssetExecutionContext, asset
 from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_recorded
 
-from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader
+from dagster_pipes_cloud.orchestration import (
+    PipesLambdaClient,
+    PipesS3ContextInjector,
+    PipesS3MessageReader,
+)
 
 
 def pipes_client(aws_stack: Any, bucket: str | None = None) -> PipesLambdaClient:
@@ -44,6 +48,32 @@ def test_a_warm_function_serves_six_invocations_in_a_row(aws_stack: Any) -> None
     assert counts == list(range(counts[0], counts[0] + 6)), "one warm worker served them all"
     assert len(pids) == 1
     assert results[-1].responses == [{"invocation": counts[-1], "pid": pids.pop()}]
+
+
+def test_a_warm_function_works_again_after_an_exception(aws_stack: Any) -> None:
+    client = pipes_client(aws_stack)
+    failed = run_function(client, "fails_on_request", event={"fail": True})
+    assert not failed.success
+    assert "RuntimeError: failing as asked" in failure_text(failed)
+    results = [run_function(client, "fails_on_request", event={"fail": False}) for _ in range(2)]
+    assert all(result.success for result in results)
+    assert "asked to fail: False" in logs_of(results[0])
+    assert results[0].responses == results[1].responses, "the same warm worker served both"
+
+
+def test_context_through_an_explicit_s3_injector(aws_stack: Any) -> None:
+    client = PipesLambdaClient(
+        client=aws_stack.lambda_client,
+        message_reader=PipesS3MessageReader(bucket=aws_stack.bucket, client=aws_stack.s3_client),
+        context_injector=PipesS3ContextInjector(
+            bucket=aws_stack.bucket, client=aws_stack.s3_client, key_prefix="contexts"
+        ),
+    )
+    result = run_function(client, "context_size", extras={"blob": "abc"})
+    assert result.success, failure_text(result)
+    assert materialization_metadata(result, "lambda_asset")["blob"] == 3
+    listed = aws_stack.s3_client.list_objects_v2(Bucket=aws_stack.bucket, Prefix="contexts/")
+    assert listed.get("KeyCount") == 0, "the context blob is deleted when the session ends"
 
 
 def test_3000_messages_and_200kb_of_stdout_all_arrive(

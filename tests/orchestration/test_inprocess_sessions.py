@@ -11,7 +11,7 @@ from dagster_pipes import PipesContext
 from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_recorded
 from inprocess_platform import InProcessClient, local_store
 
-from dagster_pipes_cloud.adapters import LocalBlobStore
+from dagster_pipes_cloud.adapters import AccessDeniedError, LocalBlobStore, TransientError
 from dagster_pipes_cloud.orchestration import (
     PipesBlobStoreContextInjector,
     PipesChunkedMessageReader,
@@ -191,3 +191,41 @@ def test_event_may_not_carry_bootstrap_keys(tmp_path: Path) -> None:
             fn=lambda pipes, payload: None,
             event={"DAGSTER_PIPES_CONTEXT": "x"},
         )
+
+
+def test_transient_read_errors_are_retried(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    client = InProcessClient(store)
+    original_get = store.get
+    failures = {"left": 5}
+
+    def flaky_get(key: str) -> bytes | None:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise TransientError("503 Slow Down")
+        return original_get(key)
+
+    store.get = flaky_get  # type: ignore[method-assign]
+
+    def fn(pipes: PipesContext, payload: Any) -> None:
+        pipes.report_asset_materialization(metadata={"after": "retries"})
+
+    result = run_asset(client, fn)
+    assert result.success, failure_text(result)
+    assert failures["left"] == 0
+    assert "transient storage error" in logs_of(result)
+    assert materialization_metadata(result, "pipes_asset")["after"] == "retries"
+
+
+def test_denied_credentials_fail_before_the_function_is_invoked(tmp_path: Path) -> None:
+    store = local_store(tmp_path, "guarded-bucket")
+
+    def denied() -> None:
+        raise AccessDeniedError("access to bucket 'guarded-bucket' denied")
+
+    store.check = denied  # type: ignore[method-assign]
+    client = InProcessClient(store)
+    result = run_asset(client, lambda pipes, payload: None)
+    assert not result.success
+    assert "guarded-bucket" in failure_text(result) and "denied" in failure_text(result)
+    assert client.invoked == 0

@@ -88,15 +88,16 @@ def _materialize(definitions_module: str) -> bool:
     )
     elapsed = time.monotonic() - started
     for entry in instance.all_logs(result.run_id):
-        if entry.is_dagster_event or entry.level < logging.INFO:
+        level = logging.getLevelName(entry.level) if isinstance(entry.level, str) else entry.level
+        if entry.is_dagster_event or not isinstance(level, int) or level < logging.INFO:
             continue
-        print(f"   log   {logging.getLevelName(entry.level):7} {entry.user_message}")
+        print(f"   log   {logging.getLevelName(level):7} {entry.user_message}")
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
         metadata = {key: value.value for key, value in materialization.metadata.items()}
         print(f"   asset {materialization.asset_key.to_user_string()}: {metadata}")
     for event in result.get_step_failure_events():
-        error = event.event_specific_data.error
+        error = event.step_failure_data.error
         print(f"   FAILED {event.step_key}:\n{error.to_string() if error else ''}")
     status = "succeeded" if result.success else "failed"
     print(f"== run {status} in {elapsed:.2f}s")

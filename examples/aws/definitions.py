@@ -6,6 +6,7 @@ region, and `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL_LAMBDA` for a local stack)
 """
 
 import os
+from typing import Any
 
 from dagster import AssetExecutionContext, Definitions, MaterializeResult, asset
 
@@ -15,7 +16,7 @@ from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageR
 @asset
 def lambda_total(
     context: AssetExecutionContext, lambda_pipes: PipesLambdaClient
-) -> MaterializeResult:
+) -> MaterializeResult[Any]:
     """Sums rows in Lambda; the function reports the materialization and returns the total."""
     invocation = lambda_pipes.run(
         context=context,

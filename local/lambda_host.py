@@ -51,8 +51,9 @@ class LocalLambdaHost:
     Serves `POST /2015-03-31/functions/{name}/invocations` on a free 127.0.0.1 port at
     `endpoint_url`, for `boto3.client("lambda", endpoint_url=...)`: `RequestResponse`, `Event`
     (202 at once, run in the background, no retries) and `DryRun` invocations, `LogType="Tail"`,
-    `ClientContext`, Lambda's error shapes and `X-Amz-Function-Error: Unhandled`. Any qualifier is
-    served by the same code, reported as `$LATEST`.
+    `ClientContext` (passed to synchronous invocations only, as Lambda does), Lambda's error
+    shapes and `X-Amz-Function-Error: Unhandled`. Any qualifier is served by the same code,
+    reported as `$LATEST`.
 
     Each function has one warm worker process, started on its first invocation, reused after,
     and started afresh after it exits; its invocations run one at a time (the others wait). The
@@ -246,7 +247,8 @@ class _InvokeHandler(RequestHandler):
         if invocation_type == "DryRun":
             self.respond(204)
         elif invocation_type == "Event":
-            host._run_in_background(runtime, event, client_context, qualifier, self.request_id)
+            # Lambda passes the client context to synchronous invocations only
+            host._run_in_background(runtime, event, None, qualifier, self.request_id)
             self.respond(202, headers={"x-amzn-RequestId": self.request_id})
         else:
             self._invoke(runtime, event, client_context, qualifier)

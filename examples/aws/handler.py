@@ -1,7 +1,7 @@
 """An AWS Lambda function that Dagster runs through Pipes.
 
 Deploy this module with `dagster-pipes-cloud[aws]` in the bundle and the handler set to
-`handler.handler`; `infra/aws` grants it write access to its message prefix only.
+`handler.handler`; the function's role needs `s3:PutObject` on the message bucket.
 """
 
 from typing import Any

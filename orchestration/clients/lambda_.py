@@ -29,7 +29,8 @@ class PipesLambdaClient(PipesFunctionClient):
     and never sends an invoke twice (see `default_lambda_client`). The context travels in the
     event up to Lambda's request limit (6 MB synchronous, 1 MB `Event`), else through the
     reader's bucket. The Dagster run id and asset keys go in the Lambda client context
-    (`context.client_context.custom`). An `Event` invocation ends on the "closed" message or
+    (`context.client_context.custom`; Lambda passes it to synchronous invocations only, and
+    `pipes.run_id` always has the run id). An `Event` invocation ends on the "closed" message or
     fails after `event_timeout` seconds (default 16 minutes).
     """
 
@@ -65,7 +66,7 @@ class PipesLambdaClient(PipesFunctionClient):
                 f"invocation_type must be 'RequestResponse' or 'Event', got {invocation_type!r}"
             )
         client_context = encode_client_context(
-            {"dagster_run_id": context.run_id, "dagster_asset_keys": _asset_keys(context)}
+            {"dagster_run_id": context.run.run_id, "dagster_asset_keys": _asset_keys(context)}
         )
         return self._run_function(
             context=context,

@@ -1,0 +1,19 @@
+"""The demo runs the files under examples/ through Dagster on the local stack, as `make demo`."""
+
+import pytest
+
+from dagster_pipes_cloud.local.cli import main
+
+
+def test_the_aws_demo_materializes_the_example_asset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--cloud", "aws"]) == 0
+    out = capsys.readouterr().out
+    assert "summing 1000 rows for run" in out
+    assert "asset lambda_total: {'rows': 1000, 'total': 499500" in out
+    assert "printed by the function: 1000 rows" in out
+    assert "demo succeeded for: aws" in out
+
+
+def test_an_unknown_cloud_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        main(["demo", "--cloud", "mars"])

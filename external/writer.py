@@ -34,11 +34,12 @@ DEFAULT_UPLOAD_ATTEMPTS = 6
 class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterChannel"]):
     """Writes Pipes messages to the bucket and key prefix the orchestration side asks for.
 
-    `store_for_bucket` gives the `BlobStore` for a bucket name. A chunk is uploaded every
-    `interval` seconds while messages flow (default 0.5), as soon as `max_chunk_bytes` are
-    buffered (default 256 KiB), and always before the block ends. A transient upload failure is
-    retried up to `upload_attempts` times with backoff, in order, at the same index with the same
-    bytes; a chunk that cannot be written raises `PipesCloudError` when the block ends. When the
+    `store_for_bucket` gives the `BlobStore` for a bucket name. A chunk is uploaded when the
+    "opened" message is written, every `interval` seconds while messages flow (default 0.5), as
+    soon as `max_chunk_bytes` are buffered (default 256 KiB), and always before the block ends.
+    A transient upload failure is retried up to `upload_attempts` times with backoff, in order,
+    at the same index with the same bytes; a chunk that cannot be written makes the next message
+    written raise `PipesCloudError`, and the end of the block raise it. When the
     reader asks for it (`include_stdio_in_messages`), what the invocation prints is sent too,
     before the "closed" message.
     """
@@ -81,7 +82,8 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
 class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
     """Buffers messages and uploads them in numbered chunks; see `PipesChunkedMessageWriter`.
 
-    The "closed" message is held back and written last, after the captured output.
+    The "opened" message is uploaded at once; the "closed" message is held back and written
+    last, after the captured output.
     """
 
     def __init__(
@@ -113,14 +115,21 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
         return f"{self._key_prefix}/{index}.json" if self._key_prefix else f"{index}.json"
 
     def write_message(self, message: PipesMessage) -> None:
+        """Buffer `message`. Raises `PipesCloudError` once a chunk has failed for good (denied,
+        a missing bucket, or transient errors past every attempt): the run cannot be reported,
+        so the function learns it at its next Pipes call instead of at the end."""
         line = json.dumps(message)
         with self._lock:
             if message.get("method") == "closed":
                 self._closed_line = line
                 return
+            if self._failure is not None:
+                raise self._failure
             self._seal_text()
             self._lines.append(line)
             self._add_bytes(len(line) + 1)
+        if message.get("method") == "opened":
+            self._wake.set()  # Dagster hears "opened" at once, and a denied bucket shows early
 
     def write_text(self, stream: Stream, text: str) -> None:
         """Buffer printed text; consecutive writes to one stream become one message."""

@@ -50,6 +50,8 @@ class PipesChunkedMessageReader(PipesMessageReader):
         self.max_interval = max_interval
         self.drain_timeout = drain_timeout
         self.include_stdio_in_messages = include_stdio_in_messages
+        self._pollers: dict[str, _ChunkPoller] = {}
+        self._pollers_lock = threading.Lock()
 
     @property
     def store(self) -> BlobStore:
@@ -67,6 +69,8 @@ class PipesChunkedMessageReader(PipesMessageReader):
         except PipesCloudError as exc:
             raise DagsterPipesExecutionError(f"cannot read Pipes messages: {exc}") from exc
         poller = _ChunkPoller(self, session_prefix(self._key_prefix, "messages"), handler)
+        with self._pollers_lock:
+            self._pollers[poller.prefix] = poller
         poller.start()
         try:
             yield {
@@ -77,7 +81,18 @@ class PipesChunkedMessageReader(PipesMessageReader):
         except BaseException:
             poller.finish(failing=True)
             raise
-        poller.finish(failing=False)
+        else:
+            poller.finish(failing=False)
+        finally:
+            with self._pollers_lock:
+                self._pollers.pop(poller.prefix, None)
+
+    def is_reading(self, params: PipesParams) -> bool:
+        """Whether the session opened with `params` is still being read: False once its
+        "closed" message arrived or reading failed (a client waiting on it can stop)."""
+        with self._pollers_lock:
+            poller = self._pollers.get(params.get("key_prefix", ""))
+        return poller is not None and poller.is_alive()
 
     def no_messages_debug_text(self) -> str:
         return (
@@ -105,6 +120,9 @@ class _ChunkPoller:
 
     def start(self) -> None:
         self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
 
     def finish(self, *, failing: bool) -> None:
         """Drain, then raise if the session did not end well (unless it is failing already)."""

@@ -7,6 +7,7 @@ with nothing of ours mocked: only the network hop of a real platform is missing.
 from __future__ import annotations
 
 import json
+import threading
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -52,8 +53,18 @@ class InProcessClient(PipesFunctionClient):
         fn: UserFunction[Any],
         event: Mapping[str, Any] | None = None,
         extras: Mapping[str, Any] | None = None,
+        fire_and_forget: bool = False,
     ) -> PipesFunctionInvocation:
+        """Invoke `fn`; `fire_and_forget` runs it in a thread and returns at once (as Lambda's
+        `Event` invocations do), so the session ends on its "closed" message."""
+
         def invoke(payload: bytes) -> FunctionInvocation:
+            if fire_and_forget:
+                threading.Thread(target=run, args=(payload,), daemon=True).start()
+                return FunctionInvocation(function="in-process function", completed=False)
+            return run(payload)
+
+        def run(payload: bytes) -> FunctionInvocation:
             self.invoked += 1
             self.last_event = json.loads(payload)
             writer = PipesChunkedMessageWriter(

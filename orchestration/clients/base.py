@@ -104,19 +104,27 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
             if invocation.error is not None:
                 raise DagsterPipesExecutionError(_describe_failure(invocation))
             if not invocation.completed:
-                _wait_for_closed(session, invocation, wait_timeout)
+                self._wait_for_closed(session, invocation, wait_timeout)
         return PipesFunctionInvocation(session, invocation, metadata=metadata(invocation))
 
-
-def _wait_for_closed(session: Any, invocation: FunctionInvocation, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not session.message_handler.received_closed_message:
-        if time.monotonic() >= deadline:
-            raise DagsterPipesExecutionError(
-                f"{invocation.function} was invoked without waiting for it, and did not close"
-                f" Dagster Pipes within {timeout:g}s"
-            )
-        time.sleep(0.05)
+    def _wait_for_closed(
+        self, session: Any, invocation: FunctionInvocation, timeout: float
+    ) -> None:
+        """Until the "closed" message, our reader stops reading (it then says why), or
+        `timeout` seconds."""
+        reader = self.message_reader
+        deadline = time.monotonic() + timeout
+        while not session.message_handler.received_closed_message:
+            if isinstance(reader, PipesChunkedMessageReader) and not reader.is_reading(
+                session.message_reader_params
+            ):
+                return
+            if time.monotonic() >= deadline:
+                raise DagsterPipesExecutionError(
+                    f"{invocation.function} was invoked without waiting for it, and did not close"
+                    f" Dagster Pipes within {timeout:g}s"
+                )
+            time.sleep(0.05)
 
 
 def _describe_failure(invocation: FunctionInvocation) -> str:

@@ -31,7 +31,9 @@ class PipesLambdaClient(PipesFunctionClient):
     reader's bucket. The Dagster run id and asset keys go in the Lambda client context
     (`context.client_context.custom`; Lambda passes it to synchronous invocations only, and
     `pipes.run_id` always has the run id). An `Event` invocation ends on the "closed" message or
-    fails after `event_timeout` seconds (default 16 minutes).
+    fails after `event_timeout` seconds (default 16 minutes); Lambda retries a failed `Event`
+    invocation up to twice on its own, so give functions run this way 0 retry attempts
+    (`aws lambda put-function-event-invoke-config --maximum-retry-attempts 0`).
     """
 
     def __init__(

@@ -11,7 +11,12 @@ import pytest
 from dagster_pipes import PipesMessage
 from inprocess_platform import local_store
 
-from dagster_pipes_cloud.adapters import LocalBlobStore, PipesCloudError, TransientError
+from dagster_pipes_cloud.adapters import (
+    AccessDeniedError,
+    LocalBlobStore,
+    PipesCloudError,
+    TransientError,
+)
 from dagster_pipes_cloud.external.writer import PipesChunkedMessageWriter
 
 
@@ -135,6 +140,34 @@ def test_a_denied_upload_is_not_retried(tmp_path: Path) -> None:
     ):
         channel.write_message(log_message(0))
     assert all(len(attempts) <= 2 for attempts in store.attempts.values())
+
+
+OPENED: PipesMessage = {"__dagster_pipes_version": "0.1", "method": "opened", "params": {}}
+
+
+def test_a_denied_bucket_surfaces_at_the_next_message(tmp_path: Path) -> None:
+    (tmp_path / "bucket").mkdir()
+    denied = AccessDeniedError("access to the bucket denied")
+    store = FlakyStore(tmp_path, "bucket", failures=100, error=denied)
+    writer = PipesChunkedMessageWriter(lambda b: store, interval=3600)
+    raised_while_running = False
+    with (
+        pytest.raises(PipesCloudError, match="denied"),
+        writer.open({"bucket": "bucket", "key_prefix": "p"}) as channel,
+    ):
+        channel.write_message(OPENED)
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline:
+                channel.write_message(log_message(0))
+                time.sleep(0.01)
+        except PipesCloudError:
+            raised_while_running = True
+            raise
+    assert raised_while_running
+    assert store.attempts["p/1.json"][0].startswith(
+        b'{"__dagster_pipes_version": "0.1", "method": "opened"'
+    )
 
 
 def test_missing_bucket_param_is_named(tmp_path: Path) -> None:

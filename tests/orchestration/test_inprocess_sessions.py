@@ -229,3 +229,46 @@ def test_denied_credentials_fail_before_the_function_is_invoked(tmp_path: Path) 
     assert not result.success
     assert "guarded-bucket" in failure_text(result) and "denied" in failure_text(result)
     assert client.invoked == 0
+
+
+def test_a_fire_and_forget_invocation_ends_on_its_closed_message(tmp_path: Path) -> None:
+    client = InProcessClient(local_store(tmp_path))
+
+    def fn(pipes: PipesContext, payload: Any) -> None:
+        time.sleep(0.3)
+        pipes.report_asset_materialization(metadata={"late": True})
+
+    result = run_asset(client, fn, fire_and_forget=True)
+    assert result.success, failure_text(result)
+    assert materialization_metadata(result, "pipes_asset")["late"] is True
+
+
+def test_a_failed_fire_and_forget_invocation_fails_with_the_remote_error(tmp_path: Path) -> None:
+    client = InProcessClient(local_store(tmp_path))
+
+    def fn(pipes: PipesContext, payload: Any) -> None:
+        raise KeyError("missing thing")
+
+    result = run_asset(client, fn, fire_and_forget=True)
+    assert not result.success
+    assert "reported an error: KeyError" in failure_text(result)
+
+
+def test_waiting_on_a_fire_and_forget_invocation_stops_when_reading_fails(
+    tmp_path: Path,
+) -> None:
+    store = local_store(tmp_path)
+    client = InProcessClient(store)
+
+    def denied_get(key: str) -> bytes | None:
+        raise AccessDeniedError(f"access to {key} denied")
+
+    store.get = denied_get  # type: ignore[method-assign]
+
+    def fn(pipes: PipesContext, payload: Any) -> None:
+        time.sleep(3)
+
+    result = run_asset(client, fn, fire_and_forget=True)
+    assert not result.success
+    failure = failure_text(result)
+    assert "reading Pipes messages failed" in failure and "denied" in failure

@@ -3,7 +3,7 @@
 #   make test   lint, format check, type check and the test suite
 PYTHON ?= python3
 VENV ?= .venv
-BIN := $(VENV)/bin
+BIN := $(abspath $(VENV))/bin
 CLOUD ?= aws
 
 .PHONY: demo test lint typecheck pytest bench clean
@@ -28,7 +28,7 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	rm -rf build/typecheck
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --target build/typecheck .
-	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p dagster_pipes_cloud
+	cd build/typecheck && $(BIN)/mypy --config-file ../../pyproject.toml -p dagster_pipes_cloud
 
 pytest: $(VENV)/.installed
 	$(BIN)/pytest

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from dagster_pipes import (
     DAGSTER_PIPES_CONTEXT_ENV_VAR,
     DAGSTER_PIPES_MESSAGES_ENV_VAR,
+    DagsterPipesError,
     PipesContext,
     PipesContextData,
     PipesContextLoader,
@@ -24,6 +25,7 @@ from dagster_pipes import (
     PipesMessageWriter,
     PipesMessageWriterChannel,
     PipesParams,
+    decode_param,
     encode_param,
 )
 
@@ -61,9 +63,29 @@ def run_invocation(
     if bootstrap is None:
         with _detached_context() as pipes:
             return fn(pipes, payload)
-    params = PipesMappingParamsLoader(bootstrap)
-    with PipesContext(params, context_loader, message_writer) as pipes:
+    with PipesContext(_EventParamsLoader(bootstrap), context_loader, message_writer) as pipes:
         return fn(pipes, payload)
+
+
+class _EventParamsLoader(PipesMappingParamsLoader):
+    """Dagster's bootstrap params from the event, with errors that name the bad key."""
+
+    def load_context_params(self) -> PipesParams:
+        return self._decode(DAGSTER_PIPES_CONTEXT_ENV_VAR)
+
+    def load_messages_params(self) -> PipesParams:
+        return self._decode(DAGSTER_PIPES_MESSAGES_ENV_VAR)
+
+    def _decode(self, key: str) -> PipesParams:
+        if key not in self._mapping:
+            raise DagsterPipesError(f"the event has Dagster's Pipes bootstrap but no {key}")
+        try:
+            params = decode_param(self._mapping[key])
+        except Exception as exc:
+            raise DagsterPipesError(f"{key} in the event cannot be decoded: {exc!r}") from exc
+        if not isinstance(params, Mapping):
+            raise DagsterPipesError(f"{key} in the event must decode to an object")
+        return params
 
 
 _DETACHED_CONTEXT: PipesContextData = {

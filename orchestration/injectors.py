@@ -59,10 +59,13 @@ class PipesEventContextInjector(PipesContextInjector):
         self.fallback = fallback
         self.max_bytes = max_bytes
 
-    def bounded(self, max_bytes: int) -> PipesEventContextInjector:
-        """A copy that allows at most `max_bytes` (never more than this one allows)."""
+    def bounded(
+        self, max_bytes: int, *, fallback: PipesContextInjector | None = None
+    ) -> PipesEventContextInjector:
+        """A copy that allows at most `max_bytes` (never more than this one allows), falling
+        back to `fallback` where this one has no fallback of its own."""
         return PipesEventContextInjector(
-            fallback=self.fallback, max_bytes=min(self.max_bytes, max(0, max_bytes))
+            fallback=self.fallback or fallback, max_bytes=min(self.max_bytes, max(0, max_bytes))
         )
 
     @contextmanager

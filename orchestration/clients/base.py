@@ -42,8 +42,9 @@ class PipesFunctionInvocation(PipesClientCompletedInvocation):
 
 
 class PipesFunctionClient(PipesClient, TreatAsResourceParam):
-    """Base of the per-platform clients. The default injector passes the context in the event
-    and, when the reader is one of ours, falls back to the reader's bucket when it is too large.
+    """Base of the per-platform clients. The default injector passes the context in the event;
+    an event injector without a fallback of its own falls back to the reader's bucket (when the
+    reader is one of ours) for a context too large for the event.
     """
 
     def __init__(
@@ -52,15 +53,8 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
         message_reader: PipesMessageReader,
         context_injector: PipesContextInjector | None = None,
     ) -> None:
-        if context_injector is None:
-            fallback = (
-                message_reader.blob_context_injector()
-                if isinstance(message_reader, PipesChunkedMessageReader)
-                else None
-            )
-            context_injector = PipesEventContextInjector(fallback=fallback)
         self.message_reader = message_reader
-        self.context_injector = context_injector
+        self.context_injector = context_injector or PipesEventContextInjector()
 
     def _run_function(
         self,
@@ -89,7 +83,15 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
             raise DagsterPipesExecutionError(f"the event is not JSON-serializable: {exc}") from exc
         injector = self.context_injector
         if isinstance(injector, PipesEventContextInjector):
-            injector = injector.bounded(request_limit - event_bytes - _PARAMS_ALLOWANCE)
+            reader = self.message_reader
+            injector = injector.bounded(
+                request_limit - event_bytes - _PARAMS_ALLOWANCE,
+                fallback=(
+                    reader.blob_context_injector()
+                    if isinstance(reader, PipesChunkedMessageReader)
+                    else None
+                ),
+            )
         with open_pipes_session(
             context=context,
             context_injector=injector,

@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext, asset
 from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_recorded
 
 from dagster_pipes_cloud.orchestration import (
+    PipesEventContextInjector,
     PipesLambdaClient,
     PipesS3ContextInjector,
     PipesS3MessageReader,
@@ -142,11 +143,14 @@ def test_run_id_and_asset_key_travel_in_the_client_context(aws_stack: Any) -> No
     assert "stacked under another decorator" in logs_of(result)
 
 
-def test_large_context_goes_through_s3(aws_stack: Any) -> None:
+@pytest.mark.parametrize("injector", [None, PipesEventContextInjector()], ids=["default", "event"])
+def test_large_context_goes_through_s3(
+    aws_stack: Any, injector: PipesEventContextInjector | None
+) -> None:
     extras = {"blob": "".join(f"{i:x}" for i in range(400_000))}  # over 1 MB for Event
-    result = run_function(
-        pipes_client(aws_stack), "context_size", extras=extras, invocation_type="Event"
-    )
+    client = pipes_client(aws_stack)
+    client.context_injector = injector or client.context_injector
+    result = run_function(client, "context_size", extras=extras, invocation_type="Event")
     assert result.success, failure_text(result)
     assert materialization_metadata(result, "lambda_asset")["blob"] == len(extras["blob"])
 

@@ -73,6 +73,11 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
         it; a fire-and-forget invocation ends on the "closed" message, or fails after
         `wait_timeout` seconds.
         """
+        if event is not None and not isinstance(event, Mapping):
+            raise DagsterPipesExecutionError(
+                f"the event must be a mapping (a JSON object) to carry Dagster's bootstrap keys,"
+                f" got {type(event).__name__}"
+            )
         event = dict(event or {})
         clashing = {DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR} & set(event)
         if clashing:

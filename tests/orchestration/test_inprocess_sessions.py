@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import AssetExecutionContext, asset
+from dagster import AssetCheckSpec, AssetExecutionContext, asset, build_asset_context
 from dagster._core.errors import DagsterPipesExecutionError
 from dagster_pipes import PipesContext
 from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_recorded
@@ -181,11 +181,32 @@ def test_context_injected_through_a_blob(tmp_path: Path) -> None:
     assert store.list("ctx") == [], "the context blob is deleted when the session ends"
 
 
+def test_an_event_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    client = InProcessClient(local_store(tmp_path))
+    with pytest.raises(DagsterPipesExecutionError, match="got list"):
+        client.run(context=build_asset_context(), fn=lambda p, e: None, event=[1, 2])  # type: ignore[arg-type]
+
+
+def test_asset_checks_reported_by_the_function_arrive(tmp_path: Path) -> None:
+    client = InProcessClient(local_store(tmp_path))
+
+    @asset(check_specs=[AssetCheckSpec("positive", asset="checked_asset")])
+    def checked_asset(context: AssetExecutionContext, pipes: InProcessClient):
+        def fn(pipes_context: PipesContext, payload: Any) -> None:
+            pipes_context.report_asset_materialization(metadata={"value": 5})
+            pipes_context.report_asset_check("positive", passed=True, metadata={"value": 5})
+
+        return client.run(context=context, fn=fn).get_results()
+
+    result = materialize_recorded([checked_asset], {"pipes": client})
+    assert result.success, failure_text(result)
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "positive" and evaluation.passed
+
+
 def test_event_may_not_carry_bootstrap_keys(tmp_path: Path) -> None:
     client = InProcessClient(local_store(tmp_path))
     with pytest.raises(DagsterPipesExecutionError, match="DAGSTER_PIPES_CONTEXT"):
-        from dagster import build_asset_context
-
         client.run(
             context=build_asset_context(),
             fn=lambda pipes, payload: None,

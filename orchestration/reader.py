@@ -165,6 +165,9 @@ class _ChunkPoller:
             except PipesCloudError as exc:
                 self._error = exc
                 return
+            except Exception as exc:  # never let the reading thread end silently
+                self._error = PipesCloudError(f"{type(exc).__name__}: {exc}")
+                return
             if self._closed:
                 return
             if ended:

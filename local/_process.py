@@ -2,7 +2,8 @@
 
 `ManagedProcess` starts a command in its own process group with its output in a log file, waits
 until a readiness probe passes, and stops the whole group on exit (SIGTERM, then SIGKILL after a
-grace period). `free_port`, `start_on_free_port`, `http_ready` and `tcp_ready` are the small
+grace period). `LocalService` is the start-on-enter, stop-on-exit base of every local stand-in;
+`free_port`, `start_on_free_port`, `http_ready` and `tcp_ready` are the small
 helpers around it.
 """
 
@@ -17,6 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +31,27 @@ LOCALHOST = "127.0.0.1"
 
 ReadinessProbe = Callable[[], bool]
 """A callable that answers whether a started process is ready to serve; called repeatedly."""
+
+
+class LocalService(ABC):
+    """A local stand-in used as a context manager: entering starts it, leaving stops it."""
+
+    @abstractmethod
+    def start(self) -> Self: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class ProcessStartError(RuntimeError):
@@ -89,7 +112,7 @@ def http_ready(url: str, timeout: float = 1.0) -> ReadinessProbe:
     return probe
 
 
-class ManagedProcess:
+class ManagedProcess(LocalService):
     """A subprocess in its own process group, started, probed until ready and stopped as one.
 
     `args` is the command; `env` the complete environment (default: this process's); stdout and
@@ -252,14 +275,6 @@ class ManagedProcess:
     def __enter__(self) -> Self:
         """Start the process unless it already was; leaving the block stops it."""
         return self if self._popen is not None else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 _ADDRESS_IN_USE = ("address already in use", "eaddrinuse", "port is already allocated")

@@ -14,7 +14,6 @@ import threading
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -24,6 +23,7 @@ from dagster_pipes_cloud.local._lambda_runtime import (
     FunctionRuntime,
     HostStoppedError,
 )
+from dagster_pipes_cloud.local._process import LocalService
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -41,7 +41,7 @@ _INVOKE_PATH = re.compile(r"/2015-03-31/functions/(?P<name>[^/]+)/invocations")
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-class LocalLambdaHost:
+class LocalLambdaHost(LocalService):
     """Lambda functions run locally behind the AWS Lambda Invoke API, as a context manager.
 
     `functions` maps a function name to its handler, `"package.module:handler"`; `env` is every
@@ -154,17 +154,6 @@ class LocalLambdaHost:
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _run_in_background(
         self,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from dagster_pipes_cloud.local._process import (
     LOCALHOST,
+    LocalService,
     ManagedProcess,
     http_ready,
     start_on_free_port,
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 
-class S3Emulator:
+class S3Emulator(LocalService):
     """moto's server (`python -m moto.server`) on a free 127.0.0.1 port, as a context manager.
 
     Starts on enter, waits until it answers HTTP (up to `startup_timeout`, default 30 s) and stops
@@ -80,14 +80,3 @@ class S3Emulator:
         if self._process is not None:
             self._process.stop()
             self._process = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

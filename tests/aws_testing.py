@@ -4,6 +4,8 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from dagster import AssetExecutionContext, asset
+from dagster_testing import materialize_recorded
 
 LOCAL_CREDENTIALS = {
     "region_name": "us-east-1",
@@ -20,3 +22,21 @@ def unreachable_client(service: str) -> Any:
     """A client pointed at a closed local port, failing at once, without botocore retries."""
     config = Config(retries={"total_max_attempts": 1}, connect_timeout=1)
     return local_client(service, "http://127.0.0.1:9", config)
+
+
+def materialize_lambda(client: Any, function_name: str, **run_kwargs: Any) -> Any:
+    """Materialize `lambda_asset`, which runs `function_name` through the Pipes `client` (ours or
+    dagster-aws's); the recorded result also carries the function's `responses`."""
+    responses: list[Any] = []
+
+    @asset(required_resource_keys={"lambda_pipes"})
+    def lambda_asset(context: AssetExecutionContext) -> Any:
+        invocation = context.resources.lambda_pipes.run(
+            context=context, function_name=function_name, **run_kwargs
+        )
+        responses.append(getattr(invocation, "response", None))
+        return invocation.get_materialize_result()
+
+    result = materialize_recorded([lambda_asset], {"lambda_pipes": client})
+    result.responses = responses
+    return result

@@ -4,8 +4,8 @@ import time
 from typing import Any
 
 import pytest
-from dagster import AssetExecutionContext, asset
-from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_recorded
+from aws_testing import materialize_lambda
+from dagster_testing import failure_text, logs_of, materialization_metadata
 
 from dagster_pipes_cloud.orchestration import (
     PipesEventContextInjector,
@@ -24,23 +24,9 @@ def pipes_client(aws_stack: Any, bucket: str | None = None) -> PipesLambdaClient
     )
 
 
-def run_function(client: PipesLambdaClient, function_name: str, **run_kwargs: Any) -> Any:
-    responses: list[Any] = []
-
-    @asset
-    def lambda_asset(context: AssetExecutionContext, lambda_pipes: PipesLambdaClient) -> Any:
-        invocation = lambda_pipes.run(context=context, function_name=function_name, **run_kwargs)
-        responses.append(invocation.response)
-        return invocation.get_materialize_result()
-
-    result = materialize_recorded([lambda_asset], {"lambda_pipes": client})
-    result.responses = responses
-    return result
-
-
 def test_a_warm_function_serves_six_invocations_in_a_row(aws_stack: Any) -> None:
     client = pipes_client(aws_stack)
-    results = [run_function(client, "counting") for _ in range(6)]
+    results = [materialize_lambda(client, "counting") for _ in range(6)]
     assert all(result.success for result in results), failure_text(
         next(r for r in results if not r.success)
     )
@@ -53,10 +39,12 @@ def test_a_warm_function_serves_six_invocations_in_a_row(aws_stack: Any) -> None
 
 def test_a_warm_function_works_again_after_an_exception(aws_stack: Any) -> None:
     client = pipes_client(aws_stack)
-    failed = run_function(client, "fails_on_request", event={"fail": True})
+    failed = materialize_lambda(client, "fails_on_request", event={"fail": True})
     assert not failed.success
     assert "RuntimeError: failing as asked" in failure_text(failed)
-    results = [run_function(client, "fails_on_request", event={"fail": False}) for _ in range(2)]
+    results = [
+        materialize_lambda(client, "fails_on_request", event={"fail": False}) for _ in range(2)
+    ]
     assert all(result.success for result in results)
     assert "asked to fail: False" in logs_of(results[0])
     assert results[0].responses == results[1].responses, "the same warm worker served both"
@@ -70,7 +58,7 @@ def test_context_through_an_explicit_s3_injector(aws_stack: Any) -> None:
             bucket=aws_stack.bucket, client=aws_stack.s3_client, key_prefix="contexts"
         ),
     )
-    result = run_function(client, "context_size", extras={"blob": "abc"})
+    result = materialize_lambda(client, "context_size", extras={"blob": "abc"})
     assert result.success, failure_text(result)
     assert materialization_metadata(result, "lambda_asset")["blob"] == 3
     listed = aws_stack.s3_client.list_objects_v2(Bucket=aws_stack.bucket, Prefix="contexts/")
@@ -80,7 +68,7 @@ def test_context_through_an_explicit_s3_injector(aws_stack: Any) -> None:
 def test_3000_messages_and_200kb_of_stdout_all_arrive(
     aws_stack: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_function(
+    result = materialize_lambda(
         pipes_client(aws_stack), "chatty", event={"messages": 3000, "stdout_bytes": 200_000}
     )
     assert result.success, failure_text(result)
@@ -95,7 +83,7 @@ def test_3000_messages_and_200kb_of_stdout_all_arrive(
 def test_a_raised_error_fails_with_its_message_after_the_messages_before_it(
     aws_stack: Any,
 ) -> None:
-    result = run_function(pipes_client(aws_stack), "failing")
+    result = materialize_lambda(pipes_client(aws_stack), "failing")
     assert not result.success
     failure = failure_text(result)
     assert "ValueError" in failure and "the function's own problem" in failure
@@ -105,7 +93,7 @@ def test_a_raised_error_fails_with_its_message_after_the_messages_before_it(
 
 def test_a_missing_bucket_fails_within_seconds_naming_it(aws_stack: Any) -> None:
     started = time.monotonic()
-    result = run_function(pipes_client(aws_stack, bucket="no-such-pipes-bucket"), "counting")
+    result = materialize_lambda(pipes_client(aws_stack, bucket="no-such-pipes-bucket"), "counting")
     elapsed = time.monotonic() - started
     assert not result.success
     assert "no-such-pipes-bucket" in failure_text(result)
@@ -113,7 +101,7 @@ def test_a_missing_bucket_fails_within_seconds_naming_it(aws_stack: Any) -> None
 
 
 def test_event_invocation_ends_on_the_closed_message(aws_stack: Any) -> None:
-    result = run_function(
+    result = materialize_lambda(
         pipes_client(aws_stack), "event_target", event={"tag": "async"}, invocation_type="Event"
     )
     assert result.success, failure_text(result)
@@ -129,13 +117,13 @@ def test_a_function_that_never_opens_pipes_is_named(aws_stack: Any) -> None:
             bucket=aws_stack.bucket, client=aws_stack.s3_client, drain_timeout=1
         ),
     )
-    result = run_function(client, "not_pipes")
+    result = materialize_lambda(client, "not_pipes")
     assert not result.success
     assert "never opened Dagster Pipes" in failure_text(result)
 
 
 def test_run_id_and_asset_key_travel_in_the_client_context(aws_stack: Any) -> None:
-    result = run_function(pipes_client(aws_stack), "stacked")
+    result = materialize_lambda(pipes_client(aws_stack), "stacked")
     assert result.success, failure_text(result)
     [custom] = result.responses
     assert custom["dagster_run_id"] == result.run_id
@@ -150,7 +138,7 @@ def test_large_context_goes_through_s3(
     extras = {"blob": "".join(f"{i:x}" for i in range(400_000))}  # over 1 MB for Event
     client = pipes_client(aws_stack)
     client.context_injector = injector or client.context_injector
-    result = run_function(client, "context_size", extras=extras, invocation_type="Event")
+    result = materialize_lambda(client, "context_size", extras=extras, invocation_type="Event")
     assert result.success, failure_text(result)
     assert materialization_metadata(result, "lambda_asset")["blob"] == len(extras["blob"])
 
@@ -162,7 +150,7 @@ def test_without_dagster_the_function_still_runs(aws_stack: Any) -> None:
 
 
 def test_unknown_function_is_named(aws_stack: Any) -> None:
-    result = run_function(pipes_client(aws_stack), "no-such-function")
+    result = materialize_lambda(pipes_client(aws_stack), "no-such-function")
     assert not result.success
     assert "no-such-function" in failure_text(result)
 
@@ -173,5 +161,5 @@ def test_default_clients_follow_the_environment(
     for key, value in aws_stack.env.items():
         monkeypatch.setenv(key, value)
     client = PipesLambdaClient(message_reader=PipesS3MessageReader(bucket=aws_stack.bucket))
-    result = run_function(client, "counting")
+    result = materialize_lambda(client, "counting")
     assert result.success, failure_text(result)

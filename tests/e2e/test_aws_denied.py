@@ -4,9 +4,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aws_testing import local_client
-from dagster import AssetExecutionContext, asset
-from dagster_testing import failure_text, materialize_recorded
+from aws_testing import local_client, materialize_lambda
+from dagster_testing import failure_text
 
 from dagster_pipes_cloud.local import S3Emulator
 from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader
@@ -37,12 +36,8 @@ def test_denied_credentials_fail_naming_the_bucket_before_invoking(
         ),
     )
 
-    @asset
-    def guarded(context: AssetExecutionContext, lambda_pipes: PipesLambdaClient) -> Any:
-        return lambda_pipes.run(context=context, function_name="counting").get_materialize_result()
-
     try:
-        result = materialize_recorded([guarded], {"lambda_pipes": client})
+        result = materialize_lambda(client, "counting")
     finally:
         events.unregister("before-call.lambda.Invoke", count_invoke)
     assert not result.success

@@ -6,27 +6,17 @@ dagster-aws's own `PipesLambdaClient`; and dagster_pipes' `PipesS3MessageWriter`
 
 from typing import Any
 
-from dagster import AssetExecutionContext, asset
+from aws_testing import materialize_lambda
 from dagster_aws.pipes import PipesLambdaClient as OfficialLambdaClient
 from dagster_aws.pipes import PipesLambdaEventContextInjector
 from dagster_aws.pipes import PipesS3MessageReader as OfficialS3MessageReader
-from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_recorded
+from dagster_testing import failure_text, logs_of, materialization_metadata
 
 from dagster_pipes_cloud.orchestration import (
     PipesEventContextInjector,
     PipesLambdaClient,
     PipesS3MessageReader,
 )
-
-
-def materialize_with(client: Any, function_name: str) -> Any:
-    @asset(required_resource_keys={"pipes_client"})
-    def compat_asset(context: AssetExecutionContext) -> Any:
-        pipes_client = context.resources.pipes_client
-        invocation = pipes_client.run(context=context, function_name=function_name, event={})
-        return invocation.get_materialize_result()
-
-    return materialize_recorded([compat_asset], {"pipes_client": client})
 
 
 def test_our_writer_with_the_official_reader_and_client(aws_stack: Any) -> None:
@@ -40,10 +30,10 @@ def test_our_writer_with_the_official_reader_and_client(aws_stack: Any) -> None:
             include_stdio_in_messages=True,
         ),
     )
-    result = materialize_with(official, "counting")
+    result = materialize_lambda(official, "counting", event={})
     assert result.success, failure_text(result)
     assert "invocation " in logs_of(result)
-    assert "invocation" in materialization_metadata(result, "compat_asset")
+    assert "invocation" in materialization_metadata(result, "lambda_asset")
 
 
 def test_the_official_writer_with_our_reader(aws_stack: Any) -> None:
@@ -52,7 +42,7 @@ def test_the_official_writer_with_our_reader(aws_stack: Any) -> None:
         message_reader=PipesS3MessageReader(bucket=aws_stack.bucket, client=aws_stack.s3_client),
         context_injector=PipesEventContextInjector(),
     )
-    result = materialize_with(ours, "official_writer")
+    result = materialize_lambda(ours, "official_writer", event={})
     assert result.success, failure_text(result)
     assert "written by dagster_pipes" in logs_of(result)
-    assert materialization_metadata(result, "compat_asset")["writer"] == "dagster_pipes"
+    assert materialization_metadata(result, "lambda_asset")["writer"] == "dagster_pipes"

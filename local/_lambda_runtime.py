@@ -192,7 +192,7 @@ class FunctionRuntime:
         if invocation.status is not None:
             report += f"\tStatus: {invocation.status}"
         if invocation.taken_at is None:  # failed before START (module import, init timeout)
-            self.append_log(f"START RequestId: {invocation.request_id} Version: $LATEST")
+            self._log_start(invocation)
         self.append_log(f"END RequestId: {invocation.request_id}", report)
 
     def append_log(self, *lines: str) -> None:

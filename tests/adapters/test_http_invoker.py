@@ -1,0 +1,298 @@
+"""`HttpFunctionInvoker` against a scripted HTTP server on 127.0.0.1: what is resent, what not."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+
+from dagster_pipes_cloud.adapters.errors import PipesCloudError
+from dagster_pipes_cloud.adapters.http import ERROR_BODY_MAX_CHARS, HttpFunctionInvoker
+from dagster_pipes_cloud.local._http import LocalHTTPServer, RequestHandler
+from dagster_pipes_cloud.local._process import free_port
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How the scripted function answers one request. `drop`: close the connection without an
+    answer; `hang`: answer nothing until the test ends."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    drop: bool = False
+    hang: bool = False
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class _ScriptedHandler(RequestHandler):
+    server: ScriptedFunction
+
+    def do_POST(self) -> None:
+        answer = self.server.record(
+            Received(self.path, dict(self.headers.items()), self.read_body())
+        )
+        if answer.hang:
+            self.server.released.wait(timeout=60)
+        if answer.drop or answer.hang:
+            self.close_connection = True
+            return
+        self.respond(answer.status, answer.body, answer.headers, answer.content_type)
+
+
+class ScriptedFunction(LocalHTTPServer):
+    """A function endpoint answering each POST with the next of `answers` (the last repeats) and
+    recording what it received."""
+
+    def __init__(self) -> None:
+        super().__init__(_ScriptedHandler)
+        self.answers: list[Answer] = [Answer(body=b"{}")]
+        self.received: list[Received] = []
+        self.released = threading.Event()
+        self._lock = threading.Lock()
+
+    def record(self, received: Received) -> Answer:
+        with self._lock:
+            self.received.append(received)
+            index = min(len(self.received), len(self.answers)) - 1
+            return self.answers[index]
+
+    def script(self, *answers: Answer) -> str:
+        """Answer the next requests with `answers`; returns the function's URL."""
+        self.answers = list(answers)
+        return f"{self.url}/fn"
+
+
+@pytest.fixture
+def function_server() -> Iterator[ScriptedFunction]:
+    server = ScriptedFunction()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.released.set()
+        server.stop()
+
+
+class BearerInvoker(HttpFunctionInvoker):
+    """An invoker for a platform that takes a fixed bearer token and names its request id."""
+
+    request_id_headers = ("X-Request-Id",)
+
+    def __init__(self, **kwargs: object) -> None:
+        options: dict[str, object] = {"read_timeout": 10.0, **kwargs}
+        super().__init__(**options)  # type: ignore[arg-type]
+        self.sessions_made = 0
+
+    def auth_headers(self, url: str) -> dict[str, str]:
+        return {"Authorization": "Bearer platform-token"}
+
+    def default_session(self) -> requests.Session:
+        self.sessions_made += 1
+        return super().default_session()
+
+
+@pytest.fixture
+def invoker() -> Iterator[BearerInvoker]:
+    made = BearerInvoker()
+    yield made
+    made.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        (b'{"rows": 3}', "application/json", {"rows": 3}),
+        (b"done", "text/plain", "done"),
+        (b"", "text/plain", None),
+    ],
+)
+def test_a_success_returns_the_decoded_body(
+    function_server: ScriptedFunction,
+    invoker: BearerInvoker,
+    body: bytes,
+    content_type: str,
+    expected: object,
+) -> None:
+    url = function_server.script(
+        Answer(body=body, content_type=content_type, headers={"X-Request-Id": "req-1"})
+    )
+    invocation = invoker.invoke(url, b'{"n": 1}')
+    assert invocation.error is None and invocation.completed
+    assert invocation.response == expected
+    assert invocation.function == url
+    assert invocation.request_id == "req-1"
+    assert invocation.details == {"status_code": 200}
+    [received] = function_server.received
+    assert received.body == b'{"n": 1}'
+    assert received.headers["Content-Type"] == "application/json"
+    assert received.headers["Authorization"] == "Bearer platform-token"
+
+
+def test_the_callers_headers_are_sent(
+    function_server: ScriptedFunction, invoker: BearerInvoker
+) -> None:
+    url = function_server.script(Answer(body=b"{}"))
+    invoker.invoke(url, b"{}", headers={"X-Dagster-Run": "r1"})
+    assert function_server.received[0].headers["X-Dagster-Run"] == "r1"
+
+
+def test_the_functions_own_error_is_decoded(
+    function_server: ScriptedFunction, invoker: BearerInvoker
+) -> None:
+    body = json.dumps({"errorType": "ValueError", "errorMessage": "boom"}).encode()
+    url = function_server.script(Answer(500, body))
+    invocation = invoker.invoke(url, b"{}")
+    assert invocation.response is None
+    assert invocation.error is not None
+    assert (invocation.error.type, invocation.error.message) == ("ValueError", "boom")
+    assert invocation.details == {"status_code": 500, "body": body.decode()}
+
+
+def test_a_bare_error_status_keeps_the_status_and_the_start_of_the_body(
+    function_server: ScriptedFunction, invoker: BearerInvoker
+) -> None:
+    body = b"Internal Server Error " + b"x" * 10_000
+    url = function_server.script(Answer(500, body, {"X-Request-Id": "req-2"}, "text/html"))
+    invocation = invoker.invoke(url, b"{}")
+    assert invocation.error is not None
+    assert invocation.error.type == "HTTP 500"
+    assert invocation.error.message.startswith("Internal Server Error")
+    assert invocation.details["status_code"] == 500
+    assert len(invocation.details["body"]) == ERROR_BODY_MAX_CHARS
+    assert invocation.request_id == "req-2"
+
+
+def test_a_platform_refusal_is_returned_for_the_caller_to_judge(
+    function_server: ScriptedFunction, invoker: BearerInvoker
+) -> None:
+    url = function_server.script(Answer(403, b"Forbidden", content_type="text/plain"))
+    invocation = invoker.invoke(url, b"{}")
+    assert invocation.error is not None and invocation.error.type == "HTTP 403"
+    assert invocation.details == {"status_code": 403, "body": "Forbidden"}
+
+
+def test_a_redirect_is_reported_not_followed(
+    function_server: ScriptedFunction, invoker: BearerInvoker
+) -> None:
+    url = function_server.script(Answer(302, headers={"Location": "/login"}))
+    invocation = invoker.invoke(url, b"{}")
+    assert invocation.error is not None and invocation.error.type == "HTTP 302"
+    assert len(function_server.received) == 1
+
+
+def test_a_429_is_resent_until_the_function_runs(
+    function_server: ScriptedFunction, invoker: BearerInvoker
+) -> None:
+    url = function_server.script(
+        Answer(429, b"Rate exceeded.", {"Retry-After": "0"}), Answer(body=b'{"ok": true}')
+    )
+    invocation = invoker.invoke(url, b"{}")
+    assert invocation.response == {"ok": True}
+    assert len(function_server.received) == 2
+
+
+def test_the_last_429_is_reported_after_the_resends(function_server: ScriptedFunction) -> None:
+    url = function_server.script(Answer(429, b"Rate exceeded.", {"Retry-After": "0"}))
+    invoker = BearerInvoker(resend_attempts=2)
+    invocation = invoker.invoke(url, b"{}")
+    invoker.close()
+    assert invocation.error is not None and invocation.error.type == "HTTP 429"
+    assert invocation.details["body"] == "Rate exceeded."
+    assert len(function_server.received) == 3
+
+
+def test_a_connection_dropped_after_sending_is_not_resent(
+    function_server: ScriptedFunction, invoker: BearerInvoker
+) -> None:
+    url = function_server.script(Answer(drop=True))
+    with pytest.raises(PipesCloudError, match=rf"{url}.*may still be running"):
+        invoker.invoke(url, b"{}")
+    assert len(function_server.received) == 1
+
+
+def test_a_read_timeout_is_not_resent(function_server: ScriptedFunction) -> None:
+    url = function_server.script(Answer(hang=True))
+    invoker = BearerInvoker(read_timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(PipesCloudError, match=rf"{url}.*may still be running"):
+        invoker.invoke(url, b"{}")
+    invoker.close()
+    assert time.monotonic() - started < 5
+    assert len(function_server.received) == 1
+
+
+def test_a_refused_connection_is_resent_then_reported(caplog: pytest.LogCaptureFixture) -> None:
+    url = f"http://127.0.0.1:{free_port()}/fn"
+    invoker = BearerInvoker(resend_attempts=2)
+    with (
+        caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"),
+        pytest.raises(PipesCloudError, match=rf"could not send the request to {url}.*refused"),
+    ):
+        invoker.invoke(url, b"{}")
+    invoker.close()
+    resends = [r for r in caplog.records if r.getMessage().startswith("Retrying")]
+    assert len(resends) == 2
+
+
+def test_a_given_session_is_used_as_it_is(function_server: ScriptedFunction) -> None:
+    url = function_server.script(Answer(429, b"Rate exceeded."))
+    with requests.Session() as session:
+        invoker = BearerInvoker(session=session)
+        invocation = invoker.invoke(url, b"{}")
+        assert invoker.session is session
+    assert invocation.error is not None and invocation.error.type == "HTTP 429"
+    [received] = function_server.received
+    assert "Authorization" not in received.headers
+    assert invoker.sessions_made == 0
+
+
+def test_timeouts_apply_to_a_given_session(function_server: ScriptedFunction) -> None:
+    url = function_server.script(Answer(hang=True))
+    with requests.Session() as session:
+        invoker = BearerInvoker(session=session, read_timeout=0.5)
+        with pytest.raises(PipesCloudError, match="may still be running"):
+            invoker.invoke(url, b"{}")
+    assert len(function_server.received) == 1
+
+
+def test_the_default_session_is_made_once_on_first_use(
+    function_server: ScriptedFunction, invoker: BearerInvoker
+) -> None:
+    assert invoker.sessions_made == 0
+    url = function_server.script(Answer(body=b"{}"))
+    invoker.invoke(url, b"{}")
+    invoker.invoke(url, b"{}")
+    assert invoker.sessions_made == 1
+
+
+def test_the_default_session_resends_only_what_never_arrived(invoker: BearerInvoker) -> None:
+    adapter = invoker.session.get_adapter("https://example.com")
+    assert isinstance(adapter, requests.adapters.HTTPAdapter)
+    retry = adapter.max_retries
+    assert (retry.connect, retry.read, retry.other, retry.status) == (3, False, 0, 3)
+    assert retry.status_forcelist == {429}
+    assert "POST" in retry.allowed_methods
+    assert retry.respect_retry_after_header and not retry.raise_on_status
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"read_timeout": 0}, {"connect_timeout": -1}, {"resend_attempts": -1}],
+)
+def test_bad_settings_are_refused(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        BearerInvoker(**options)

@@ -1,0 +1,220 @@
+"""`CloudFunctionInvoker`: calls a Google Cloud (Run) function's URL with an ID token."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from dagster_pipes_cloud.adapters._imports import require
+from dagster_pipes_cloud.adapters.errors import (
+    AccessDeniedError,
+    PipesCloudError,
+    ResourceNotFoundError,
+)
+from dagster_pipes_cloud.adapters.http import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_RESEND_ATTEMPTS,
+    HttpFunctionInvoker,
+)
+
+if TYPE_CHECKING:
+    import requests
+
+CLOUD_FUNCTIONS_MAX_SECONDS = 60 * 60
+"""Longest run of a 2nd gen HTTP function (1st gen: `CLOUD_FUNCTIONS_GEN1_MAX_SECONDS`)."""
+CLOUD_FUNCTIONS_GEN1_MAX_SECONDS = 9 * 60
+CLOUD_FUNCTIONS_READ_TIMEOUT = CLOUD_FUNCTIONS_MAX_SECONDS + 60
+"""How long a request waits for its answer: the longest run and a margin, so none is cut short."""
+ID_TOKEN_REFRESH_MARGIN_SECONDS = 5 * 60
+"""A cached ID token is replaced this long before it expires."""
+
+FUNCTION_NAME_SHAPE = "projects/PROJECT/locations/REGION/functions/FUNCTION"
+_FUNCTION_NAME = re.compile(r"projects/[^/\s]+/locations/[^/\s]+/functions/[^/\s]+")
+
+_GCLOUD_USER_FIX = (
+    "ID tokens can be minted by a service account, not by the user credentials of "
+    "`gcloud auth application-default login`: set GOOGLE_APPLICATION_CREDENTIALS to a service "
+    "account key file, or to the file that `gcloud auth application-default login "
+    "--impersonate-service-account SA_EMAIL` writes (~/.config/gcloud/"
+    "application_default_credentials.json); on Google Cloud, the metadata server's service "
+    "account is used"
+)
+
+
+def fetch_id_token(audience: str) -> str:
+    """An ID token for `audience` from google-auth: a service-account key in
+    GOOGLE_APPLICATION_CREDENTIALS, else the metadata server."""
+    id_token = require("google.oauth2.id_token", "gcp")
+    transport = require("google.auth.transport.requests", "gcp")
+    token: str = id_token.fetch_id_token(transport.Request(), audience)
+    return token
+
+
+def id_token_audience(url: str) -> str:
+    """The audience an ID token for `url` must name: the origin (scheme and host) of a Cloud Run
+    URL; the whole URL, path included, of a `*.cloudfunctions.net` one."""
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if (parts.hostname or "").endswith(".cloudfunctions.net"):
+        return origin + parts.path.rstrip("/")
+    return origin
+
+
+def token_expiry(token: str) -> float | None:
+    """The `exp` claim of a JWT (not verified: the token is only sent on), None when unreadable."""
+    jwt = require("google.auth.jwt", "gcp")
+    try:
+        claims = jwt.decode(token, verify=False)
+    except ValueError:
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+class CloudFunctionInvoker(HttpFunctionInvoker):
+    """Invoke HTTP Cloud Functions (Cloud Run functions) by URL.
+
+    Each call carries `Authorization: Bearer <ID token>` for the URL's audience, from
+    `id_token_source(audience)` (default: `fetch_id_token`), kept until
+    `ID_TOKEN_REFRESH_MARGIN_SECONDS` before it expires. A given `session` is used as it is and
+    no token is fetched. `read_timeout` defaults to the 60-minute limit of 2nd gen functions plus
+    a margin. `resolve_url` turns a full resource name into the function's URL with
+    `functions_client` (default: a google-cloud-functions `FunctionServiceClient`, made on
+    first use).
+    """
+
+    extra = "gcp"
+    request_id_headers = ("Function-Execution-Id", "X-Cloud-Trace-Context")
+
+    def __init__(
+        self,
+        *,
+        session: requests.Session | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = CLOUD_FUNCTIONS_READ_TIMEOUT,
+        resend_attempts: int = DEFAULT_RESEND_ATTEMPTS,
+        id_token_source: Callable[[str], str] | None = None,
+        functions_client: Any | None = None,
+    ) -> None:
+        super().__init__(
+            session=session,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            resend_attempts=resend_attempts,
+        )
+        self._id_token_source = id_token_source or fetch_id_token
+        self._given_functions_client = functions_client
+        self._default_functions_client: Any | None = None
+        self._tokens: dict[str, tuple[str, float | None]] = {}
+        self._urls: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def auth_headers(self, url: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.id_token(id_token_audience(url))}"}
+
+    def id_token(self, audience: str) -> str:
+        """A token for `audience`, from the cache while it has more than the margin left."""
+        with self._lock:
+            cached = self._tokens.get(audience)
+        if cached is not None:
+            token, expiry = cached
+            if expiry is not None and time.time() < expiry - ID_TOKEN_REFRESH_MARGIN_SECONDS:
+                return token
+        token = self._fetch_id_token(audience)
+        with self._lock:
+            self._tokens[audience] = (token, token_expiry(token))
+        return token
+
+    def _fetch_id_token(self, audience: str) -> str:
+        auth_exceptions = require("google.auth.exceptions", "gcp")
+        try:
+            return self._id_token_source(audience)
+        except auth_exceptions.DefaultCredentialsError as exc:
+            raise AccessDeniedError(
+                f"no credentials that can mint an ID token for {audience} ({exc}); "
+                + _GCLOUD_USER_FIX
+            ) from exc
+        except auth_exceptions.TransportError as exc:
+            raise PipesCloudError(
+                f"could not reach Google to get an ID token for {audience}: {exc}"
+            ) from exc
+        except auth_exceptions.GoogleAuthError as exc:
+            raise AccessDeniedError(
+                f"could not get an ID token for {audience}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def resolve_url(self, function_url: str | None, function_name: str | None) -> str:
+        """The URL to call: `function_url` as given, or the URL of the function named by a full
+        resource name (`FUNCTION_NAME_SHAPE`), looked up once per name. Exactly one is given."""
+        if (function_url is None) == (function_name is None):
+            raise ValueError(
+                "give exactly one of function_url and function_name, "
+                f"not function_url={function_url!r} and function_name={function_name!r}"
+            )
+        if function_url is not None:
+            parts = urlsplit(function_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"function_url {function_url!r} is not an http(s) URL")
+            return function_url
+        assert function_name is not None
+        if not _FUNCTION_NAME.fullmatch(function_name):
+            raise ValueError(
+                f"function_name {function_name!r} is not a full resource name; "
+                f"expected {FUNCTION_NAME_SHAPE}"
+            )
+        with self._lock:
+            url = self._urls.get(function_name)
+        if url is None:
+            url = self._look_up_url(function_name)
+            with self._lock:
+                self._urls[function_name] = url
+        return url
+
+    @property
+    def functions_client(self) -> Any:
+        """The client in use; the default one is made on first use, not at construction."""
+        if self._given_functions_client is not None:
+            return self._given_functions_client
+        if self._default_functions_client is None:
+            functions_v2 = require("google.cloud.functions_v2", self.extra)
+            self._default_functions_client = self._google_call(
+                functions_v2.FunctionServiceClient, "the Cloud Functions API"
+            )
+        return self._default_functions_client
+
+    def _look_up_url(self, function_name: str) -> str:
+        what = f"Cloud Function {function_name}"
+        function = self._google_call(
+            lambda: self.functions_client.get_function(name=function_name), what
+        )
+        url = function.service_config.uri or function.url
+        if not url:
+            raise PipesCloudError(
+                f"{what} has no URL: it is not an HTTP function, or it is not deployed yet"
+            )
+        return str(url)
+
+    def _google_call(self, call: Callable[[], Any], what: str) -> Any:
+        """`call()`, with Google's errors translated into ours, naming `what`."""
+        api_exceptions = require("google.api_core.exceptions", self.extra)
+        auth_exceptions = require("google.auth.exceptions", self.extra)
+        try:
+            return call()
+        except api_exceptions.NotFound as exc:
+            raise ResourceNotFoundError(f"{what} does not exist ({exc})") from exc
+        except auth_exceptions.TransportError as exc:
+            raise PipesCloudError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        except (
+            api_exceptions.PermissionDenied,
+            api_exceptions.Unauthenticated,
+            auth_exceptions.GoogleAuthError,
+        ) as exc:
+            raise AccessDeniedError(
+                f"access to {what} denied: {type(exc).__name__}: {exc}"
+            ) from exc
+        except api_exceptions.GoogleAPIError as exc:
+            raise PipesCloudError(f"{what}: {type(exc).__name__}: {exc}") from exc

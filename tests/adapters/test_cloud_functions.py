@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from dagster_pipes_cloud.adapters.errors import (
     PipesCloudError,
     ResourceNotFoundError,
 )
-from dagster_pipes_cloud.local._process import LOCALHOST, ManagedProcess, free_port, http_ready
+from dagster_pipes_cloud.local.cloud_functions_host import LocalCloudFunctionHost
 
 # The deployed function: echoes the Authorization header it got, raises on request, and (at
 # /token) plays a service account's token endpoint, minting an unsigned ID token for the
@@ -64,17 +63,11 @@ FUNCTION_SOURCE = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def function_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of `FUNCTION_SOURCE` served by functions-framework's own server."""
-    source = tmp_path_factory.mktemp("function") / "main.py"
-    source.write_text(FUNCTION_SOURCE)
-    port = free_port()
-    url = f"http://{LOCALHOST}:{port}"
-    command = [
-        str(Path(sys.executable).with_name("functions-framework")),
-        *("--source", str(source), "--target", "main", "--host", LOCALHOST, "--port", str(port)),
-    ]
-    with ManagedProcess(command, name="functions-framework", ready=http_ready(url)):
-        yield url
+    """The URL of `FUNCTION_SOURCE` served by the local host (functions-framework's server)."""
+    folder = tmp_path_factory.mktemp("function")
+    (folder / "invoker_echo.py").write_text(FUNCTION_SOURCE)
+    with LocalCloudFunctionHost("invoker_echo:main", env={"PYTHONPATH": str(folder)}) as host:
+        yield host.url
 
 
 def unsigned_jwt(**claims: Any) -> str:

@@ -166,22 +166,16 @@ class HttpFunctionInvoker(ABC):
         )
 
     def _send_error(self, url: str, exc: Exception) -> PipesCloudError:
-        cause = underlying_cause(exc)
-        if self._never_sent(exc):
-            attempts = "" if self._given_session else f" in {1 + self.resend_attempts} attempts"
-            return PipesCloudError(f"could not send the request to {url}{attempts}: {cause}")
-        return PipesCloudError(
-            f"no response from {url} after the request was sent: {cause}; the function may "
-            "still be running, so the request is not sent again"
-        )
-
-    def _never_sent(self, exc: Exception) -> bool:
-        """Whether `exc` was raised before the request reached the server: a connection that
-        could not be opened, a TLS or proxy failure, or a request that could not be built."""
+        """Our error for a request that got no answer, saying whether it reached the function."""
         requests_exceptions = require("requests.exceptions", self.extra)
         urllib3_exceptions = require("urllib3.exceptions", self.extra)
-        before_sending = (
-            requests_exceptions.ConnectTimeout,
+        cause = underlying_cause(exc)
+        if isinstance(cause, urllib3_exceptions.ConnectTimeoutError) or isinstance(
+            exc, requests_exceptions.ConnectTimeout
+        ):
+            attempts = "" if self._given_session else f" in {1 + self.resend_attempts} attempts"
+            return PipesCloudError(f"could not connect to {url}{attempts}: {cause}")
+        not_sent = (
             requests_exceptions.SSLError,
             requests_exceptions.ProxyError,
             requests_exceptions.InvalidURL,
@@ -189,9 +183,12 @@ class HttpFunctionInvoker(ABC):
             requests_exceptions.MissingSchema,
             requests_exceptions.InvalidHeader,
         )
-        if isinstance(exc, before_sending):
-            return True
-        return isinstance(underlying_cause(exc), urllib3_exceptions.ConnectTimeoutError)
+        if isinstance(exc, not_sent):
+            return PipesCloudError(f"could not send the request to {url}: {cause}")
+        return PipesCloudError(
+            f"no response from {url} after the request was sent: {cause}; the function may "
+            "still be running, so the request is not sent again"
+        )
 
 
 def underlying_cause(exc: Exception) -> Any:

@@ -240,7 +240,7 @@ def test_a_refused_connection_is_resent_then_reported(caplog: pytest.LogCaptureF
     invoker = BearerInvoker(resend_attempts=2)
     with (
         caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"),
-        pytest.raises(PipesCloudError, match=rf"could not send the request to {url}.*refused"),
+        pytest.raises(PipesCloudError, match=rf"could not connect to {url} in 3 attempts.*refused"),
     ):
         invoker.invoke(url, b"{}")
     invoker.close()
@@ -296,3 +296,8 @@ def test_the_default_session_resends_only_what_never_arrived(invoker: BearerInvo
 def test_bad_settings_are_refused(options: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         BearerInvoker(**options)
+
+
+def test_a_url_without_a_host_is_never_sent(invoker: BearerInvoker) -> None:
+    with pytest.raises(PipesCloudError, match="could not send the request to http:///fn"):
+        invoker.invoke("http:///fn", b"{}")

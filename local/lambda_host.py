@@ -39,14 +39,23 @@ EVENT_LIMIT = 1024 * 1024
 
 _INVOKE_PATH = re.compile(r"/2015-03-31/functions/(?P<name>[^/]+)/invocations")
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+# `package.module:function`, ours; `package.module.function` (or `folder/module.function`), the
+# form of a Lambda function's Handler setting.
+_COLON_HANDLER = re.compile(
+    rf"(?P<module>{_IDENTIFIER}(?:\.{_IDENTIFIER})*):(?P<function>{_IDENTIFIER})"
+)
+_LAMBDA_HANDLER = re.compile(rf"{_IDENTIFIER}(?:[./]{_IDENTIFIER})*\.{_IDENTIFIER}")
 
 
 class LocalLambdaHost(LocalService):
     """Lambda functions run locally behind the AWS Lambda Invoke API, as a context manager.
 
-    `functions` maps a function name to its handler, `"package.module:handler"`; `env` is every
-    function's environment on top of the variables Lambda sets (for example an emulator's
-    endpoint); its `PYTHONPATH` is put before this process's `sys.path`, which workers inherit.
+    `functions` maps a function name to its handler, either `"package.module.function"` (the
+    form of Lambda's Handler setting, `folder/module.function` too) or `"package.module:function"`;
+    `env` is every function's environment on top of the variables Lambda sets (for example an
+    emulator's endpoint); its `PYTHONPATH` is put before this process's `sys.path`, which workers
+    inherit.
 
     Serves `POST /2015-03-31/functions/{name}/invocations` on a free 127.0.0.1 port at
     `endpoint_url`, for `boto3.client("lambda", endpoint_url=...)`: `RequestResponse`, `Event`
@@ -76,16 +85,12 @@ class LocalLambdaHost(LocalService):
         worker: WorkerKind = "auto",
         log_dir: str | Path | None = None,
     ) -> None:
-        for name, target in functions.items():
+        for name in functions:
             if not _FUNCTION_NAME.fullmatch(name):
                 raise ValueError(
                     f"invalid Lambda function name {name!r}: use [A-Za-z0-9_-]{{1,64}}"
                 )
-            module, _, attribute = target.partition(":")
-            if not module or not attribute:
-                raise ValueError(
-                    f"handler of {name!r} must be 'package.module:function', got {target!r}"
-                )
+        handlers = {name: _lambda_handler(name, target) for name, target in functions.items()}
         has_awslambdaric = importlib.util.find_spec("awslambdaric") is not None
         if worker == "awslambdaric" and not has_awslambdaric:
             raise RuntimeError("awslambdaric is not installed (it ships Linux wheels only)")
@@ -93,6 +98,7 @@ class LocalLambdaHost(LocalService):
         self.env = dict(env or {})
         self.timeout = timeout
         self.init_timeout = init_timeout
+        self._handlers = handlers
         self.builtin_worker = worker == "builtin" or not has_awslambdaric
         self._log_dir = Path(log_dir) if log_dir is not None else None
         self._temp_dir: str | None = None
@@ -124,11 +130,10 @@ class LocalLambdaHost(LocalService):
             self._temp_dir = tempfile.mkdtemp(prefix="local-lambda-")
         log_dir = self._log_dir or Path(str(self._temp_dir))
         log_dir.mkdir(parents=True, exist_ok=True)
-        for name, target in self.functions.items():
-            module, _, attribute = target.partition(":")
+        for name, handler in self._handlers.items():
             self._runtimes[name] = FunctionRuntime(
                 name,
-                f"{module}.{attribute}",
+                handler,
                 env=self.env,
                 timeout=self.timeout,
                 init_timeout=self.init_timeout,
@@ -272,6 +277,22 @@ class _InvokeHandler(RequestHandler):
             {"Type": "User", "message": message},
             {"x-amzn-RequestId": self.request_id, "x-amzn-ErrorType": error_type},
         )
+
+
+def _lambda_handler(name: str, target: str) -> str:
+    """A handler as Lambda's Handler setting spells it, `package.module.function`.
+
+    Takes that form or `package.module:function`; raises ValueError naming the function otherwise.
+    """
+    colon_form = _COLON_HANDLER.fullmatch(target)
+    if colon_form is not None:
+        return f"{colon_form['module']}.{colon_form['function']}"
+    if _LAMBDA_HANDLER.fullmatch(target):
+        return target
+    raise ValueError(
+        f"handler of Lambda function {name!r} must be 'package.module.function' "
+        f"(as Lambda's Handler setting) or 'package.module:function', got {target!r}"
+    )
 
 
 def _parse_function_name(function_name: str) -> tuple[str, str | None]:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 HANDLERS_DIR = str(Path(__file__).parent)
 FUNCTIONS = {
     "echo": "lambda_handlers:echo",
+    "dotted-echo": "lambda_handlers.echo",
     "warm": "lambda_handlers:warm",
     "fail": "lambda_handlers:fail",
     "shout": "lambda_handlers:shout",
@@ -332,9 +333,27 @@ def test_worker_env_has_lambda_variables_and_the_users_env() -> None:
     assert seen["PYTHONPATH"].split(os.pathsep)[0] == HANDLERS_DIR
 
 
-def test_bad_handler_spec_is_rejected_at_construction() -> None:
-    with pytest.raises(ValueError, match=r"package\.module:function"):
-        LocalLambdaHost({"fn": "lambda_handlers.echo"})
+def test_lambdas_own_handler_spelling_is_served(client: LambdaClient) -> None:
+    result = invoke(client, "dotted-echo", {"spelled": "package.module.function"})
+    assert result["event"] == {"spelled": "package.module.function"}
+    assert result["function_name"] == "dotted-echo"
+
+
+@pytest.mark.parametrize("handler", ["lambda_handlers", "lambda_handlers:", "a.b:c.d", "a b.c"])
+def test_bad_handler_spec_is_rejected_at_construction(handler: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        LocalLambdaHost({"fn": handler})
+    message = str(raised.value)
+    assert "'fn'" in message and repr(handler) in message
+    assert "'package.module.function'" in message and "'package.module:function'" in message
+
+
+def test_both_handler_spellings_are_accepted() -> None:
+    for handler in ("package.module.function", "folder/module.function", "package.module:function"):
+        assert LocalLambdaHost({"fn": handler}).functions == {"fn": handler}
+
+
+def test_bad_function_name_is_rejected_at_construction() -> None:
     with pytest.raises(ValueError, match="invalid Lambda function name"):
         LocalLambdaHost({"bad name": "lambda_handlers:echo"})
 

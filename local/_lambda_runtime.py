@@ -1,10 +1,12 @@
-"""One local Lambda function: invocations, its warm worker, timeouts and its log.
+"""One local Lambda function: its warm workers, invocations, timeouts and logs.
 
-`FunctionRuntime.invoke` runs one invocation at a time (callers queue on a lock). The worker is
-`python -m awslambdaric module.handler` (or our stdlib `_lambda_worker.py` where awslambdaric is
-not installed), started on the first invocation, kept warm, and started afresh after it exits or
-fails to load the handler. Worker output is appended to one log file per function, with Lambda's
-START / END / REPORT lines around each invocation.
+`FunctionRuntime.invoke` runs each invocation on a worker of its own: an idle warm one if there
+is one, else a newly started one while fewer than `concurrency` run; past that a synchronous
+invocation is refused (`ConcurrencyLimitError`) and a queued one waits for a worker to come
+free. A worker is `python -m awslambdaric module.handler` (or our stdlib `_lambda_worker.py`
+where awslambdaric is not installed), kept warm after its invocation, and stopped when it exits,
+times out or fails to load the handler. Each worker's output goes to a file of its own in the
+function's log folder, with Lambda's START / END / REPORT lines around each invocation.
 """
 
 from __future__ import annotations
@@ -67,12 +69,19 @@ class HostStoppedError(RuntimeError):
     """The function's host was stopped before the invocation could run."""
 
 
-class FunctionRuntime:
-    """One function: invocations served one at a time by a warm, lazily started worker.
+class ConcurrencyLimitError(RuntimeError):
+    """Every worker the function may run is busy (its reserved concurrency is reached)."""
 
-    `timeout` bounds each invocation from the moment the worker takes it; past it the worker is
-    killed and the invocation answers Lambda's timeout error. `init_timeout` bounds the wait for a
-    freshly started worker to load the handler's module and ask for its first invocation.
+
+class FunctionRuntime:
+    """One function: up to `concurrency` warm workers, each running one invocation at a time.
+
+    An invocation takes the most recently used idle worker, else starts a new one while fewer
+    than `concurrency` run (see `invoke` for what happens past that). `timeout` bounds each
+    invocation from the moment the worker takes it; past it the worker is killed and the
+    invocation answers Lambda's timeout error. `init_timeout` bounds the wait for a freshly
+    started worker to load the handler's module and ask for its first invocation. Each worker
+    logs to `log_dir/<its log stream id>.log`.
     """
 
     def __init__(
@@ -83,15 +92,17 @@ class FunctionRuntime:
         env: dict[str, str],
         timeout: float,
         init_timeout: float,
+        concurrency: int,
         builtin_worker: bool,
-        log_path: Path,
+        log_dir: Path,
         region: str,
     ) -> None:
         self.name = name
         self.handler = handler
         self.timeout = timeout
         self.init_timeout = init_timeout
-        self.log_path = log_path
+        self.concurrency = concurrency
+        self.log_dir = log_dir
         self.region = region
         self.arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"
         self.env = _worker_env(name, handler, region, env)
@@ -99,9 +110,11 @@ class FunctionRuntime:
             self.worker_command = [sys.executable, str(_BUILTIN_WORKER), handler]
         else:
             self.worker_command = [sys.executable, "-m", "awslambdaric", handler]
-        self._invoke_lock = threading.Lock()
-        self._state_lock = threading.Lock()
-        self._worker: Worker | None = None
+        self._cond = threading.Condition()
+        self._workers: set[Worker] = set()
+        """Every worker started and not yet stopped, busy or idle."""
+        self._idle: list[Worker] = []
+        """The workers waiting for an invocation, the most recently used last."""
         self._closed = False
 
     def invoke(
@@ -110,11 +123,17 @@ class FunctionRuntime:
         client_context: str | None,
         qualifier: str | None = None,
         request_id: str | None = None,
+        *,
+        queue: bool = False,
     ) -> InvocationResult:
-        """Run one invocation and wait for its outcome (queued behind any running invocation)."""
-        with self._invoke_lock:
-            log_start = self._log_size()
-            worker, cold = self._warm_worker()
+        """Run one invocation on a worker of its own and wait for its outcome.
+
+        When all `concurrency` workers are busy, raises `ConcurrencyLimitError`, or with `queue`
+        (an `Event` invocation) waits for one to come free. Raises `HostStoppedError` once closed.
+        """
+        worker, cold = self._acquire(queue)
+        try:
+            log_start = 0 if cold else worker.log_size()
             arn = f"{self.arn}:{qualifier}" if qualifier else self.arn
             invocation = Invocation(request_id or str(uuid.uuid4()), event, client_context, arn)
             worker.offer(invocation)
@@ -125,33 +144,71 @@ class FunctionRuntime:
                 payload=invocation.payload,
                 content_type=invocation.content_type,
                 function_error=invocation.function_error,
-                log=self._read_log(log_start),
+                log=worker.read_log(log_start, LOG_TAIL_BYTES),
             )
+        finally:
+            self._release(worker)
 
-    def _warm_worker(self) -> tuple[Worker, bool]:
-        """The warm worker, or a new one (and True) when there is none or it cannot serve."""
-        with self._state_lock:
-            if self._closed:
-                raise HostStoppedError(f"the local host of Lambda function {self.name} is stopped")
-            worker = self._worker
-            if worker is not None and worker.usable:
-                return worker, False
-            if worker is not None:
+    def _acquire(self, queue: bool) -> tuple[Worker, bool]:
+        """An idle warm worker (and False), or a newly started one (and True)."""
+        stale: list[Worker] = []
+        try:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        raise HostStoppedError(
+                            f"the local host of Lambda function {self.name} is stopped"
+                        )
+                    while self._idle:
+                        worker = self._idle.pop()
+                        if worker.usable:
+                            return worker, False
+                        self._workers.discard(worker)
+                        stale.append(worker)
+                    if len(self._workers) < self.concurrency:
+                        return self._start_worker(), True
+                    if not queue:
+                        raise ConcurrencyLimitError(
+                            f"all {self.concurrency} workers of Lambda function {self.name} "
+                            "are busy"
+                        )
+                    self._cond.wait()
+        finally:
+            for worker in stale:
                 worker.close()
-            env = {**self.env, "AWS_LAMBDA_LOG_STREAM_NAME": _log_stream_name()}
-            self._worker = worker = Worker(
-                self.name,
-                self.worker_command,
-                env,
-                log_path=self.log_path,
-                timeout=self.timeout,
-                on_take=self._log_start,
-            )
-            worker.start()
-            return worker, True
 
-    def _log_start(self, invocation: Invocation) -> None:
-        self.append_log(f"START RequestId: {invocation.request_id} Version: $LATEST")
+    def _start_worker(self) -> Worker:
+        """Start a worker and count it (called holding `_cond`, so `close` cannot miss it)."""
+        stream_id = secrets.token_hex(16)
+        day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
+        env = {**self.env, "AWS_LAMBDA_LOG_STREAM_NAME": f"{day}/[$LATEST]{stream_id}"}
+        worker = Worker(
+            self.name,
+            self.worker_command,
+            env,
+            log_path=self.log_dir / f"{stream_id}.log",
+            timeout=self.timeout,
+        )
+        worker.start()
+        self._workers.add(worker)
+        return worker
+
+    def _release(self, worker: Worker) -> None:
+        """Put a worker back among the idle ones, or stop it when it cannot serve again.
+
+        Whoever takes a worker out of `_workers` stops it: here, `_acquire` or `close`.
+        """
+        with self._cond:
+            if worker not in self._workers:  # `close` took it
+                return
+            keep = worker.usable
+            if keep:
+                self._idle.append(worker)
+            else:
+                self._workers.discard(worker)
+            self._cond.notify()
+        if not keep:
+            worker.close()
 
     def _await(self, worker: Worker, invocation: Invocation) -> None:
         init_deadline = time.monotonic() + self.init_timeout
@@ -159,21 +216,24 @@ class FunctionRuntime:
             now = time.monotonic()
             if invocation.taken_at is None and now > init_deadline:
                 worker.kill()
-                self._time_out(invocation, f"Init timed out after {self.init_timeout:.2f} seconds")
+                what = f"Init timed out after {self.init_timeout:.2f} seconds"
+                self._time_out(worker, invocation, what)
             elif invocation.taken_at is not None and now > invocation.taken_at + self.timeout:
                 worker.kill()
-                self._time_out(invocation, f"Task timed out after {self.timeout:.2f} seconds")
+                self._time_out(
+                    worker, invocation, f"Task timed out after {self.timeout:.2f} seconds"
+                )
             returncode = worker.process.returncode
             if returncode is not None:
                 message = f"RequestId: {invocation.request_id} Error: Runtime exited with error: "
                 message += _describe_exit(returncode)
                 if self._fail(invocation, "Runtime.ExitError", message, "error"):
-                    self.append_log(message, "Runtime.ExitError")
+                    worker.append_log(message, "Runtime.ExitError")
 
-    def _time_out(self, invocation: Invocation, what: str) -> None:
+    def _time_out(self, worker: Worker, invocation: Invocation, what: str) -> None:
         message = f"RequestId: {invocation.request_id} Error: {what}"
         if self._fail(invocation, "Sandbox.Timedout", message, "timeout"):
-            self.append_log(f"{_timestamp()} {invocation.request_id} {what}")
+            worker.append_log(f"{_timestamp()} {invocation.request_id} {what}")
 
     def _fail(self, invocation: Invocation, error_type: str, message: str, status: str) -> bool:
         payload = json.dumps({"errorType": error_type, "errorMessage": message}).encode()
@@ -192,33 +252,18 @@ class FunctionRuntime:
         if invocation.status is not None:
             report += f"\tStatus: {invocation.status}"
         if invocation.taken_at is None:  # failed before START (module import, init timeout)
-            self._log_start(invocation)
-        self.append_log(f"END RequestId: {invocation.request_id}", report)
-
-    def append_log(self, *lines: str) -> None:
-        """Append lines to the function's log file."""
-        with open(self.log_path, "ab") as log:
-            log.write("".join(f"{line}\n" for line in lines).encode())
-
-    def _log_size(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def _read_log(self, start: int) -> bytes:
-        """The last `LOG_TAIL_BYTES` of the log written since offset `start`."""
-        with open(self.log_path, "rb") as log:
-            log.seek(0, os.SEEK_END)
-            log.seek(max(start, log.tell() - LOG_TAIL_BYTES))
-            return log.read()
+            worker.log_start(invocation)
+        worker.append_log(f"END RequestId: {invocation.request_id}", report)
 
     def close(self) -> None:
-        """Stop the worker (an invocation in flight ends with an exit error). Idempotent."""
-        with self._state_lock:
+        """Stop every worker (invocations in flight end with an exit error). Idempotent."""
+        with self._cond:
             self._closed = True
-            worker, self._worker = self._worker, None
-        if worker is not None:
+            workers = list(self._workers)
+            self._workers.clear()
+            self._idle.clear()
+            self._cond.notify_all()
+        for worker in workers:
             worker.close()
 
 
@@ -263,8 +308,3 @@ def _describe_exit(returncode: int) -> str:
 
 def _timestamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _log_stream_name() -> str:
-    day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
-    return f"{day}/[$LATEST]{secrets.token_hex(16)}"

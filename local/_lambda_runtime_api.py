@@ -1,19 +1,21 @@
-"""The Lambda Runtime API (2018-06-01) served to one worker process, and that process.
+"""The Lambda Runtime API (2018-06-01) served to one worker process, that process and its log.
 
 A `Worker` is one process (awslambdaric or our stdlib stand-in) plus the Runtime API server it
-polls through `AWS_LAMBDA_RUNTIME_API`. Each process gets its own server, so a request left over
-from a dead process can never take the next process's invocation. An `Invocation` is handed out
-on `GET .../invocation/next` and finished by `POST .../response`, `.../error` or `init/error`,
-or by whoever gives up on it first (timeout, exit): the first outcome wins.
+polls through `AWS_LAMBDA_RUNTIME_API`, and its own log file. Each process gets its own server, so
+a request left over from a dead process can never take the next process's invocation. An
+`Invocation` is handed out on `GET .../invocation/next` and finished by `POST .../response`,
+`.../error` or `init/error`, or by whoever gives up on it first (timeout, exit): the first
+outcome wins.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dagster_pipes_cloud.local._http import LocalHTTPServer, RequestHandler
@@ -70,10 +72,11 @@ class Invocation:
 
 
 class Worker:
-    """One worker process and the Runtime API server it polls.
+    """One worker process, the Runtime API server it polls and its log.
 
-    `command` runs with `env` plus `AWS_LAMBDA_RUNTIME_API`, its output appended to `log_path`.
-    `timeout` sets each invocation's deadline; `on_take` is called as the worker takes one.
+    `command` runs with `env` plus `AWS_LAMBDA_RUNTIME_API`, its output appended to `log_path`,
+    where the worker also writes Lambda's START line as it takes an invocation. `timeout` sets
+    each invocation's deadline.
     """
 
     def __init__(
@@ -84,15 +87,14 @@ class Worker:
         *,
         log_path: Path,
         timeout: float,
-        on_take: Callable[[Invocation], None],
     ) -> None:
         self._timeout = timeout
-        self._on_take = on_take
+        self.log_path = log_path
         self._cond = threading.Condition()
         self._offered: Invocation | None = None
         self._current: Invocation | None = None
         self._closing = False
-        self.failed_init = False
+        self.exiting = False
         """Whether it posted an init error (it exits next; it must not be offered anything)."""
         self.server = _RuntimeAPIServer(self)
         self.process = ManagedProcess(
@@ -106,8 +108,8 @@ class Worker:
 
     @property
     def usable(self) -> bool:
-        """Whether it can take another invocation (running, and its handler loaded)."""
-        return self.process.running and not self.failed_init
+        """Whether it can take another invocation (running, and not about to exit)."""
+        return self.process.running and not self.exiting
 
     def start(self) -> None:
         """Serve its Runtime API and start the process (it loads the handler, then polls)."""
@@ -136,37 +138,68 @@ class Worker:
             invocation.taken_at = time.monotonic()
             invocation.deadline_ms = int((time.time() + self._timeout) * 1000)
             self._current = invocation
-        self._on_take(invocation)
+        self.log_start(invocation)
         return invocation
 
     def answer(self, request_id: str, payload: bytes, content_type: str, *, is_error: bool) -> bool:
         """Finish the current invocation with the runtime's response or error; False if unknown."""
-        with self._cond:
-            invocation = self._current
-            if invocation is None or invocation.request_id != request_id:
-                return False
-            self._current = None
+        invocation = self._take_current(request_id)
+        if invocation is None:
+            return False
         invocation.finish(
             payload, content_type=content_type, function_error=UNHANDLED if is_error else None
         )
         return True
 
+    def _take_current(self, request_id: str) -> Invocation | None:
+        with self._cond:
+            invocation = self._current
+            if invocation is None or invocation.request_id != request_id:
+                return None
+            self._current = None
+            return invocation
+
     def init_error(self, payload: bytes) -> None:
         """Finish the waiting invocation with the init error (the handler did not load)."""
         with self._cond:
-            self.failed_init = True
+            self.exiting = True
             invocation = self._current or self._offered
             self._current = self._offered = None
         if invocation is not None:
             invocation.finish(payload, function_error=UNHANDLED, status="error")
+
+    def log_start(self, invocation: Invocation) -> None:
+        """Write Lambda's START line of `invocation`."""
+        self.append_log(f"START RequestId: {invocation.request_id} Version: $LATEST")
+
+    def append_log(self, *lines: str) -> None:
+        """Append lines to the worker's log file."""
+        with open(self.log_path, "ab") as log:
+            log.write("".join(f"{line}\n" for line in lines).encode())
+
+    def log_size(self) -> int:
+        """The size of the worker's log file (0 before it has one)."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def read_log(self, start: int, max_bytes: int) -> bytes:
+        """At most the last `max_bytes` of the log written since offset `start`."""
+        with open(self.log_path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(start, log.tell() - max_bytes))
+            return log.read()
 
     def kill(self) -> None:
         """Kill the process at once (a timeout)."""
         self.process.kill()
 
     def close(self) -> None:
-        """Stop the process (SIGTERM, SIGKILL after 1 s) and its server."""
+        """Stop the process (SIGTERM, SIGKILL after 1 s) and its server. Once only: idempotent."""
         with self._cond:
+            if self._closing:
+                return
             self._closing = True
             self._cond.notify_all()
         self.process.stop()
@@ -213,8 +246,9 @@ class _RuntimeAPIHandler(RequestHandler):
         if match is None:
             self.respond_json(404, {"errorMessage": f"unknown path {self.path}"})
             return
+        request_id, is_error = match["id"], match["kind"] == "error"
         content_type = self.headers.get("Content-Type") or "application/json"
-        if worker.answer(match["id"], body, content_type, is_error=match["kind"] == "error"):
+        if worker.answer(request_id, body, content_type, is_error=is_error):
             self.respond_json(202, {"status": "OK"})
         else:
             error = {

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from dagster_pipes_cloud.local._http import LocalHTTPServer, RequestHandler
 from dagster_pipes_cloud.local._lambda_runtime import (
     ACCOUNT_ID,
+    ConcurrencyLimitError,
     FunctionRuntime,
     HostStoppedError,
 )
@@ -62,15 +63,20 @@ class LocalLambdaHost(LocalService):
     (202 at once, run in the background, no retries) and `DryRun` invocations, `LogType="Tail"`,
     `ClientContext` (passed to synchronous invocations only, as Lambda does), Lambda's error
     shapes and `X-Amz-Function-Error: Unhandled`. Any qualifier is served by the same code,
-    reported as `$LATEST`.
+    reported as `$LATEST`. A request over Lambda's limit (6 MB, 1 MB for `Event`) is refused
+    with `RequestTooLargeException`.
 
-    Each function has one warm worker process, started on its first invocation, reused after,
-    and started afresh after it exits; its invocations run one at a time (the others wait). The
+    Each invocation runs in a worker process of its own, as Lambda runs each in an execution
+    environment: an idle warm worker is reused first, another is started only while all are busy,
+    up to `concurrency` per function (default 10, like a reserved concurrency). Past that, a
+    synchronous invocation is refused with 429 `TooManyRequestsException`, and an `Event` one
+    waits for a worker to come free. A worker that exits is replaced by the next invocation. The
     worker is awslambdaric (`worker="auto"` where installed, as on Linux) or, elsewhere, our
     stdlib worker speaking the same Runtime API (`worker="builtin"` forces it). `timeout` bounds
     an invocation (default 900 s, Lambda's maximum): past it the worker is killed and the call
     answers Lambda's timeout error. `init_timeout` (default 30 s) bounds loading the handler.
-    Worker output goes to `log_dir/<name>.log` (default: a temporary folder removed on exit).
+    Each worker's output goes to its own file in `log_path(name)`, the folder `log_dir/<name>`
+    (default `log_dir`: a temporary folder removed on exit).
     """
 
     region = "us-east-1"
@@ -82,6 +88,7 @@ class LocalLambdaHost(LocalService):
         *,
         timeout: float = 900.0,
         init_timeout: float = 30.0,
+        concurrency: int = 10,
         worker: WorkerKind = "auto",
         log_dir: str | Path | None = None,
     ) -> None:
@@ -90,6 +97,8 @@ class LocalLambdaHost(LocalService):
                 raise ValueError(
                     f"invalid Lambda function name {name!r}: use [A-Za-z0-9_-]{{1,64}}"
                 )
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         handlers = {name: _lambda_handler(name, target) for name, target in functions.items()}
         has_awslambdaric = importlib.util.find_spec("awslambdaric") is not None
         if worker == "awslambdaric" and not has_awslambdaric:
@@ -98,6 +107,7 @@ class LocalLambdaHost(LocalService):
         self.env = dict(env or {})
         self.timeout = timeout
         self.init_timeout = init_timeout
+        self.concurrency = concurrency
         self._handlers = handlers
         self.builtin_worker = worker == "builtin" or not has_awslambdaric
         self._log_dir = Path(log_dir) if log_dir is not None else None
@@ -119,8 +129,12 @@ class LocalLambdaHost(LocalService):
         return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
 
     def log_path(self, name: str) -> Path:
-        """The log file of a function's workers (output plus START/END/REPORT lines)."""
-        return self._runtimes[name].log_path
+        """The log folder of a function (known once started), like its CloudWatch log group.
+
+        It holds one file per worker, `<log stream id>.log`, with the worker's output and the
+        START/END/REPORT lines of each invocation it ran.
+        """
+        return self._runtimes[name].log_dir
 
     def start(self) -> Self:
         """Start serving the Invoke API (workers start on their first invocation)."""
@@ -131,14 +145,17 @@ class LocalLambdaHost(LocalService):
         log_dir = self._log_dir or Path(str(self._temp_dir))
         log_dir.mkdir(parents=True, exist_ok=True)
         for name, handler in self._handlers.items():
+            function_log_dir = log_dir / name
+            function_log_dir.mkdir(exist_ok=True)
             self._runtimes[name] = FunctionRuntime(
                 name,
                 handler,
                 env=self.env,
                 timeout=self.timeout,
                 init_timeout=self.init_timeout,
+                concurrency=self.concurrency,
                 builtin_worker=self.builtin_worker,
-                log_path=log_dir / f"{name}.log",
+                log_dir=function_log_dir,
                 region=self.region,
             )
         self._server = _InvokeServer(self)
@@ -170,7 +187,7 @@ class LocalLambdaHost(LocalService):
     ) -> None:
         def run() -> None:
             try:
-                result = runtime.invoke(event, context, qualifier, request_id)
+                result = runtime.invoke(event, context, qualifier, request_id, queue=True)
                 if result.function_error is not None:
                     error = result.payload.decode(errors="replace")
                     logger.warning("Event invocation of %s failed: %s", runtime.name, error)
@@ -256,6 +273,11 @@ class _InvokeHandler(RequestHandler):
     ) -> None:
         try:
             result = runtime.invoke(event, client_context, qualifier, self.request_id)
+        except ConcurrencyLimitError as error:
+            logger.info("invocation of %s refused: %s", runtime.name, error)
+            reason = "ReservedFunctionConcurrentInvocationLimitExceeded"
+            self._error(429, "TooManyRequestsException", "Rate Exceeded.", reason=reason)
+            return
         except HostStoppedError as error:
             self._error(503, "ServiceException", str(error))
             return
@@ -270,12 +292,15 @@ class _InvokeHandler(RequestHandler):
             headers["X-Amz-Log-Result"] = base64.b64encode(result.log).decode()
         self.respond(200, result.payload, headers, content_type=result.content_type)
 
-    def _error(self, status: int, error_type: str, message: str) -> None:
+    def _error(
+        self, status: int, error_type: str, message: str, *, reason: str | None = None
+    ) -> None:
         """Lambda's error response: boto3 raises `client.exceptions.<error_type>`."""
+        body = {"Type": "User", "message": message}
+        if reason is not None:
+            body["Reason"] = reason
         self.respond_json(
-            status,
-            {"Type": "User", "message": message},
-            {"x-amzn-RequestId": self.request_id, "x-amzn-ErrorType": error_type},
+            status, body, {"x-amzn-RequestId": self.request_id, "x-amzn-ErrorType": error_type}
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 INVOCATIONS = 0
@@ -86,3 +87,31 @@ def chatty(event: Any, context: Any) -> str:
     for index in range(event["lines"]):
         print(f"line {index:05d} " + "x" * 89)
     return "done"
+
+
+def gather(event: Any, context: Any) -> dict[str, Any]:
+    """Sleep `event["seconds"]` and on until `event["peers"]` invocations have started.
+
+    Each invocation leaves `<tag>.started` in `event["folder"]` and prints lines carrying its tag
+    before and after the wait (60 s at most). Returns the pid and the wall-clock start and end.
+    """
+    start = time.time()
+    tag, folder = event["tag"], Path(event["folder"])
+    print(f"{tag} started in {os.getpid()}")
+    (folder / f"{tag}.started").touch()
+    time.sleep(event["seconds"])
+    while len(list(folder.glob("*.started"))) < event["peers"] and time.time() < start + 60:
+        time.sleep(0.02)
+    print(f"{tag} ending")
+    return {"pid": os.getpid(), "start": start, "end": time.time()}
+
+
+def hold(event: Any, context: Any) -> int:
+    """Leave `<tag>.started` in `event["folder"]`, wait there for a `release` file (60 s at most),
+    return the pid."""
+    folder = Path(event["folder"])
+    (folder / f"{event['tag']}.started").touch()
+    deadline = time.monotonic() + 60
+    while not (folder / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return os.getpid()

@@ -14,7 +14,6 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,13 +123,6 @@ def test_warm_worker_is_reused(client: LambdaClient) -> None:
     assert len({result["pid"] for result in results}) == 1
     counts = [result["count"] for result in results]
     assert counts == list(range(counts[0], counts[0] + 6))
-
-
-def test_concurrent_invocations_queue_on_the_one_worker(client: LambdaClient) -> None:
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda _: invoke(client, "warm"), range(8)))
-    assert len({result["pid"] for result in results}) == 1
-    assert len({result["count"] for result in results}) == 8
 
 
 def test_event_invoke_answers_202_and_runs_in_the_background(
@@ -309,14 +301,14 @@ def test_stop_is_prompt_with_an_invocation_in_flight() -> None:
     with LocalLambdaHost({"sleep": "lambda_handlers:sleep"}, env=env) as host:
         client = lambda_client(host)
         client.invoke(FunctionName="sleep", InvocationType="Event", Payload=b'{"seconds": 600}')
-        log_path = host.log_path("sleep")
+        log_dir = host.log_path("sleep")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if log_path.exists() and "START RequestId" in log_path.read_text():
+            if any("START RequestId" in log.read_text() for log in log_dir.glob("*.log")):
                 break
             time.sleep(0.05)
     # Leaving the block returned: the in-flight invocation did not hold the host open.
-    assert not log_path.exists()
+    assert not log_dir.exists()
 
 
 def test_worker_env_has_lambda_variables_and_the_users_env() -> None:

@@ -5,11 +5,13 @@ polls through `AWS_LAMBDA_RUNTIME_API`, and its own log file. Each process gets 
 a request left over from a dead process can never take the next process's invocation. An
 `Invocation` is handed out on `GET .../invocation/next` and finished by `POST .../response`,
 `.../error` or `init/error`, or by whoever gives up on it first (timeout, exit): the first
-outcome wins.
+outcome wins. A response over `MAX_RESPONSE_BYTES` is refused with 413, as Lambda's Runtime API
+refuses it (the runtime then exits), and the invocation ends in `Function.ResponseSizeTooLarge`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -22,6 +24,8 @@ from dagster_pipes_cloud.local._http import LocalHTTPServer, RequestHandler
 from dagster_pipes_cloud.local._process import LOCALHOST, ManagedProcess
 
 UNHANDLED = "Unhandled"
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100
+"""The largest response Lambda's Runtime API accepts from a function (6 MB and 100 bytes)."""
 
 _NEXT_PATH = "/2018-06-01/runtime/invocation/next"
 _INIT_ERROR_PATH = "/2018-06-01/runtime/init/error"
@@ -95,7 +99,8 @@ class Worker:
         self._current: Invocation | None = None
         self._closing = False
         self.exiting = False
-        """Whether it posted an init error (it exits next; it must not be offered anything)."""
+        """Whether it failed in a way the runtime exits after (an init error, an oversized
+        response): it must not be offered anything."""
         self.server = _RuntimeAPIServer(self)
         self.process = ManagedProcess(
             command,
@@ -149,6 +154,24 @@ class Worker:
         invocation.finish(
             payload, content_type=content_type, function_error=UNHANDLED if is_error else None
         )
+        return True
+
+    def refuse_oversized(self, request_id: str) -> bool:
+        """Finish the current invocation with Lambda's `Function.ResponseSizeTooLarge` error.
+
+        The runtime exits after its response is refused, so the worker is not used again.
+        False if `request_id` is not the current invocation.
+        """
+        invocation = self._take_current(request_id)
+        if invocation is None:
+            return False
+        self.exiting = True
+        message = (
+            "Response payload size exceeded maximum allowed payload size "
+            f"({MAX_RESPONSE_BYTES} bytes)."
+        )
+        error = {"errorMessage": message, "errorType": "Function.ResponseSizeTooLarge"}
+        invocation.finish(json.dumps(error).encode(), function_error=UNHANDLED, status="error")
         return True
 
     def _take_current(self, request_id: str) -> Invocation | None:
@@ -247,6 +270,11 @@ class _RuntimeAPIHandler(RequestHandler):
             self.respond_json(404, {"errorMessage": f"unknown path {self.path}"})
             return
         request_id, is_error = match["id"], match["kind"] == "error"
+        oversized = not is_error and len(body) > MAX_RESPONSE_BYTES
+        if oversized and worker.refuse_oversized(request_id):
+            message = f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+            self.respond_json(413, {"errorMessage": message, "errorType": "RequestEntityTooLarge"})
+            return
         content_type = self.headers.get("Content-Type") or "application/json"
         if worker.answer(request_id, body, content_type, is_error=is_error):
             self.respond_json(202, {"status": "OK"})

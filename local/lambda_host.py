@@ -63,8 +63,9 @@ class LocalLambdaHost(LocalService):
     (202 at once, run in the background, no retries) and `DryRun` invocations, `LogType="Tail"`,
     `ClientContext` (passed to synchronous invocations only, as Lambda does), Lambda's error
     shapes and `X-Amz-Function-Error: Unhandled`. Any qualifier is served by the same code,
-    reported as `$LATEST`. A request over Lambda's limit (6 MB, 1 MB for `Event`) is refused
-    with `RequestTooLargeException`.
+    reported as `$LATEST`. Lambda's limits hold: a request over 6 MB (1 MB for `Event`) is
+    refused with `RequestTooLargeException`, a response over 6 MB answers the
+    `Function.ResponseSizeTooLarge` function error.
 
     Each invocation runs in a worker process of its own, as Lambda runs each in an execution
     environment: an idle warm worker is reused first, another is started only while all are busy,

@@ -89,6 +89,12 @@ def chatty(event: Any, context: Any) -> str:
     return "done"
 
 
+def big_response(event: Any, context: Any) -> str:
+    """Return a string of `event["characters"]` characters (2 more bytes as JSON)."""
+    characters: int = event["characters"]
+    return "x" * characters
+
+
 def gather(event: Any, context: Any) -> dict[str, Any]:
     """Sleep `event["seconds"]` and on until `event["peers"]` invocations have started.
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 HANDLERS_ENV = {"PYTHONPATH": str(Path(__file__).parent)}
 FUNCTIONS = {
     "gather": "lambda_handlers.gather",
+    "big-response": "lambda_handlers.big_response",
 }
 
 
@@ -145,3 +146,20 @@ def test_a_synchronous_invoke_past_the_concurrency_is_throttled_and_an_event_wai
     assert error["Type"] == "User"
     assert not (tmp_path / "refused.started").exists()
     assert len(pids) == 2
+
+
+def test_a_response_over_6_mb_is_lambdas_response_size_error(client: LambdaClient) -> None:
+    event = {"characters": 7 * 1024 * 1024}
+    response = client.invoke(FunctionName="big-response", Payload=json.dumps(event))
+    assert response["StatusCode"] == 200
+    assert response["FunctionError"] == "Unhandled"
+    assert json.loads(response["Payload"].read()) == {
+        "errorMessage": (
+            "Response payload size exceeded maximum allowed payload size (6291556 bytes)."
+        ),
+        "errorType": "Function.ResponseSizeTooLarge",
+    }
+    # The largest response Lambda accepts still arrives, from a fresh worker.
+    largest = {"characters": 6291556 - 2}  # a JSON string: two quotes around the characters
+    response = client.invoke(FunctionName="big-response", Payload=json.dumps(largest))
+    assert len(payload(response)) == largest["characters"]

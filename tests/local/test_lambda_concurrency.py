@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -163,3 +164,12 @@ def test_a_response_over_6_mb_is_lambdas_response_size_error(client: LambdaClien
     largest = {"characters": 6291556 - 2}  # a JSON string: two quotes around the characters
     response = client.invoke(FunctionName="big-response", Payload=json.dumps(largest))
     assert len(payload(response)) == largest["characters"]
+
+
+def test_stop_ends_every_worker(tmp_path: Path) -> None:
+    with LocalLambdaHost({"gather": "lambda_handlers.gather"}, env=HANDLERS_ENV) as host:
+        pids = {payload(response)["pid"] for response in gather(lambda_client(host), tmp_path, 2)}
+    assert len(pids) == 2
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

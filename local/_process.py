@@ -2,32 +2,42 @@
 
 `ManagedProcess` starts a command in its own process group with its output in a log file, waits
 until a readiness probe passes, and stops the whole group on exit (SIGTERM, then SIGKILL after a
-grace period). `LocalService` is the start-on-enter, stop-on-exit base of every local stand-in;
-`free_port`, `start_on_free_port`, `http_ready` and `tcp_ready` are the small
-helpers around it.
+grace period). Whatever it started also ends when the process that started it ends, however that
+ends (see `ManagedProcess`). `LocalService` is the start-on-enter, stop-on-exit base of every
+local stand-in; `free_port`, `start_on_free_port`, `http_ready`, `tcp_ready` and
+`require_local_extra` are the small helpers around it.
+
+This file imports only the standard library: it is also run by path as the owner's watchdog.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 LOCALHOST = "127.0.0.1"
+LOCAL_EXTRA_INSTALL = "pip install 'dagster-pipes-cloud[local]'"
+"""The install line that brings every local stand-in's dependencies."""
 
 ReadinessProbe = Callable[[], bool]
 """A callable that answers whether a started process is ready to serve; called repeatedly."""
@@ -112,6 +122,23 @@ def http_ready(url: str, timeout: float = 1.0) -> ReadinessProbe:
     return probe
 
 
+def require_local_extra(stand_in: str, modules: Iterable[str]) -> None:
+    """Raise `MissingDependencyError` naming the `[local]` install line if `modules` are missing.
+
+    `modules` are top-level names, looked up with `importlib.util.find_spec` (nothing is imported);
+    `stand_in` names what needs them in the message.
+    """
+    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        # imported here: this file runs alone (without the package) as the watchdog
+        from dagster_pipes_cloud.adapters.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            f"{stand_in} needs {', '.join(missing)}, which the [local] extra installs;"
+            f" run: {LOCAL_EXTRA_INSTALL}"
+        )
+
+
 class ManagedProcess(LocalService):
     """A subprocess in its own process group, started, probed until ready and stopped as one.
 
@@ -120,8 +147,14 @@ class ManagedProcess(LocalService):
     `start`, `ready` is polled until it passes; if the process exits first, or `startup_timeout`
     seconds (default 30) pass, the group is stopped and `ProcessStartError` is raised with the exit
     code and the last output. `stop` sends SIGTERM to the group and SIGKILL after `stop_timeout`
-    seconds (default 5). Usable as a context manager. POSIX process groups; elsewhere only the
-    direct child is signalled.
+    seconds (default 5). Usable as a context manager.
+
+    The group also ends with the process that started it, whether that exits, is sent SIGTERM or
+    is killed: the owner's watchdog (one small process per owner, see `_Watchdog`) notices its
+    end by EOF on a pipe and stops every group not stopped yet the same way (SIGTERM, SIGKILL
+    after `stop_timeout`), then deletes their temporary logs; a `log_path` given by the caller is
+    kept. Linux and macOS get exactly this (pipes and process groups are POSIX). Elsewhere
+    there is no watchdog and only the direct child is signalled.
     """
 
     def __init__(
@@ -176,10 +209,13 @@ class ManagedProcess(LocalService):
         """Start the process and wait until `ready` passes; see the class docstring for failures."""
         if self._popen is not None:
             raise RuntimeError(f"{self.name} was already started")
+        watchdog = _Watchdog.of_this_process()
         if self._log_path is None:
             fd, path = tempfile.mkstemp(prefix=f"{self.name}-", suffix=".log")
             os.close(fd)
             self._log_path = Path(path)
+            if watchdog is not None:
+                watchdog.remove_at_exit(path)
         try:
             with open(self._log_path, "ab") as log:
                 self._popen = subprocess.Popen(
@@ -196,6 +232,8 @@ class ManagedProcess(LocalService):
             raise ProcessStartError(
                 self.name, f"could not be started: {error}", None, ""
             ) from error
+        if watchdog is not None:
+            watchdog.watch(self._popen.pid, self.stop_timeout)
         if self.ready is not None:
             try:
                 self._wait_ready(self.ready)
@@ -241,8 +279,7 @@ class ManagedProcess(LocalService):
     def _signal_group(self, sig: signal.Signals) -> None:
         assert self._popen is not None
         if hasattr(os, "killpg"):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._popen.pid, sig)
+            _signal_group(self._popen.pid, sig)
         elif self._popen.poll() is None:
             self._popen.send_signal(sig)
 
@@ -250,7 +287,7 @@ class ManagedProcess(LocalService):
         """Kill the whole process group at once (SIGKILL) and reap the process."""
         if self._popen is None or self._stopped:
             return
-        self._signal_group(getattr(signal, "SIGKILL", signal.SIGTERM))
+        self._signal_group(_SIGKILL)
         self._popen.wait()
 
     def stop(self, timeout: float | None = None) -> None:
@@ -265,16 +302,31 @@ class ManagedProcess(LocalService):
             except subprocess.TimeoutExpired:
                 self.kill()
             self._stopped = True
+            watchdog = _Watchdog.of_this_process(start=False)
+            if watchdog is not None:
+                watchdog.forget(self._popen.pid)
         self._remove_own_log()
 
     def _remove_own_log(self) -> None:
         if self._owns_log and self._log_path is not None:
             with contextlib.suppress(OSError):
                 self._log_path.unlink()
+            watchdog = _Watchdog.of_this_process(start=False)
+            if watchdog is not None:
+                watchdog.keep(self._log_path)
 
     def __enter__(self) -> Self:
         """Start the process unless it already was; leaving the block stops it."""
         return self if self._popen is not None else self.start()
+
+
+_SIGKILL: signal.Signals = getattr(signal, "SIGKILL", signal.SIGTERM)
+
+
+def _signal_group(group: int, sig: signal.Signals) -> None:
+    """Send `sig` to process group `group`, if any process of it is left (POSIX only)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, sig)
 
 
 _ADDRESS_IN_USE = ("address already in use", "eaddrinuse", "port is already allocated")
@@ -302,3 +354,149 @@ def start_on_free_port(
             continue
         return process, port
     raise AssertionError("unreachable")
+
+
+def remove_at_owner_exit(path: str | os.PathLike[str]) -> None:
+    """Have the owner's watchdog delete `path` (a file or a folder) when this process ends.
+
+    For a temporary file or folder of a local stand-in that the stand-in removes itself on
+    `stop`: if this process is killed first, the watchdog removes it. A path already gone then is
+    skipped. No-op where there is no watchdog (not POSIX).
+    """
+    watchdog = _Watchdog.of_this_process()
+    if watchdog is not None:
+        watchdog.remove_at_exit(path)
+
+
+class _Watchdog:
+    """The small process that ends this process's groups when this process ends.
+
+    One per owner process, started with the first `ManagedProcess`. It reads one JSON message a
+    line from a pipe whose only write end this process holds ("watch" a group with its grace,
+    "forget" it once stopped; "remove" a path at the end, "keep" it once removed). Any end of
+    this process closes that end, so the watchdog reads EOF: it sends SIGTERM to each group still
+    watched, SIGKILL to what is left of a group after its grace, deletes the files and folders it
+    was given, and exits. It runs in its own session, so a Ctrl-C sent to the terminal's process
+    group does not end it before it has done that.
+
+    Not PR_SET_PDEATHSIG: Linux sends that signal when the *thread* that forked the child ends,
+    and the Lambda host starts its warm workers from short-lived request threads. A child forked
+    without exec (multiprocessing's "fork") gets a fresh watchdog of its own when it starts a
+    process; the parent's pipe end is closed in it so the parent's end is still noticed.
+    """
+
+    _current: _Watchdog | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        read_end, self._write_end = os.pipe()
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", os.path.abspath(__file__), _WATCHDOG_ARGUMENT],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(self._write_end)
+            raise
+        finally:
+            os.close(read_end)
+        self._send_lock = threading.Lock()
+
+    @classmethod
+    def of_this_process(cls, start: bool = True) -> _Watchdog | None:
+        """This process's watchdog, started now if `start` and there is none (None if not POSIX)."""
+        with cls._lock:
+            if cls._current is None and start and hasattr(os, "killpg"):
+                cls._current = cls()
+            return cls._current
+
+    @classmethod
+    def _forget_in_forked_child(cls) -> None:
+        cls._lock = threading.Lock()  # another thread may have held it at the fork
+        if cls._current is not None:
+            with contextlib.suppress(OSError):
+                os.close(cls._current._write_end)
+            cls._current = None
+
+    def watch(self, group: int, grace: float) -> None:
+        """End process group `group` with this process: SIGTERM, SIGKILL after `grace` s."""
+        self._send({"watch": group, "grace": grace})
+
+    def forget(self, group: int) -> None:
+        """`group` was stopped by this process: nothing left to do for it."""
+        self._send({"forget": group})
+
+    def remove_at_exit(self, path: str | os.PathLike[str]) -> None:
+        """Delete `path` (after ending the groups) when this process ends."""
+        self._send({"remove": os.path.abspath(path)})
+
+    def keep(self, path: str | os.PathLike[str]) -> None:
+        """`path` was removed by this process: nothing left to do for it."""
+        self._send({"keep": os.path.abspath(path)})
+
+    def _send(self, message: Mapping[str, Any]) -> None:
+        data = (json.dumps(message) + "\n").encode()
+        with self._send_lock:
+            try:
+                while data:
+                    data = data[os.write(self._write_end, data) :]
+            except OSError:  # the watchdog itself was killed: nobody left to tell
+                pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_Watchdog._forget_in_forked_child)
+
+_WATCHDOG_ARGUMENT = "--watchdog"
+
+
+def _watch(messages: Iterable[bytes]) -> None:
+    """The watchdog's work: follow the owner's messages to EOF, then end and delete what is left."""
+    groups: dict[int, float] = {}
+    paths: dict[str, None] = {}  # insertion-ordered: files before the folders given after them
+    for line in messages:
+        try:
+            message = json.loads(line)
+        except ValueError:  # a line cut short by the owner's death
+            continue
+        if "watch" in message:
+            groups[int(message["watch"])] = float(message["grace"])
+        if "forget" in message:
+            groups.pop(int(message["forget"]), None)
+        if "remove" in message:
+            paths[str(message["remove"])] = None
+        if "keep" in message:
+            paths.pop(str(message["keep"]), None)
+    _end_groups(groups)
+    for path in paths:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _end_groups(graces: Mapping[int, float]) -> None:
+    """SIGTERM every group at once, then SIGKILL each one still there after its own grace."""
+    for group in graces:
+        _signal_group(group, signal.SIGTERM)
+    started = time.monotonic()
+    pending = dict(graces)
+    while pending:
+        for group, grace in list(pending.items()):
+            try:
+                os.killpg(group, 0)
+            except (ProcessLookupError, PermissionError):
+                del pending[group]
+                continue
+            if time.monotonic() - started > grace:
+                _signal_group(group, _SIGKILL)
+                del pending[group]
+        time.sleep(0.05)
+
+
+if __name__ == "__main__" and sys.argv[1:] == [_WATCHDOG_ARGUMENT]:
+    _watch(sys.stdin.buffer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.request
 from typing import TYPE_CHECKING
 
 from dagster_pipes_cloud.local._process import (
@@ -11,6 +12,7 @@ from dagster_pipes_cloud.local._process import (
     LocalService,
     ManagedProcess,
     http_ready,
+    require_local_extra,
     start_on_free_port,
 )
 
@@ -24,6 +26,8 @@ class S3Emulator(LocalService):
     Starts on enter, waits until it answers HTTP (up to `startup_timeout`, default 30 s) and stops
     the process on exit. moto serves every AWS service it emulates on that one endpoint; state lives
     in memory and is gone when it stops. Credentials are not checked; `env` carries dummy ones.
+    Needs moto's server (the `[local]` extra): constructing one without it raises
+    `MissingDependencyError` with the install line.
     """
 
     region = "us-east-1"
@@ -31,6 +35,7 @@ class S3Emulator(LocalService):
     secret_access_key = "testing"
 
     def __init__(self, *, port: int | None = None, startup_timeout: float = 30.0) -> None:
+        require_local_extra("S3Emulator (moto's server)", ("moto", "flask", "flask_cors"))
         self._requested_port = port
         self._startup_timeout = startup_timeout
         self._port: int | None = None
@@ -45,15 +50,25 @@ class S3Emulator(LocalService):
 
     @property
     def env(self) -> dict[str, str]:
-        """The environment an SDK client needs to reach this emulator: endpoint, region, keys."""
+        """The environment an S3 client needs to reach this emulator: endpoint, region, keys.
+
+        Only S3's endpoint (`AWS_ENDPOINT_URL_S3`), not the general `AWS_ENDPOINT_URL`: that would
+        send every other service, Lambda too, to moto.
+        """
         return {
-            "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_ENDPOINT_URL_S3": self.endpoint_url,
             "AWS_ACCESS_KEY_ID": self.access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
         }
+
+    def create_bucket(self, name: str) -> None:
+        """Create bucket `name` (in `region`); creating one that exists is a no-op."""
+        request = urllib.request.Request(f"{self.endpoint_url}/{name}", method="PUT")
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+        with opener.open(request, timeout=10):
+            pass
 
     def start(self) -> Self:
         """Start moto's server and wait until it answers."""

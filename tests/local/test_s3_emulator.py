@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 import socket
+from importlib.machinery import ModuleSpec
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import boto3
 import pytest
 
+from dagster_pipes_cloud.adapters import MissingDependencyError
 from dagster_pipes_cloud.local import S3Emulator
 
 if TYPE_CHECKING:
@@ -54,6 +57,8 @@ def test_env_is_enough_for_a_default_client(
     for name, value in s3_emulator.env.items():
         monkeypatch.setenv(name, value)
     assert s3_emulator.env["AWS_ENDPOINT_URL_S3"] == s3_emulator.endpoint_url
+    # only S3's endpoint: the general one would send Lambda (and every other service) to moto
+    assert "AWS_ENDPOINT_URL" not in s3_emulator.env
     bucket = f"env-{secrets.token_hex(4)}"
     client = boto3.client("s3")
     client.create_bucket(Bucket=bucket)
@@ -72,3 +77,23 @@ def test_stop_ends_the_server() -> None:
 def test_endpoint_before_start_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="not been started"):
         _ = S3Emulator().endpoint_url
+
+
+def test_create_bucket(s3_emulator: S3Emulator) -> None:
+    bucket = f"made-{secrets.token_hex(4)}"
+    s3_emulator.create_bucket(bucket)
+    s3_emulator.create_bucket(bucket)  # again: no error
+    assert bucket in [b["Name"] for b in s3_client(s3_emulator).list_buckets()["Buckets"]]
+
+
+def test_without_moto_the_install_line_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    find_spec = importlib.util.find_spec
+
+    def without_moto(name: str, package: str | None = None) -> ModuleSpec | None:
+        return None if name == "moto" else find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_moto)
+    with pytest.raises(MissingDependencyError) as raised:
+        S3Emulator()
+    assert "moto" in str(raised.value)
+    assert "pip install 'dagster-pipes-cloud[local]'" in str(raised.value)

@@ -15,10 +15,16 @@ class RemoteError:
     message: str
     trace: Sequence[str] = ()
 
+    @property
+    def headline(self) -> str:
+        """`Type: message`, or the type alone when there is no message."""
+        return f"{self.type}: {self.message}" if self.message else self.type
+
     def __str__(self) -> str:
         trace = "".join(line if line.endswith("\n") else line + "\n" for line in self.trace)
-        text = f"{self.type}: {self.message}"
-        return f"{text}\n{trace.rstrip()}" if trace else text
+        if not trace.strip():
+            return self.headline
+        return f"{self.headline}\nTraceback (most recent call last):\n{trace.rstrip()}"
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,55 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from dagster import PipesMessageHandler, PipesMessageReader
 from dagster._core.errors import DagsterPipesExecutionError
-from dagster_pipes import PipesParams
+from dagster_pipes import (
+    PIPES_PROTOCOL_VERSION,
+    PipesBlobStoreMessageWriter,
+    PipesParams,
+)
 
-from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError, TransientError
+from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError, RemoteError, TransientError
 from dagster_pipes_cloud.orchestration._keys import session_prefix
 from dagster_pipes_cloud.orchestration.injectors import PipesBlobStoreContextInjector
 
-INCLUDE_STDIO_KEY = "include_stdio_in_messages"
+INCLUDE_STDIO_KEY = PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY
+
+SessionProblem = Literal["read_failed", "never_opened", "not_closed", "remote_error"]
+
+
+class PipesSessionError(DagsterPipesExecutionError):
+    """A session that did not end well, as the reader saw it after draining.
+
+    `problem` says what went wrong; `remote_error` is the function's own exception from its
+    "closed" message (problem "remote_error"); `chunks_read` how many chunks arrived. Clients
+    catch it to combine what the reader saw with what the platform answered.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problem: SessionProblem,
+        remote_error: RemoteError | None = None,
+        chunks_read: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.problem: SessionProblem = problem
+        self.remote_error = remote_error
+        self.chunks_read = chunks_read
+
+
+class ReaderOptions(TypedDict, total=False):
+    """The options every binding of `PipesChunkedMessageReader` passes through unchanged."""
+
+    key_prefix: str | None
+    interval: float
+    max_interval: float
+    drain_timeout: float
+    include_stdio_in_messages: bool
 
 
 class PipesChunkedMessageReader(PipesMessageReader):
@@ -56,6 +94,12 @@ class PipesChunkedMessageReader(PipesMessageReader):
     @property
     def store(self) -> BlobStore:
         return self._store
+
+    @property
+    def expected_writer_count(self) -> int:
+        """One writer per session (the function). Declared here so that Dagster's handler does
+        not read the base class's preview property, which warns on every run."""
+        return 1
 
     def blob_context_injector(self) -> PipesBlobStoreContextInjector:
         """An injector that puts the context in this reader's bucket (the event injector's
@@ -125,7 +169,8 @@ class _ChunkPoller:
         return self._thread.is_alive()
 
     def finish(self, *, failing: bool) -> None:
-        """Drain, then raise if the session did not end well (unless it is failing already)."""
+        """Drain, then raise `PipesSessionError` if the session did not end well (unless the
+        block is failing already: then drain briefly and leave the error to it)."""
         drain = min(self._reader.drain_timeout, 2.0) if failing else self._reader.drain_timeout
         self._drain_deadline = time.monotonic() + drain
         self._ended.set()
@@ -133,22 +178,34 @@ class _ChunkPoller:
         if failing:
             return
         where = self._store.url(f"{self.prefix}/")
+        chunks = self._next_index - 1
         if self._error is not None:
-            raise DagsterPipesExecutionError(f"reading Pipes messages failed: {self._error}")
+            raise PipesSessionError(
+                f"reading Pipes messages failed: {self._error}",
+                problem="read_failed",
+                chunks_read=chunks,
+            )
         if not self._handler.received_opened_message:
-            raise DagsterPipesExecutionError(
+            raise PipesSessionError(
                 f"the function never opened Dagster Pipes: nothing arrived at {where} within"
                 f" {drain:g}s after it returned. Is its entrypoint wrapped by a dagster_pipes_cloud"
-                " decorator, and can it write to that bucket?"
+                " decorator, and can it write to that bucket?",
+                problem="never_opened",
             )
         if not self._closed:
-            raise DagsterPipesExecutionError(
+            raise PipesSessionError(
                 f"the function did not close Dagster Pipes: no 'closed' message at {where} within"
-                f" {drain:g}s after it returned ({self._next_index - 1} chunk(s) read)."
+                f" {drain:g}s after it returned ({chunks} chunk(s) read).",
+                problem="not_closed",
+                chunks_read=chunks,
             )
         if self._closed_exception is not None:
-            raise DagsterPipesExecutionError(
-                f"the function reported an error: {_describe_exception(self._closed_exception)}"
+            remote = remote_error_from_pipes(self._closed_exception)
+            raise PipesSessionError(
+                f"the function failed: {remote}",
+                problem="remote_error",
+                remote_error=remote,
+                chunks_read=chunks,
             )
 
     def _run(self) -> None:
@@ -228,15 +285,25 @@ class _ChunkPoller:
     def _log(self, level: str, text: str) -> None:
         self._handler.handle_message(
             {
-                "__dagster_pipes_version": "0.1",
+                "__dagster_pipes_version": PIPES_PROTOCOL_VERSION,  # the TypedDict's own key
                 "method": "log",
                 "params": {"message": f"[pipes] {text}", "level": level.upper()},
             }
         )
 
 
-def _describe_exception(exc: Mapping[str, Any]) -> str:
-    stack = exc.get("stack") or []
-    trace = "".join(str(line) for line in stack) if isinstance(stack, list) else str(stack)
-    head = f"{exc.get('name')}: {exc.get('message')}"
-    return f"{head}\n{trace}".rstrip()
+def remote_error_from_pipes(exception: Mapping[str, Any]) -> RemoteError:
+    """The exception a function sent in its "closed" message, as a `RemoteError`.
+
+    dagster_pipes sends `name`, `message` (Python's own "Type: text" line) and `stack`; the
+    type is not repeated in the message kept here.
+    """
+    name = str(exception.get("name") or "Exception")
+    message = str(exception.get("message") or "").strip()
+    if message.startswith(f"{name}:"):
+        message = message[len(name) + 1 :].strip()
+    elif message == name:
+        message = ""
+    stack = exception.get("stack") or []
+    trace = [str(line) for line in stack] if isinstance(stack, list) else [str(stack)]
+    return RemoteError(type=name, message=message, trace=trace)

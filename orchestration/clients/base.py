@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from dagster import (
@@ -14,21 +15,29 @@ from dagster import (
     PipesClientCompletedInvocation,
     PipesContextInjector,
     PipesMessageReader,
-    open_pipes_session,
 )
 from dagster._core.definitions.resource_annotation import TreatAsResourceParam
 from dagster._core.errors import DagsterPipesExecutionError
+from dagster._core.pipes.context import (
+    PipesMessageHandler,
+    PipesSession,
+    build_external_execution_context_data,
+)
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR
 
 from dagster_pipes_cloud.adapters import FunctionInvocation, PipesCloudError
 from dagster_pipes_cloud.orchestration.injectors import PipesEventContextInjector
-from dagster_pipes_cloud.orchestration.reader import PipesChunkedMessageReader
+from dagster_pipes_cloud.orchestration.reader import PipesChunkedMessageReader, PipesSessionError
 
 Context = OpExecutionContext | AssetExecutionContext
 Invoke = Callable[[bytes], FunctionInvocation]
 
 _PARAMS_ALLOWANCE = 4096  # room for the messages params and the JSON around the bootstrap keys
 _LOG_TAIL_CHARS = 2000
+_NOT_YIELDED = (
+    "The results of a Pipes function run were not returned from the asset: return"
+    " `invocation.get_materialize_result()` or yield from `invocation.get_results()`."
+)
 
 
 class PipesFunctionInvocation(PipesClientCompletedInvocation):
@@ -45,6 +54,10 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
     """Base of the per-platform clients. The default injector passes the context in the event;
     an event injector without a fallback of its own falls back to the reader's bucket (when the
     reader is one of ours) for a context too large for the event.
+
+    A failed invocation is reported once, after every message the function sent: with the
+    function's own exception (type, message, trace) from its "closed" message where it sent
+    one, else with what the platform answered (its error, status and body).
     """
 
     def __init__(
@@ -69,53 +82,75 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
     ) -> PipesFunctionInvocation:
         """Invoke once inside a Pipes session and return when every message has been read.
 
-        A function error fails the step with the remote error after the messages sent before
-        it; a fire-and-forget invocation ends on the "closed" message, or fails after
+        `request_limit` is the platform's request size limit (bytes), which bounds the event
+        injector. A fire-and-forget invocation ends on the "closed" message, or fails after
         `wait_timeout` seconds.
         """
-        if event is not None and not isinstance(event, Mapping):
-            raise DagsterPipesExecutionError(
-                f"the event must be a mapping (a JSON object) to carry Dagster's bootstrap keys,"
-                f" got {type(event).__name__}"
-            )
-        event = dict(event or {})
-        clashing = {DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR} & set(event)
-        if clashing:
-            raise DagsterPipesExecutionError(f"the event may not set {sorted(clashing)}")
+        event = _checked_event(event)
+        injector = self._injector_for(request_limit - len(json.dumps(event)) - _PARAMS_ALLOWANCE)
+        invocation: FunctionInvocation | None = None
         try:
-            event_bytes = len(json.dumps(event))
-        except (TypeError, ValueError) as exc:
-            raise DagsterPipesExecutionError(f"the event is not JSON-serializable: {exc}") from exc
-        injector = self.context_injector
-        if isinstance(injector, PipesEventContextInjector):
-            reader = self.message_reader
-            injector = injector.bounded(
-                request_limit - event_bytes - _PARAMS_ALLOWANCE,
-                fallback=(
-                    reader.blob_context_injector()
-                    if isinstance(reader, PipesChunkedMessageReader)
-                    else None
-                ),
+            with self._open_session(context, injector, extras) as session:
+                payload = json.dumps({**event, **session.get_bootstrap_env_vars()}).encode()
+                try:
+                    invocation = invoke(payload)
+                except PipesCloudError as exc:  # the function never ran, or its end is unknown
+                    raise DagsterPipesExecutionError(str(exc)) from exc
+                if not invocation.completed:
+                    self._wait_for_closed(session, invocation, wait_timeout)
+        except PipesSessionError as problem:
+            if invocation is None:
+                raise
+            raise DagsterPipesExecutionError(_describe_failure(invocation, problem)) from None
+        assert invocation is not None
+        if invocation.error is not None:
+            raise DagsterPipesExecutionError(_describe_failure(invocation, None))
+        if not session.message_handler.received_opened_message:
+            raise DagsterPipesExecutionError(
+                f"{invocation.function} returned without opening Dagster Pipes. Is its entrypoint"
+                f" wrapped by a dagster_pipes_cloud decorator? {injector.no_messages_debug_text()}"
+                f" {self.message_reader.no_messages_debug_text()}"
             )
-        with open_pipes_session(
-            context=context,
-            context_injector=injector,
-            message_reader=self.message_reader,
-            extras=extras,
-        ) as session:
-            payload = json.dumps({**event, **session.get_bootstrap_env_vars()}).encode()
-            try:
-                invocation = invoke(payload)
-            except PipesCloudError as exc:
-                raise DagsterPipesExecutionError(str(exc)) from exc
-            if invocation.error is not None:
-                raise DagsterPipesExecutionError(_describe_failure(invocation))
-            if not invocation.completed:
-                self._wait_for_closed(session, invocation, wait_timeout)
         return PipesFunctionInvocation(session, invocation, metadata=metadata(invocation))
 
+    def _injector_for(self, room: int) -> PipesContextInjector:
+        """The context injector for one invocation: the event injector bounded to `room`."""
+        injector = self.context_injector
+        if not isinstance(injector, PipesEventContextInjector):
+            return injector
+        reader = self.message_reader
+        fallback = (
+            reader.blob_context_injector()
+            if isinstance(reader, PipesChunkedMessageReader)
+            else None
+        )
+        return injector.bounded(room, fallback=fallback)
+
+    @contextmanager
+    def _open_session(
+        self, context: Context, injector: PipesContextInjector, extras: Mapping[str, Any] | None
+    ) -> Iterator[PipesSession]:
+        """Dagster's `open_pipes_session`, without its closing warnings: this client knows
+        whether the function failed, timed out or never ran, and says so in the step failure
+        instead of guessing at the cause."""
+        if context.has_assets_def:
+            context.set_requires_typed_event_stream(error_message=_NOT_YIELDED)
+        context_data = build_external_execution_context_data(context, extras)
+        handler = PipesMessageHandler(context, self.message_reader)
+        with (
+            injector.inject_context(context_data) as injector_params,
+            handler.handle_messages() as reader_params,
+        ):
+            yield PipesSession(
+                context_data=context_data,
+                message_handler=handler,
+                context_injector_params=injector_params,
+                message_reader_params=reader_params,
+                context=context,
+            )
+
     def _wait_for_closed(
-        self, session: Any, invocation: FunctionInvocation, timeout: float
+        self, session: PipesSession, invocation: FunctionInvocation, timeout: float
     ) -> None:
         """Until the "closed" message, our reader stops reading (it then says why), or
         `timeout` seconds."""
@@ -134,10 +169,59 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
             time.sleep(0.05)
 
 
-def _describe_failure(invocation: FunctionInvocation) -> str:
-    text = f"{invocation.function} failed: {invocation.error}"
+def _checked_event(event: Mapping[str, Any] | None) -> dict[str, Any]:
+    if event is not None and not isinstance(event, Mapping):
+        raise DagsterPipesExecutionError(
+            f"the event must be a mapping (a JSON object) to carry Dagster's bootstrap keys,"
+            f" got {type(event).__name__}"
+        )
+    checked = dict(event or {})
+    clashing = {DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR} & set(checked)
+    if clashing:
+        raise DagsterPipesExecutionError(f"the event may not set {sorted(clashing)}")
+    try:
+        json.dumps(checked)
+    except (TypeError, ValueError) as exc:
+        raise DagsterPipesExecutionError(f"the event is not JSON-serializable: {exc}") from exc
+    return checked
+
+
+def _describe_failure(invocation: FunctionInvocation, problem: PipesSessionError | None) -> str:
+    """One account of a failed invocation: the remote error once, then the platform's details.
+
+    The function's own exception (from its "closed" message) comes first where it sent one;
+    otherwise the platform's error, with what the reader saw (the function failed before it
+    opened Pipes, or ended without closing it: a timeout or a crash).
+    """
+    platform_error = invocation.error
+    if problem is not None and problem.remote_error is not None:
+        text = f"{invocation.function} failed: {problem.remote_error}"
+    elif platform_error is not None:
+        text = f"{invocation.function} failed: {platform_error}"
+        if problem is not None and problem.problem == "never_opened":
+            text += "\nIt failed before it opened Dagster Pipes."
+        elif problem is not None and problem.problem == "not_closed":
+            text += (
+                f"\nIt ended without closing Dagster Pipes ({problem.chunks_read} chunk(s) of"
+                " messages arrived before it ended): it timed out or its process died."
+            )
+        elif problem is not None:
+            text += f"\n{problem}"
+    elif problem is not None:
+        text = f"{invocation.function}: {problem}"
+    else:
+        text = f"{invocation.function} failed"
+    status = invocation.details.get("status_code")
+    shown_platform_error = problem is None or problem.remote_error is None
+    already_said = (
+        shown_platform_error
+        and platform_error is not None
+        and platform_error.type == f"HTTP {status}"
+    )
+    if isinstance(status, int) and status >= 400 and not already_said:
+        text += f"\n(HTTP status {status})"
     if invocation.request_id:
         text += f"\n(request id {invocation.request_id})"
-    if invocation.log_tail:
-        text += f"\nEnd of the function's log:\n{invocation.log_tail[-_LOG_TAIL_CHARS:]}"
+    if invocation.log_tail and invocation.log_tail.strip():
+        text += f"\nEnd of the function's log:\n{invocation.log_tail[-_LOG_TAIL_CHARS:].rstrip()}"
     return text

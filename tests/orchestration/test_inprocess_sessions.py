@@ -272,7 +272,11 @@ def test_a_failed_fire_and_forget_invocation_fails_with_the_remote_error(tmp_pat
 
     result = run_asset(client, fn, fire_and_forget=True)
     assert not result.success
-    assert "reported an error: KeyError" in failure_text(result)
+    failure = failure_text(result)
+    assert "failed: KeyError: 'missing thing'" in failure
+    assert "KeyError: KeyError" not in failure, "the type is said once"
+    assert failure.count("KeyError: 'missing thing'") == 1
+    assert 'raise KeyError("missing thing")' in failure, "with the remote trace"
 
 
 def test_waiting_on_a_fire_and_forget_invocation_stops_when_reading_fails(

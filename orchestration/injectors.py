@@ -46,15 +46,17 @@ class PipesEventContextInjector(PipesContextInjector):
     """Puts the context inline in the invocation event (`{"data": {...}}`) while it fits in
     `max_bytes` encoded, else hands it to `fallback` (a blob injector) by itself.
 
-    Clients bound it per invocation to what the platform's request limit leaves after the rest
-    of the event (`bounded`). Without a fallback, a context too large is an error saying so.
+    The limit is the platform's: each client bounds this injector per invocation to what its
+    platform's request limit leaves after the rest of the event (`bounded`), so `max_bytes`
+    (default: no limit of its own) is only for asking for less. Without a fallback, a context
+    too large is an error saying so.
     """
 
     def __init__(
         self,
         *,
         fallback: PipesContextInjector | None = None,
-        max_bytes: int = 6 * 1024 * 1024,
+        max_bytes: int | None = None,
     ) -> None:
         self.fallback = fallback
         self.max_bytes = max_bytes
@@ -64,15 +66,17 @@ class PipesEventContextInjector(PipesContextInjector):
     ) -> PipesEventContextInjector:
         """A copy that allows at most `max_bytes` (never more than this one allows), falling
         back to `fallback` where this one has no fallback of its own."""
+        limit = max(0, max_bytes)
         return PipesEventContextInjector(
-            fallback=self.fallback or fallback, max_bytes=min(self.max_bytes, max(0, max_bytes))
+            fallback=self.fallback or fallback,
+            max_bytes=limit if self.max_bytes is None else min(self.max_bytes, limit),
         )
 
     @contextmanager
     def inject_context(self, context_data: PipesContextData) -> Iterator[PipesParams]:
         params = {"data": context_data}
         size = len(encode_param(params))
-        if size <= self.max_bytes:
+        if self.max_bytes is None or size <= self.max_bytes:
             yield params
             return
         if self.fallback is None:

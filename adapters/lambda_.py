@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,17 +15,35 @@ from dagster_pipes_cloud.adapters._aws import (
     error_code,
     translate,
 )
+from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters.errors import PipesCloudError
 from dagster_pipes_cloud.adapters.invocation import FunctionInvocation, RemoteError
 
 if TYPE_CHECKING:
-    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_lambda import LambdaClient as LambdaClient
 
 InvocationType = Literal["RequestResponse", "Event"]
 
+# Lambda's limits, in one place: the longest run, and the request size per invocation type.
 LAMBDA_MAX_SECONDS = 15 * 60
+REQUEST_LIMITS: dict[InvocationType, int] = {
+    "RequestResponse": 6 * 1024 * 1024,
+    "Event": 1024 * 1024,
+}
+RESPONSE_LIMIT = 6 * 1024 * 1024
 CLIENT_CONTEXT_MAX_BYTES = 3583  # base64-encoded, as Lambda counts it
 _RESEND_ATTEMPTS = 4
+
+
+def _invoke_config() -> Any:
+    """botocore settings for invokes: wait out the longest run, and never resend by itself."""
+    from botocore.config import Config
+
+    return Config(
+        read_timeout=LAMBDA_MAX_SECONDS + 60,
+        retries={"total_max_attempts": 1},
+        tcp_keepalive=True,
+    )
 
 
 def default_lambda_client() -> LambdaClient:
@@ -32,18 +51,35 @@ def default_lambda_client() -> LambdaClient:
 
     botocore's defaults (60 s read timeout, then retries) would run a slow function again; this
     client gives up nothing it sent. `LambdaInvoker` itself resends only what never arrived.
+    It follows boto3's own configuration: credentials chain, `AWS_REGION`,
+    `AWS_ENDPOINT_URL_LAMBDA`.
     """
-    boto3 = boto3_module()
     from botocore.config import Config
 
-    config = Config(
-        connect_timeout=10,
-        read_timeout=LAMBDA_MAX_SECONDS + 60,
-        retries={"total_max_attempts": 1},
-        tcp_keepalive=True,
-    )
-    client: LambdaClient = boto3.client("lambda", config=config)
+    config = Config(connect_timeout=10).merge(_invoke_config())
+    client: LambdaClient = boto3_module().client("lambda", config=config)
     return client
+
+
+def invoke_client_like(client: Any) -> LambdaClient:
+    """A Lambda client with the endpoint, region, credentials and other settings of `client`,
+    but the invoke settings of `default_lambda_client` (read timeout past Lambda's 15 minutes,
+    no retries of an invoke that may have arrived).
+
+    The credentials object itself is shared, so refreshing credentials (an assumed role, SSO)
+    keep refreshing. Event hooks registered on `client` are not carried over.
+    """
+    botocore_session = require("botocore.session", "aws").Session()
+    botocore_session.register_component(
+        "credential_provider", _credentials_resolver(_credentials_of(client))
+    )
+    rebuilt: LambdaClient = botocore_session.create_client(
+        "lambda",
+        region_name=client.meta.region_name,
+        endpoint_url=client.meta.endpoint_url,
+        config=client.meta.config.merge(_invoke_config()),
+    )
+    return rebuilt
 
 
 def encode_client_context(custom: Mapping[str, str]) -> str | None:
@@ -77,27 +113,73 @@ def decode_function_error(function_error: str, payload: bytes) -> RemoteError:
     return RemoteError(type=function_error, message="" if body is None else str(body))
 
 
+def _credentials_of(client: Any) -> Any:
+    """The credentials object a botocore client signs with (botocore offers no public getter;
+    `_get_credentials` is its own accessor for this)."""
+    getter = getattr(client, "_get_credentials", None)
+    return getter() if callable(getter) else client._request_signer._credentials
+
+
+def _credentials_resolver(credentials: Any) -> Any:
+    """A botocore credential resolver that always answers with `credentials`."""
+    botocore_credentials = require("botocore.credentials", "aws")
+    provider: Any = botocore_credentials.CredentialProvider
+
+    class GivenCredentials(provider):  # type: ignore[misc]
+        METHOD = "dagster-pipes-cloud-given-client"
+
+        def load(self) -> Any:
+            return credentials
+
+    return botocore_credentials.CredentialResolver(providers=[GivenCredentials()])
+
+
+def decode_log_tail(encoded: str, *, drop_error_report: bool) -> str:
+    """The `LogType=Tail` log (base64) as readable lines.
+
+    The Python runtime writes a multi-line record (its report of an unhandled error) as one log
+    event: lines joined by carriage returns, indented with no-break spaces. Those become
+    newlines and spaces again. With `drop_error_report`, that error record is left out: the
+    error itself is reported on its own, with its trace, and is not repeated here.
+    """
+    text = base64.b64decode(encoded).decode("utf-8", errors="replace")
+    records = text.split("\n")
+    if drop_error_report:
+        records = [r for r in records if not _is_error_report(r)]
+    return "\n".join(records).replace("\r", "\n").replace("\u00a0", " ")
+
+
+def _is_error_report(record: str) -> bool:
+    head = record.split("\r", 1)[0]
+    return "[ERROR]" in head and "\rTraceback (most recent call last):" in record
+
+
 class LambdaInvoker:
     """Invoke Lambda functions; `client` defaults to `default_lambda_client()`.
 
-    A request is resent only when it cannot have reached the function: the connection could not
-    be opened, or Lambda throttled it (up to 4 attempts, with backoff). A read timeout or a
-    dropped connection after sending is an error, never a second run.
+    A given `client` says where and as whom (endpoint, region, credentials): invokes go through
+    a copy of it with our invoke settings (`invoke_client_like`), so its own read timeout and
+    retries cannot run a function twice. A request is resent only when it cannot have reached
+    the function: the connection could not be opened, or Lambda throttled it (up to 4 attempts,
+    with backoff). A read timeout or a dropped connection after sending is an error, never a
+    second run. Clients are made on first use, not at construction.
     """
 
-    def __init__(self, client: Any | None = None) -> None:
+    def __init__(self, client: LambdaClient | Any | None = None) -> None:
         self._given_client = client
-        self._default_client: LambdaClient | None = None
+        self._client: LambdaClient | None = None
+        self._lock = threading.Lock()
 
     @property
     def client(self) -> LambdaClient:
-        """The client in use; the default one is made on first use, not at construction."""
-        if self._given_client is not None:
-            given: LambdaClient = self._given_client
-            return given
-        if self._default_client is None:
-            self._default_client = default_lambda_client()
-        return self._default_client
+        """The client invokes are sent with."""
+        with self._lock:
+            if self._client is None:
+                given = self._given_client
+                self._client = (
+                    default_lambda_client() if given is None else invoke_client_like(given)
+                )
+            return self._client
 
     def invoke(
         self,
@@ -125,13 +207,14 @@ class LambdaInvoker:
         body = response["Payload"].read() if "Payload" in response else b""
         tail = response.get("LogResult")
         function_error = response.get("FunctionError")
+        tail_text = decode_log_tail(tail, drop_error_report=bool(function_error)) if tail else None
         metadata = response.get("ResponseMetadata", {})
         return FunctionInvocation(
             function=what,
             response=None if function_error else decode_payload(body),
             error=decode_function_error(function_error, body) if function_error else None,
             completed=invocation_type == "RequestResponse",
-            log_tail=base64.b64decode(tail).decode("utf-8", errors="replace") if tail else None,
+            log_tail=tail_text,
             request_id=metadata.get("RequestId"),
             details={
                 "status_code": response.get("StatusCode"),

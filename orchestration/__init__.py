@@ -1,5 +1,6 @@
 """Runs in Dagster: message readers, context injectors and clients."""
 
+from dagster_pipes_cloud.adapters.lambda_ import default_lambda_client
 from dagster_pipes_cloud.orchestration.clients import (
     PipesFunctionClient,
     PipesFunctionInvocation,
@@ -9,7 +10,7 @@ from dagster_pipes_cloud.orchestration.injectors import (
     PipesBlobStoreContextInjector,
     PipesEventContextInjector,
 )
-from dagster_pipes_cloud.orchestration.reader import PipesChunkedMessageReader
+from dagster_pipes_cloud.orchestration.reader import PipesChunkedMessageReader, PipesSessionError
 from dagster_pipes_cloud.orchestration.s3 import PipesS3ContextInjector, PipesS3MessageReader
 
 __all__ = [
@@ -21,4 +22,6 @@ __all__ = [
     "PipesLambdaClient",
     "PipesS3ContextInjector",
     "PipesS3MessageReader",
+    "PipesSessionError",
+    "default_lambda_client",
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import PipesContextInjector, PipesMessageReader
 
 from dagster_pipes_cloud.adapters.lambda_ import (
     LAMBDA_MAX_SECONDS,
+    REQUEST_LIMITS,
     InvocationType,
     LambdaInvoker,
     encode_client_context,
@@ -19,14 +20,24 @@ from dagster_pipes_cloud.orchestration.clients.base import (
     PipesFunctionInvocation,
 )
 
-REQUEST_LIMITS = {"RequestResponse": 6 * 1024 * 1024, "Event": 1024 * 1024}
+if TYPE_CHECKING:
+    from dagster_pipes_cloud.adapters.lambda_ import LambdaClient
 
 
 class PipesLambdaClient(PipesFunctionClient):
     """Invokes a Lambda function with the Pipes bootstrap in its event and reads its messages.
 
-    `client` is a boto3 Lambda client; by default one that waits out Lambda's 15-minute maximum
-    and never sends an invoke twice (see `default_lambda_client`). The context travels in the
+        lambda_pipes = PipesLambdaClient(
+            message_reader=PipesS3MessageReader(bucket="my-pipes-bucket"),
+        )
+        invocation = lambda_pipes.run(context=context, function_name="totals", event={"rows": 9})
+        return invocation.get_materialize_result()
+
+    `client` is a boto3 Lambda client; by default one made on first use that waits out Lambda's
+    15-minute maximum and never sends an invoke twice (`default_lambda_client`; it follows
+    boto3's configuration: credentials chain, `AWS_REGION`, `AWS_ENDPOINT_URL_LAMBDA`). A client
+    you pass says where and as whom: its endpoint, region and credentials are used with those
+    same invoke settings, whatever its own timeout and retries. The context travels in the
     event up to Lambda's request limit (6 MB synchronous, 1 MB `Event`), else through the
     reader's bucket. The Dagster run id and asset keys go in the Lambda client context
     (`context.client_context.custom`; Lambda passes it to synchronous invocations only, and
@@ -41,7 +52,7 @@ class PipesLambdaClient(PipesFunctionClient):
         *,
         message_reader: PipesMessageReader,
         context_injector: PipesContextInjector | None = None,
-        client: Any | None = None,
+        client: LambdaClient | Any | None = None,
         event_timeout: float = LAMBDA_MAX_SECONDS + 60,
     ) -> None:
         super().__init__(message_reader=message_reader, context_injector=context_injector)

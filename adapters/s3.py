@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from dagster_pipes_cloud.adapters._aws import boto3_module, error_code, translate
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3 import S3Client as S3Client
 
 _MISSING_KEY_CODES = {"NoSuchKey", "404"}
 
@@ -30,7 +31,7 @@ def default_s3_client() -> S3Client:
 
 
 class S3BlobStore:
-    """One S3 bucket. `client` defaults to `default_s3_client()`.
+    """One S3 bucket. `client` defaults to `default_s3_client()`, made on first use.
 
     `get` of a missing key returns None; note that S3 answers 403, not 404, for a missing key
     when the credentials lack `s3:ListBucket`, which then reads as `AccessDeniedError`.
@@ -38,7 +39,17 @@ class S3BlobStore:
 
     def __init__(self, bucket: str, client: Any | None = None) -> None:
         self._bucket = bucket
-        self._client: S3Client = client if client is not None else default_s3_client()
+        self._given_client = client
+        self._lock = threading.Lock()
+
+    @property
+    def _client(self) -> S3Client:
+        if self._given_client is None:
+            with self._lock:
+                if self._given_client is None:
+                    self._given_client = default_s3_client()
+        client: S3Client = self._given_client
+        return client
 
     @property
     def bucket(self) -> str:

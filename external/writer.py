@@ -12,9 +12,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from typing import TypedDict
 
 from dagster_pipes import (
+    PIPES_PROTOCOL_VERSION,
+    PIPES_PROTOCOL_VERSION_FIELD,
     DagsterPipesError,
+    PipesBlobStoreMessageWriter,
     PipesMessage,
     PipesMessageWriter,
     PipesMessageWriterChannel,
@@ -24,11 +28,19 @@ from dagster_pipes import (
 from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError, TransientError
 from dagster_pipes_cloud.external.stdio import Stream, capture_stdio
 
-INCLUDE_STDIO_KEY = "include_stdio_in_messages"
+INCLUDE_STDIO_KEY = PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY
 
 DEFAULT_INTERVAL = 0.5
 DEFAULT_MAX_CHUNK_BYTES = 256 * 1024
-DEFAULT_UPLOAD_ATTEMPTS = 6
+DEFAULT_FLUSH_TIMEOUT = 30.0
+
+
+class WriterOptions(TypedDict, total=False):
+    """The options every binding of `PipesChunkedMessageWriter` passes through unchanged."""
+
+    interval: float
+    max_chunk_bytes: int
+    flush_timeout: float
 
 
 class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterChannel"]):
@@ -37,9 +49,11 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
     `store_for_bucket` gives the `BlobStore` for a bucket name. A chunk is uploaded when the
     "opened" message is written, every `interval` seconds while messages flow (default 0.5), as
     soon as `max_chunk_bytes` are buffered (default 256 KiB), and always before the block ends.
-    A transient upload failure is retried up to `upload_attempts` times with backoff, in order,
-    at the same index with the same bytes; a chunk that cannot be written makes the next message
-    written raise `PipesCloudError`, and the end of the block raise it. When the
+    Each upload is retried once, by the store's own SDK policy; a `TransientError` that survives
+    it is tried again on the next pass, in order, at the same index with the same bytes, and at
+    the end of the block for up to `flush_timeout` seconds (default 30). Any other failure (a
+    denied or missing bucket) makes the next message written raise `PipesCloudError`, and the
+    end of the block raise it. When the
     reader asks for it (`include_stdio_in_messages`), what the invocation prints is sent too,
     before the "closed" message.
     """
@@ -50,12 +64,12 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
         *,
         interval: float = DEFAULT_INTERVAL,
         max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
-        upload_attempts: int = DEFAULT_UPLOAD_ATTEMPTS,
+        flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
     ) -> None:
         self._store_for_bucket = store_for_bucket
         self.interval = interval
         self.max_chunk_bytes = max_chunk_bytes
-        self.upload_attempts = upload_attempts
+        self.flush_timeout = flush_timeout
 
     @contextmanager
     def open(self, params: PipesParams) -> Iterator[PipesChunkedMessageWriterChannel]:
@@ -72,7 +86,7 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
             key_prefix,
             interval=self.interval,
             max_chunk_bytes=self.max_chunk_bytes,
-            upload_attempts=self.upload_attempts,
+            flush_timeout=self.flush_timeout,
         )
         capture = capture_stdio(channel.write_text) if params.get(INCLUDE_STDIO_KEY) else None
         with channel.uploading(), capture or nullcontext():
@@ -93,13 +107,13 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
         *,
         interval: float = DEFAULT_INTERVAL,
         max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
-        upload_attempts: int = DEFAULT_UPLOAD_ATTEMPTS,
+        flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
     ) -> None:
         self._store = store
         self._key_prefix = key_prefix
         self._interval = interval
         self._max_chunk_bytes = max_chunk_bytes
-        self._upload_attempts = upload_attempts
+        self._flush_timeout = flush_timeout
         self._lock = threading.Lock()
         self._upload_lock = threading.Lock()
         self._wake = threading.Event()
@@ -110,6 +124,7 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
         self._unsent: list[tuple[int, bytes]] = []  # chunks whose index and bytes are fixed
         self._next_index = 1
         self._failure: PipesCloudError | None = None
+        self._transient: TransientError | None = None
 
     def chunk_key(self, index: int) -> str:
         return f"{self._key_prefix}/{index}.json" if self._key_prefix else f"{index}.json"
@@ -149,7 +164,7 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
         if self._text is not None:
             stream, parts = self._text
             message = {
-                "__dagster_pipes_version": "0.1",
+                PIPES_PROTOCOL_VERSION_FIELD: PIPES_PROTOCOL_VERSION,
                 "method": "log_external_stream",
                 "params": {"stream": stream, "text": "".join(parts), "extras": {}},
             }
@@ -170,10 +185,31 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
             stop.set()
             self._wake.set()
             thread.join()
-            self._failure = None  # give a failed chunk one more full round of attempts
+            self._final_flush()
+
+    def _final_flush(self) -> None:
+        """Upload everything left, trying transient failures again for `flush_timeout` s."""
+        self._failure = None  # a failed chunk gets one more full round
+        deadline = time.monotonic() + self._flush_timeout
+        delay = 0.1
+        self._flush(final=True)
+        while self._failure is None and self._unsent:
+            unsent = len(self._unsent)
+            if time.monotonic() >= deadline:
+                self._failure = PipesCloudError(
+                    f"could not write Pipes messages chunk {self._first_unsent_url()}"
+                    f" ({len(self._unsent)} chunk(s) not delivered) within"
+                    f" {self._flush_timeout:g}s: {self._transient}"
+                )
+                break
+            time.sleep(delay)
             self._flush(final=True)
-            if self._failure is not None:
-                raise self._failure
+            delay = 0.1 if len(self._unsent) < unsent else min(delay * 2, 1.0)
+        if self._failure is not None:
+            raise self._failure
+
+    def _first_unsent_url(self) -> str:
+        return self._store.url(self.chunk_key(self._unsent[0][0]))
 
     def _upload_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -199,11 +235,13 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
             while self._unsent:
                 index, chunk = self._unsent[0]
                 try:
-                    self._put_with_retries(self.chunk_key(index), chunk)
+                    self._store.put(self.chunk_key(index), chunk)
+                except TransientError as exc:
+                    self._transient = exc  # the next pass tries the same chunk again
+                    return
                 except PipesCloudError as exc:
-                    where = self._store.url(self.chunk_key(index))
                     self._failure = PipesCloudError(
-                        f"could not write Pipes messages chunk {where}"
+                        f"could not write Pipes messages chunk {self._first_unsent_url()}"
                         f" ({len(self._unsent)} chunk(s) not delivered): {exc}"
                     )
                     return
@@ -220,13 +258,3 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
             size += len(line) + 1
         if chunk:
             yield "\n".join(chunk).encode()
-
-    def _put_with_retries(self, key: str, data: bytes) -> None:
-        for attempt in range(1, self._upload_attempts + 1):
-            try:
-                self._store.put(key, data)
-                return
-            except TransientError:
-                if attempt == self._upload_attempts:
-                    raise
-                time.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))

@@ -114,14 +114,14 @@ def test_transient_failures_are_retried_in_order_with_the_same_bytes(tmp_path: P
         f"message {i}" for i in range(50)
     ]
     for key, attempts in store.attempts.items():
-        assert len(attempts) == 3, key
+        assert len(attempts) == 3, f"{key}: each put fails twice, then lands once"
         assert len(set(attempts)) == 1, f"{key} was retried with other bytes"
 
 
 def test_a_chunk_that_cannot_be_written_raises_at_close_naming_it(tmp_path: Path) -> None:
     (tmp_path / "bucket").mkdir()
     store = FlakyStore(tmp_path, "bucket", failures=100, error=TransientError("503"))
-    writer = PipesChunkedMessageWriter(lambda b: store, interval=0.01, upload_attempts=2)
+    writer = PipesChunkedMessageWriter(lambda b: store, interval=0.01, flush_timeout=0.5)
     with (
         pytest.raises(PipesCloudError, match=r"p/1\.json"),
         writer.open({"bucket": "bucket", "key_prefix": "p"}) as channel,

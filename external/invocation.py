@@ -109,7 +109,36 @@ def _detached_context() -> PipesContext:
             DAGSTER_PIPES_MESSAGES_ENV_VAR: encode_param({}),
         }
     )
-    return PipesContext(params, PipesDefaultContextLoader(), _LoggingMessageWriter())
+    return _DetachedPipesContext(params, PipesDefaultContextLoader(), _LoggingMessageWriter())
+
+
+class _DetachedPipesContext(PipesContext):
+    """The context of an invocation that Dagster did not make: there is no asset in scope and
+    nobody to report to, so every report a Dagster-invoked context accepts is accepted here
+    and dropped (logged at debug level on the `dagster_pipes_cloud` logger)."""
+
+    def report_asset_materialization(
+        self,
+        metadata: Mapping[str, Any] | None = None,
+        data_version: str | None = None,
+        asset_key: str | None = None,
+    ) -> None:
+        logger.debug(
+            "not invoked by Dagster; dropped asset materialization %s: %s", asset_key, metadata
+        )
+
+    def report_asset_check(
+        self,
+        check_name: str,
+        passed: bool,
+        severity: Any = "ERROR",
+        metadata: Mapping[str, Any] | None = None,
+        asset_key: str | None = None,
+    ) -> None:
+        logger.debug("not invoked by Dagster; dropped asset check %s: %s", check_name, passed)
+
+    def report_custom_message(self, payload: Any) -> None:
+        logger.debug("not invoked by Dagster; dropped custom message %r", payload)
 
 
 class _LoggingMessageWriter(PipesMessageWriter["_LoggingChannel"]):

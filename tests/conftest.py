@@ -45,6 +45,8 @@ AWS_HANDLERS = (
     "stacked",
     "official_writer",
     "fails_on_request",
+    "slow",
+    "reports_everything",
 )
 
 

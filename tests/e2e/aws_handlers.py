@@ -1,6 +1,7 @@
 """Lambda handlers the end-to-end tests deploy on `LocalLambdaHost`."""
 
 import os
+import time
 from typing import Any
 
 from dagster_pipes import PipesContext
@@ -101,3 +102,23 @@ def fails_on_request(pipes: PipesContext, payload: dict[str, Any]) -> int:
         raise RuntimeError("failing as asked")
     pipes.report_asset_materialization(metadata={"pid": os.getpid()})
     return os.getpid()
+
+
+@lambda_handler
+def slow(pipes: PipesContext, payload: dict[str, Any]) -> str:
+    """Sleeps `seconds`, appending a line to the file `runs` each time it is run."""
+    with open(payload["runs"], "a") as runs:
+        runs.write("run\n")
+    pipes.log.info(f"sleeping {payload['seconds']}s")
+    time.sleep(payload["seconds"])
+    return "slept"
+
+
+@lambda_handler
+def reports_everything(pipes: PipesContext, payload: dict[str, Any]) -> str:
+    """Every kind of report; invoked without Dagster, each is dropped, none raises."""
+    pipes.log.info("reporting")
+    pipes.report_asset_materialization(metadata={"rows": 3}, data_version="v1")
+    pipes.report_asset_check(check_name="positive", passed=True, metadata={"min": 1})
+    pipes.report_custom_message({"custom": True})
+    return "reported"

@@ -163,3 +163,9 @@ def test_default_clients_follow_the_environment(
     client = PipesLambdaClient(message_reader=PipesS3MessageReader(bucket=aws_stack.bucket))
     result = materialize_lambda(client, "counting")
     assert result.success, failure_text(result)
+
+
+def test_without_dagster_every_report_is_accepted_and_dropped(aws_stack: Any) -> None:
+    response = aws_stack.lambda_client.invoke(FunctionName="reports_everything", Payload=b"{}")
+    assert "FunctionError" not in response, response["Payload"].read()
+    assert response["Payload"].read() == b'"reported"'

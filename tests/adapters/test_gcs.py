@@ -1,0 +1,231 @@
+"""`GCSBlobStore` against gcp-storage-emulator, with faults injected by `FaultProxy` in between."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from faults import DROP, Fault, FaultProxy, gcs_error
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from google.oauth2.credentials import Credentials
+
+from dagster_pipes_cloud.adapters import (
+    AccessDeniedError,
+    MissingDependencyError,
+    ResourceNotFoundError,
+    TransientError,
+)
+from dagster_pipes_cloud.adapters.gcs import GCSBlobStore, default_gcs_client
+from dagster_pipes_cloud.local.gcs import GCSEmulator
+
+
+@pytest.fixture(scope="module")
+def gcs_emulator() -> Iterator[GCSEmulator]:
+    with GCSEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def bucket(gcs_emulator: GCSEmulator) -> str:
+    name = f"adapters-{secrets.token_hex(4)}"
+    gcs_emulator.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def proxy(gcs_emulator: GCSEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the emulator, where the default client is pointed."""
+    with FaultProxy(gcs_emulator.endpoint_url) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        yield proxy
+
+
+@pytest.fixture
+def store(bucket: str, proxy: FaultProxy) -> GCSBlobStore:
+    return GCSBlobStore(bucket, retry_deadline=2.0)
+
+
+def test_put_get_list_delete(store: GCSBlobStore) -> None:
+    indices = range(1, 102)
+    for i in indices:
+        store.put(f"session/{i}.json", f"chunk {i}".encode())
+    store.put("other/1.json", b"x")
+
+    assert store.get("session/10.json") == b"chunk 10"
+    listed = store.list("session/")
+    assert sorted(listed) == sorted(f"session/{i}.json" for i in indices)
+    assert len(listed) == len(indices)
+    blob = storage.Client().bucket(store.bucket).get_blob("session/1.json")
+    assert blob is not None and blob.content_type == "application/json"
+
+    store.delete_prefix("session/")
+    assert store.list("session/") == []
+    assert store.get("other/1.json") == b"x"
+
+
+def test_url_names_the_bucket_and_key() -> None:
+    assert GCSBlobStore("bkt").url("a/1.json") == "gs://bkt/a/1.json"
+
+
+def test_each_call_is_one_request_and_nothing_in_the_background(
+    store: GCSBlobStore, proxy: FaultProxy
+) -> None:
+    store.check()
+    store.put("s/1.json", b"{}")
+    assert store.get("s/1.json") == b"{}"
+    for _ in range(3):
+        assert store.get("s/2.json") is None  # an idle poll: the next chunk is not there yet
+    store.list("s/")
+    time.sleep(0.3)  # time for any background request the SDK might send
+    assert [(r.method, r.status) for r in proxy.requests] == [
+        ("GET", 200),
+        ("POST", 200),
+        ("GET", 200),
+        ("GET", 404),
+        ("GET", 404),
+        ("GET", 404),
+        ("GET", 200),
+    ]
+
+
+def test_a_missing_bucket_is_found_by_check(proxy: FaultProxy) -> None:
+    store = GCSBlobStore("no-such-bucket-gcs")
+    with pytest.raises(ResourceNotFoundError, match="no-such-bucket-gcs"):
+        store.check()
+    with pytest.raises(ResourceNotFoundError, match="gs://no-such-bucket-gcs/k"):
+        store.put("k", b"x")
+    with pytest.raises(ResourceNotFoundError, match="no-such-bucket-gcs"):
+        store.list("p/")
+    # the emulator answers a bare 404 for a download from a missing bucket: a missing blob
+    assert store.get("1.json") is None
+
+
+def test_a_missing_bucket_named_by_gcs_is_not_a_missing_blob(
+    store: GCSBlobStore, proxy: FaultProxy
+) -> None:
+    proxy.fail_next(1, gcs_error(404, "The specified bucket does not exist.", "notFound"))
+    with pytest.raises(ResourceNotFoundError, match=f"GCS bucket '{store.bucket}' does not exist"):
+        store.get("1.json")
+
+
+@pytest.mark.parametrize("operation", ["put", "get", "list", "check", "delete_prefix"])
+def test_503s_are_retried_by_the_sdk_policy(
+    store: GCSBlobStore, proxy: FaultProxy, operation: str
+) -> None:
+    store.put("r/1.json", b"one")
+    proxy.reset()
+    proxy.fail_next(3)
+    calls: dict[str, Callable[[], object]] = {
+        "put": lambda: store.put("r/2.json", b"two"),
+        "get": lambda: store.get("r/1.json"),
+        "list": lambda: store.list("r/"),
+        "check": store.check,
+        "delete_prefix": lambda: store.delete_prefix("r/"),
+    }
+    started = time.monotonic()
+    calls[operation]()
+    assert time.monotonic() - started < 2.0  # first backoffs are fractions of a second
+    assert sum(proxy.injected.values()) == 3
+    assert [r.status for r in proxy.requests][:4] == [503, 503, 503, 200]
+
+
+def test_a_run_of_503s_longer_than_the_policy_is_transient(bucket: str, proxy: FaultProxy) -> None:
+    store = GCSBlobStore(bucket, retry_deadline=1.0)
+    proxy.probability = 1.0
+    started = time.monotonic()
+    with pytest.raises(TransientError, match=f"gs://{bucket}/k.json.*503"):
+        store.put("k.json", b"x")
+    assert time.monotonic() - started < 3.0
+    assert proxy.counts["POST"] > 2  # retried, then gave up
+
+
+def test_408_429_and_dropped_connections_are_retried(
+    store: GCSBlobStore, proxy: FaultProxy
+) -> None:
+    store.put("d/1.json", b"x")
+    proxy.script([gcs_error(408), gcs_error(429, reason="rateLimitExceeded"), DROP])
+    assert store.get("d/1.json") == b"x"
+    assert sum(proxy.injected.values()) == 3
+
+
+def test_an_unreachable_endpoint_is_transient(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
+    with pytest.raises(TransientError, match="gs://b/k"):
+        GCSBlobStore("b", retry_deadline=0.5).put("k", b"x")
+
+
+def test_403_from_gcs_is_access_denied_at_once(store: GCSBlobStore, proxy: FaultProxy) -> None:
+    message = "anonymous caller does not have storage.objects.get access to the object."
+    proxy.fail_next(1, gcs_error(403, message, "forbidden"))
+    with pytest.raises(AccessDeniedError, match=f"gs://{store.bucket}/k.json") as raised:
+        store.get("k.json")
+    assert message in str(raised.value)
+    assert proxy.counts["GET"] == 1  # not retried
+
+
+def test_expired_user_credentials_name_the_fix(bucket: str, proxy: FaultProxy) -> None:
+    """A `gcloud auth application-default login` token that no longer refreshes."""
+    proxy.where = lambda method, path: path.startswith("/token")
+    proxy.fail_next(
+        1,
+        Fault(
+            400,
+            json.dumps(
+                {"error": "invalid_grant", "error_description": "Token has been expired"}
+            ).encode(),
+            {"Content-Type": "application/json"},
+        ),
+    )
+    credentials = Credentials(
+        token=None,
+        refresh_token="expired",
+        client_id="id",
+        client_secret="secret",
+        token_uri=f"{proxy.url}/token",
+    )
+    client = storage.Client(
+        project="p", credentials=credentials, client_options={"api_endpoint": proxy.url}
+    )
+    with pytest.raises(AccessDeniedError, match="application-default login") as raised:
+        GCSBlobStore(bucket, client).get("k.json")
+    assert f"gs://{bucket}/k.json" in str(raised.value)
+
+
+def test_no_application_default_credentials_name_the_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud credentials
+    monkeypatch.setenv("NO_GCE_CHECK", "true")  # no metadata server
+    store = GCSBlobStore("bkt")  # made lazily: constructing needs no credentials
+    with pytest.raises(AccessDeniedError, match="gcloud auth application-default login"):
+        store.check()
+
+
+def test_the_default_client_follows_storage_emulator_host(
+    bucket: str, gcs_emulator: GCSEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.endpoint_url)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    client = default_gcs_client()
+    assert isinstance(client._credentials, AnonymousCredentials)
+    store = GCSBlobStore(bucket)
+    store.put("env/1.json", b"via env")
+    assert store.get("env/1.json") == b"via env"
+
+
+def test_a_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "google.cloud.storage", None)
+    store = GCSBlobStore("bkt")
+    with pytest.raises(MissingDependencyError, match=r"pip install 'dagster-pipes-cloud\[gcp\]'"):
+        store.get("k")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -10,7 +9,6 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
 
-from dagster_pipes_cloud.adapters import MissingDependencyError
 from dagster_pipes_cloud.local._process import (
     LOCALHOST,
     LocalService,
@@ -18,6 +16,7 @@ from dagster_pipes_cloud.local._process import (
     ProcessStartError,
     ReadinessProbe,
     http_ready,
+    require_local_extra,
     start_on_free_port,
 )
 
@@ -35,12 +34,14 @@ class GCSEmulator(LocalService):
     to `startup_timeout`, default 30 s) and stops the process on exit; its data is gone then. It
     checks no credentials. `env` points google-cloud-storage at it (`STORAGE_EMULATOR_HOST`, with
     which the SDK uses anonymous credentials) and names a placeholder project, so other google
-    clients look for none. Raises `MissingDependencyError` if the emulator is not installed.
+    clients look for none. Needs gcp-storage-emulator (the `[local]` extra): constructing one
+    without it raises `MissingDependencyError` with the install line.
     """
 
     project = "pipes-local"
 
     def __init__(self, *, port: int | None = None, startup_timeout: float = 30.0) -> None:
+        require_local_extra("GCSEmulator (gcp-storage-emulator)", ("gcp_storage_emulator",))
         self._requested_port = port
         self._startup_timeout = startup_timeout
         self._port: int | None = None
@@ -78,11 +79,6 @@ class GCSEmulator(LocalService):
         """Start the emulator and wait until it answers."""
         if self._process is not None:
             raise RuntimeError("GCSEmulator was already started")
-        if importlib.util.find_spec("gcp_storage_emulator") is None:
-            raise MissingDependencyError(
-                "gcp-storage-emulator is not installed; "
-                "run: pip install 'dagster-pipes-cloud[local]'"
-            )
         if self._requested_port is not None:
             process = self._emulator(self._requested_port).start()
             self._process, self._port = process, self._requested_port

@@ -129,4 +129,4 @@ def test_endpoint_before_start_is_an_error() -> None:
 def test_a_missing_emulator_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "gcp_storage_emulator", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'dagster-pipes-cloud\[local\]'"):
-        GCSEmulator().start()
+        GCSEmulator()

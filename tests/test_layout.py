@@ -55,6 +55,8 @@ def test_no_bare_top_level_module() -> None:
         "found = [n for n in names if importlib.util.find_spec(n) is not None]\n"
         "assert not found, found\n"
         "import dagster_pipes_cloud.orchestration, dagster_pipes_cloud.local\n"
+        "import dagster_pipes_cloud, importlib.metadata as m\n"
+        "assert dagster_pipes_cloud.__version__ == m.version('dagster-pipes-cloud')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/", env={})
 

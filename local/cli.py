@@ -1,4 +1,8 @@
-"""`dagster-pipes-cloud demo`: the example assets through Dagster, on the local stack."""
+"""`dagster-pipes-cloud`: the example assets on the local stack (`demo`), or the stack alone
+(`local`) for a `dagster dev` of your own.
+
+Each cloud is one `LocalCloud` entry in `CLOUDS`: how its stand-ins start, which example it runs.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,84 @@ import contextlib
 import importlib
 import logging
 import os
+import shlex
+import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
-CLOUDS = ("aws",)
+from dagster_pipes_cloud.adapters.errors import MissingDependencyError
+from dagster_pipes_cloud.local._process import require_local_extra
+
+DEFAULT_BUCKET = "dagster-pipes"
+"""The message bucket the stack creates (the one `examples/*/definitions.py` default to)."""
+
+Functions = Mapping[str, str]
+"""Function name -> handler, as the cloud's local function host takes it."""
+
+
+@dataclass(frozen=True)
+class LocalCloud:
+    """One cloud's local stack, as the `demo` and `local` commands use it.
+
+    `stack(functions, bucket)` starts the stand-ins serving `functions`, creates `bucket` and
+    yields the environment a Dagster process needs to use them (stopping them all on exit).
+    `check_function(name, target)` returns the handler the host takes for a `--function`, or
+    raises ValueError naming what is wrong. `example` is the function the example definitions
+    (`definitions`, a module) run.
+    """
+
+    stack: Callable[[Functions, str], AbstractContextManager[dict[str, str]]]
+    check_function: Callable[[str, str], str]
+    example: Functions
+    definitions: str
+
+
+@contextlib.contextmanager
+def _aws_stack(functions: Functions, bucket: str) -> Iterator[dict[str, str]]:
+    """moto's S3 and a LocalLambdaHost whose functions reach it; the first function is Dagster's."""
+    from dagster_pipes_cloud.local import LocalLambdaHost, S3Emulator
+
+    with S3Emulator() as s3, LocalLambdaHost(functions, env=s3.env) as host:
+        s3.create_bucket(bucket)
+        yield {
+            **s3.env,
+            "AWS_ENDPOINT_URL_LAMBDA": host.endpoint_url,
+            "PIPES_BUCKET": bucket,
+            "PIPES_LAMBDA_FUNCTION": next(iter(functions)),
+        }
+
+
+def _aws_function(name: str, target: str) -> str:
+    """The handler LocalLambdaHost takes for `target`: as given, or `module:function` for a
+    `module.function` it refuses (a host that knows only the former spelling)."""
+    from dagster_pipes_cloud.local import LocalLambdaHost
+
+    try:
+        LocalLambdaHost({name: target})  # its constructor checks the name and the handler
+    except ValueError as error:
+        module, dot, function = target.rpartition(".")
+        if ":" in target or not dot:
+            raise
+        try:
+            LocalLambdaHost({name: f"{module}:{function}"})
+        except ValueError:
+            raise error from None
+        return f"{module}:{function}"
+    return target
+
+
+CLOUDS: dict[str, LocalCloud] = {
+    "aws": LocalCloud(
+        stack=_aws_stack,
+        check_function=_aws_function,
+        example={"dagster-pipes-example": "dagster_pipes_cloud.examples.aws.handler:handler"},
+        definitions="dagster_pipes_cloud.examples.aws.definitions",
+    ),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,14 +99,83 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the example assets through Dagster on local stand-ins (no cloud account)",
     )
     demo.add_argument("--cloud", choices=[*CLOUDS, "all"], default="all")
+    local = commands.add_parser(
+        "local",
+        help="serve one cloud's local stand-ins; print the environment Dagster needs for them",
+    )
+    local.add_argument("--cloud", choices=list(CLOUDS), required=True)
+    local.add_argument(
+        "--function",
+        action="append",
+        type=_function_argument,
+        metavar="NAME=module.function",
+        help="a function to serve (repeatable; default: the example's); Dagster gets the first",
+    )
+    local.add_argument("--bucket", default=DEFAULT_BUCKET, help=f"default: {DEFAULT_BUCKET}")
     args = parser.parse_args(argv)
-    clouds = CLOUDS if args.cloud == "all" else (args.cloud,)
-    failed = [cloud for cloud in clouds if not DEMOS[cloud]()]
+    try:
+        if args.command == "demo":
+            return _demo(list(CLOUDS) if args.cloud == "all" else [args.cloud])
+        cloud = CLOUDS[args.cloud]
+        functions = cloud.example
+        if args.function:
+            try:
+                functions = {name: cloud.check_function(name, t) for name, t in args.function}
+            except ValueError as error:
+                local.error(f"argument --function: {error}")
+        return _serve(args.cloud, functions, args.bucket)
+    except MissingDependencyError as error:
+        print(f"dagster-pipes-cloud {args.command}: {error}", file=sys.stderr)
+        return 1
+
+
+def _function_argument(value: str) -> tuple[str, str]:
+    name, equals, target = value.partition("=")
+    if not equals or not name or not target:
+        raise argparse.ArgumentTypeError(f"{value!r} is not NAME=module.function")
+    return name, target
+
+
+def _serve(cloud_name: str, functions: Functions, bucket: str) -> int:
+    """Serve the stack until Ctrl-C or SIGTERM, after printing its environment as `export` lines."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
+    try:
+        with CLOUDS[cloud_name].stack(functions, bucket) as env:
+            for key, value in env.items():
+                print(f"export {key}={shlex.quote(value)}")
+            names = ", ".join(functions)
+            print(
+                f"# serving {cloud_name} locally (functions: {names}; bucket: {bucket});"
+                f" stop with Ctrl-C or `kill {os.getpid()}`",
+                flush=True,
+            )
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print("# stopped", file=sys.stderr)
+    return 0
+
+
+def _demo(clouds: Sequence[str]) -> int:
+    require_local_extra("the demo", ("dagster",))
+    failed = [cloud for cloud in clouds if not _demo_cloud(cloud)]
     if failed:
         print(f"\ndemo FAILED for: {', '.join(failed)}")
         return 1
     print(f"\ndemo succeeded for: {', '.join(clouds)}")
     return 0
+
+
+def _demo_cloud(cloud_name: str) -> bool:
+    """The cloud's stack running its example function, driven by its example definitions exactly
+    as `dagster dev` would load them."""
+    cloud = CLOUDS[cloud_name]
+    print(f"== {cloud_name}: starting the local stack")
+    with cloud.stack(cloud.example, DEFAULT_BUCKET) as env, _environment(env):
+        return _materialize(cloud.definitions)
 
 
 @contextlib.contextmanager
@@ -45,29 +190,6 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def demo_aws() -> bool:
-    """moto's S3 + LocalLambdaHost running `examples/aws/handler.py`, driven by
-    `examples/aws/definitions.py` exactly as `dagster dev` would load it."""
-    import boto3
-
-    from dagster_pipes_cloud.local import LocalLambdaHost, S3Emulator
-
-    print("== aws: starting moto S3 and the local Lambda host")
-    function = "dagster-pipes-example"
-    with S3Emulator() as s3:
-        handler = "dagster_pipes_cloud.examples.aws.handler:handler"
-        with LocalLambdaHost({function: handler}, env=s3.env) as host:
-            env = {
-                **s3.env,
-                "AWS_ENDPOINT_URL_LAMBDA": host.endpoint_url,
-                "PIPES_BUCKET": "dagster-pipes-demo",
-                "PIPES_LAMBDA_FUNCTION": function,
-            }
-            with _environment(env):
-                boto3.client("s3").create_bucket(Bucket=env["PIPES_BUCKET"])
-                return _materialize("dagster_pipes_cloud.examples.aws.definitions")
 
 
 def _materialize(definitions_module: str) -> bool:
@@ -103,9 +225,6 @@ def _materialize(definitions_module: str) -> bool:
     print(f"== run {status} in {elapsed:.2f}s")
     sys.stdout.flush()
     return bool(result.success)
-
-
-DEMOS: dict[str, Callable[[], bool]] = {"aws": demo_aws}
 
 
 if __name__ == "__main__":

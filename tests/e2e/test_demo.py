@@ -1,6 +1,7 @@
 """The demo runs the files under examples/ through Dagster on the local stack, as `make demo`."""
 
 import pytest
+from local.cli_imports import hide_module
 
 from dagster_pipes_cloud.local.cli import main
 
@@ -17,3 +18,11 @@ def test_the_aws_demo_materializes_the_example_asset(capsys: pytest.CaptureFixtu
 def test_an_unknown_cloud_is_refused() -> None:
     with pytest.raises(SystemExit):
         main(["demo", "--cloud", "mars"])
+
+
+def test_without_dagster_the_install_line_is_printed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hide_module(monkeypatch, "dagster")
+    assert main(["demo", "--cloud", "aws"]) == 1
+    assert "pip install 'dagster-pipes-cloud[local]'" in capsys.readouterr().err

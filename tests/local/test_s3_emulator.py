@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
 import socket
-from importlib.machinery import ModuleSpec
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from local.cli_imports import hide_module
 
 from dagster_pipes_cloud.adapters import MissingDependencyError
 from dagster_pipes_cloud.local import S3Emulator
@@ -87,12 +86,7 @@ def test_create_bucket(s3_emulator: S3Emulator) -> None:
 
 
 def test_without_moto_the_install_line_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    find_spec = importlib.util.find_spec
-
-    def without_moto(name: str, package: str | None = None) -> ModuleSpec | None:
-        return None if name == "moto" else find_spec(name, package)
-
-    monkeypatch.setattr(importlib.util, "find_spec", without_moto)
+    hide_module(monkeypatch, "moto")
     with pytest.raises(MissingDependencyError) as raised:
         S3Emulator()
     assert "moto" in str(raised.value)

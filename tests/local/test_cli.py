@@ -1,0 +1,144 @@
+"""`dagster-pipes-cloud local`: the stack served for a `dagster dev`, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import boto3
+import pytest
+from local.cli_imports import hide_module
+from local.cli_processes import descendants, still_running
+
+from dagster_pipes_cloud.local import LocalLambdaHost, cli
+
+
+def read_exports(process: subprocess.Popen[str]) -> dict[str, str]:
+    """The `export` lines the command prints, up to its `# serving` line."""
+    assert process.stdout is not None
+    exports: dict[str, str] = {}
+    for line in process.stdout:
+        if line.startswith("# serving"):
+            return exports
+        assert line.startswith("export "), line
+        name, _, value = line.removeprefix("export ").rstrip("\n").partition("=")
+        [exports[name]] = shlex.split(value)
+    raise AssertionError(f"exited with {process.wait()} before serving")
+
+
+@pytest.fixture
+def served() -> Iterator[subprocess.Popen[str]]:
+    command = [sys.executable, "-m", "dagster_pipes_cloud.local.cli", "local", "--cloud", "aws"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_serves_the_example_function_until_sigterm(
+    served: subprocess.Popen[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exports = read_exports(served)
+    assert exports["PIPES_BUCKET"] == "dagster-pipes"
+    assert exports["PIPES_LAMBDA_FUNCTION"] == "dagster-pipes-example"
+    assert "AWS_ENDPOINT_URL" not in exports
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert exports[name]
+    for name in [*os.environ]:
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    for name, value in exports.items():
+        monkeypatch.setenv(name, value)
+
+    boto3.client("s3").head_bucket(Bucket=exports["PIPES_BUCKET"])
+    response = boto3.client("lambda").invoke(
+        FunctionName=exports["PIPES_LAMBDA_FUNCTION"], Payload=b'{"rows": 3}'
+    )
+    assert "FunctionError" not in response
+    assert json.loads(response["Payload"].read()) == {"total": 3}
+
+    started = descendants(served.pid)
+    assert any("moto.server" in command for command in started.values()), started
+    served.send_signal(signal.SIGTERM)
+    assert served.wait(timeout=60) == 0
+    assert still_running(started) == set()
+
+
+@pytest.fixture
+def serve_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """What `local` would serve, recorded instead of started."""
+    calls: list[tuple[Any, ...]] = []
+
+    def record(cloud: str, functions: Mapping[str, str], bucket: str) -> int:
+        calls.append((cloud, dict(functions), bucket))
+        return 0
+
+    monkeypatch.setattr(cli, "_serve", record)
+    return calls
+
+
+def test_functions_and_bucket_from_the_command_line(serve_calls: list[tuple[Any, ...]]) -> None:
+    argv = ["local", "--cloud", "aws", "--bucket", "mine"]
+    argv += ["--function", "dotted=pkg.module.handler", "--function", "colon=pkg.module:handler"]
+    assert cli.main(argv) == 0
+    [(cloud, functions, bucket)] = serve_calls
+    assert (cloud, bucket) == ("aws", "mine")
+    assert list(functions) == ["dotted", "colon"]
+    assert functions["colon"] == "pkg.module:handler"
+    assert functions["dotted"] in ("pkg.module.handler", "pkg.module:handler")
+    LocalLambdaHost(functions)  # the host takes both as given
+
+
+def test_the_example_function_by_default(serve_calls: list[tuple[Any, ...]]) -> None:
+    assert cli.main(["local", "--cloud", "aws"]) == 0
+    [(_, functions, bucket)] = serve_calls
+    assert bucket == "dagster-pipes"
+    assert functions == {
+        "dagster-pipes-example": "dagster_pipes_cloud.examples.aws.handler:handler"
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("no-equals-sign", "'no-equals-sign' is not NAME=module.function"),
+        ("=pkg.handler", "'=pkg.handler' is not NAME=module.function"),
+        ("bad name=pkg.handler", "invalid Lambda function name 'bad name'"),
+        ("fn=handler", "'handler'"),
+        ("fn=pkg..handler", "'pkg..handler'"),
+    ],
+)
+def test_a_bad_function_is_a_usage_error_naming_it(
+    value: str, named: str, serve_calls: list[tuple[Any, ...]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["local", "--cloud", "aws", "--function", value])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --function" in error
+    assert named in error
+    assert serve_calls == []
+
+
+def test_the_cloud_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["local"])
+    assert "--cloud" in capsys.readouterr().err
+
+
+def test_without_the_local_extra_the_install_line_is_printed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hide_module(monkeypatch, "moto")
+    assert cli.main(["local", "--cloud", "aws"]) == 1
+    captured = capsys.readouterr()
+    assert "pip install 'dagster-pipes-cloud[local]'" in captured.err
+    assert "export" not in captured.out

@@ -24,6 +24,8 @@ from dagster_pipes_cloud.adapters.http import (
 if TYPE_CHECKING:
     import requests
 
+CLOUD_FUNCTIONS_REQUEST_LIMIT = 32 * 1024 * 1024
+"""The largest HTTP request a Cloud Function (2nd gen, Cloud Run) accepts, in bytes."""
 CLOUD_FUNCTIONS_MAX_SECONDS = 60 * 60
 """Longest run of a 2nd gen HTTP function (1st gen: `CLOUD_FUNCTIONS_GEN1_MAX_SECONDS`)."""
 CLOUD_FUNCTIONS_GEN1_MAX_SECONDS = 9 * 60
@@ -31,6 +33,8 @@ CLOUD_FUNCTIONS_READ_TIMEOUT = CLOUD_FUNCTIONS_MAX_SECONDS + 60
 """How long a request waits for its answer: the longest run and a margin, so none is cut short."""
 ID_TOKEN_REFRESH_MARGIN_SECONDS = 5 * 60
 """A cached ID token is replaced this long before it expires."""
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 FUNCTION_NAME_SHAPE = "projects/PROJECT/locations/REGION/functions/FUNCTION"
 _FUNCTION_NAME = re.compile(r"projects/[^/\s]+/locations/[^/\s]+/functions/[^/\s]+")
@@ -106,6 +110,7 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
             read_timeout=read_timeout,
             resend_attempts=resend_attempts,
         )
+        self._given_id_token_source = id_token_source
         self._id_token_source = id_token_source or fetch_id_token
         self._given_functions_client = functions_client
         self._default_functions_client: Any | None = None
@@ -114,6 +119,11 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
         self._lock = threading.Lock()
 
     def auth_headers(self, url: str) -> dict[str, str]:
+        """An ID token for `url`. Without a given `id_token_source`, none is fetched for a
+        loopback URL: that is a local function host, which no Google service fronts."""
+        loopback = urlsplit(url).hostname in _LOOPBACK_HOSTS
+        if loopback and self._given_id_token_source is None:
+            return {}
         return {"Authorization": f"Bearer {self.id_token(id_token_audience(url))}"}
 
     def id_token(self, audience: str) -> str:

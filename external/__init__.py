@@ -3,6 +3,8 @@
 Depends on dagster-pipes and one cloud SDK, never on dagster.
 """
 
+from dagster_pipes_cloud.external.cloud_functions import cloud_function
+from dagster_pipes_cloud.external.gcs import PipesGCSContextLoader, PipesGCSMessageWriter
 from dagster_pipes_cloud.external.lambda_ import lambda_handler
 from dagster_pipes_cloud.external.loader import PipesBlobStoreContextLoader
 from dagster_pipes_cloud.external.s3 import PipesS3ContextLoader, PipesS3MessageWriter
@@ -15,7 +17,10 @@ __all__ = [
     "PipesBlobStoreContextLoader",
     "PipesChunkedMessageWriter",
     "PipesChunkedMessageWriterChannel",
+    "PipesGCSContextLoader",
+    "PipesGCSMessageWriter",
     "PipesS3ContextLoader",
     "PipesS3MessageWriter",
+    "cloud_function",
     "lambda_handler",
 ]

@@ -29,6 +29,8 @@ from dagster_pipes import (
     encode_param,
 )
 
+from dagster_pipes_cloud.external.stdio import write_to_platform_log
+
 BOOTSTRAP_KEYS = (DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR)
 
 R = TypeVar("R")
@@ -56,14 +58,17 @@ def run_invocation(
     """Run `fn(pipes, payload)` for one invocation and return its result.
 
     With a bootstrap payload, messages go to Dagster; an exception is reported in the "closed"
-    message and re-raised. Without one (not invoked by Dagster), `pipes` is a detached context
-    whose logs go to the `dagster_pipes_cloud` Python logger and whose reports are dropped.
+    message and re-raised; the platform's own log gets a line naming the Dagster run, so the
+    invocation's log lines can be found from the run. Without one (not invoked by Dagster),
+    `pipes` is a detached context whose logs go to the `dagster_pipes_cloud` Python logger and
+    whose reports are dropped.
     """
     bootstrap, payload = split_event(event)
     if bootstrap is None:
         with _detached_context() as pipes:
             return fn(pipes, payload)
     with PipesContext(_EventParamsLoader(bootstrap), context_loader, message_writer) as pipes:
+        write_to_platform_log(f"[dagster-pipes] Dagster run {pipes.run_id}")
         return fn(pipes, payload)
 
 

@@ -56,6 +56,14 @@ def _install_tees() -> None:
             sys.stderr = _TeeStream("stderr", sys.stderr)
 
 
+def write_to_platform_log(line: str) -> None:
+    """Write `line` to the platform's own log (the process's stderr) without capturing it."""
+    stream = sys.stderr
+    inner = stream._inner if isinstance(stream, _TeeStream) else stream
+    inner.write(line if line.endswith("\n") else line + "\n")
+    inner.flush()
+
+
 @contextmanager
 def capture_stdio(sink: StdioSink) -> Iterator[None]:
     """Send what this thread (or task) prints to `sink` until the block ends."""

@@ -2,10 +2,12 @@
 
 from dagster_pipes_cloud.adapters.lambda_ import default_lambda_client
 from dagster_pipes_cloud.orchestration.clients import (
+    PipesCloudFunctionClient,
     PipesFunctionClient,
     PipesFunctionInvocation,
     PipesLambdaClient,
 )
+from dagster_pipes_cloud.orchestration.gcs import PipesGCSContextInjector, PipesGCSMessageReader
 from dagster_pipes_cloud.orchestration.injectors import (
     PipesBlobStoreContextInjector,
     PipesEventContextInjector,
@@ -16,9 +18,12 @@ from dagster_pipes_cloud.orchestration.s3 import PipesS3ContextInjector, PipesS3
 __all__ = [
     "PipesBlobStoreContextInjector",
     "PipesChunkedMessageReader",
+    "PipesCloudFunctionClient",
     "PipesEventContextInjector",
     "PipesFunctionClient",
     "PipesFunctionInvocation",
+    "PipesGCSContextInjector",
+    "PipesGCSMessageReader",
     "PipesLambdaClient",
     "PipesS3ContextInjector",
     "PipesS3MessageReader",

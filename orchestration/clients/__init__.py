@@ -4,6 +4,12 @@ from dagster_pipes_cloud.orchestration.clients.base import (
     PipesFunctionClient,
     PipesFunctionInvocation,
 )
+from dagster_pipes_cloud.orchestration.clients.cloud_functions import PipesCloudFunctionClient
 from dagster_pipes_cloud.orchestration.clients.lambda_ import PipesLambdaClient
 
-__all__ = ["PipesFunctionClient", "PipesFunctionInvocation", "PipesLambdaClient"]
+__all__ = [
+    "PipesCloudFunctionClient",
+    "PipesFunctionClient",
+    "PipesFunctionInvocation",
+    "PipesLambdaClient",
+]

@@ -20,6 +20,7 @@ from dagster_pipes_cloud.adapters.cloud_functions import (
     CLOUD_FUNCTIONS_MAX_SECONDS,
     ID_TOKEN_REFRESH_MARGIN_SECONDS,
     CloudFunctionInvoker,
+    fetch_id_token,
     id_token_audience,
 )
 from dagster_pipes_cloud.adapters.errors import (
@@ -157,7 +158,7 @@ def test_a_service_account_key_mints_the_token(
         )
     )
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
-    invoker = CloudFunctionInvoker()
+    invoker = CloudFunctionInvoker(id_token_source=fetch_id_token)  # loopback: asked explicitly
     header = authorization(invoker, f"{function_url}/run")
     invoker.close()
     assert header is not None
@@ -190,6 +191,12 @@ def test_a_refused_token_is_denied(function_url: str) -> None:
     invoker = CloudFunctionInvoker(id_token_source=refusing)
     with pytest.raises(AccessDeniedError, match="account disabled"):
         invoker.invoke(function_url, b"{}")
+
+
+def test_no_token_is_fetched_by_default_for_a_local_function_host(function_url: str) -> None:
+    invoker = CloudFunctionInvoker()
+    assert authorization(invoker, function_url) is None
+    invoker.close()
 
 
 def test_a_given_session_sends_no_token(function_url: str) -> None:

@@ -1,0 +1,24 @@
+"""An HTTP Google Cloud Function that Dagster runs through Pipes.
+
+Deploy this file as `main.py` with `dagster-pipes-cloud[gcp]` in `requirements.txt` and the
+entry point `main`; the function's service account needs object create and read on the message
+bucket (`roles/storage.objectUser`, or a custom role).
+"""
+
+from typing import Any
+
+import functions_framework
+from dagster_pipes import PipesContext
+
+from dagster_pipes_cloud.external import cloud_function
+
+
+@functions_framework.http
+@cloud_function
+def main(pipes: PipesContext, payload: dict[str, Any]) -> dict[str, Any]:
+    rows = int(payload.get("rows", 10))
+    pipes.log.info(f"summing {rows} rows for run {pipes.run_id}")
+    print(f"printed by the function: {rows} rows")
+    total = sum(range(rows))
+    pipes.report_asset_materialization(metadata={"rows": rows, "total": total})
+    return {"total": total}

@@ -1,0 +1,57 @@
+"""`cloud_function`: the entrypoint decorator for HTTP Google Cloud Functions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from dagster_pipes_cloud.external.entrypoint import Channels, Entrypoint, EntrypointDecorator
+from dagster_pipes_cloud.external.gcs import PipesGCSContextLoader, PipesGCSMessageWriter
+
+logger = logging.getLogger("dagster_pipes_cloud")
+
+HttpFunction = Any  # `(request: flask.Request) -> response`, what functions-framework calls
+_JSON = {"Content-Type": "application/json"}
+
+
+def _gcs_channels(client: Any | None) -> Channels:
+    return PipesGCSContextLoader(client), PipesGCSMessageWriter(client)
+
+
+def _event(request: Any) -> Any:
+    """The JSON body of the request (None when it has none, or it is not JSON)."""
+    return request.get_json(silent=True)
+
+
+def _answer(result: Any) -> tuple[str, int, dict[str, str]]:
+    return json.dumps(result), 200, _JSON
+
+
+def _answer_error(exc: Exception) -> tuple[str, int, dict[str, str]]:
+    logger.error("the function raised %s", type(exc).__name__, exc_info=exc)
+    body = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+    return json.dumps(body), 500, _JSON
+
+
+cloud_function: EntrypointDecorator[HttpFunction] = EntrypointDecorator(
+    Entrypoint(channels=_gcs_channels, event=_event, answer=_answer, answer_error=_answer_error),
+    "cloud_function",
+    """Turn `fn(pipes, payload) -> result` into an HTTP Cloud Function `(request) -> response`.
+
+    The event is the request's JSON body; `payload` is that body without Dagster's bootstrap
+    keys. The result is answered as JSON with status 200. An exception is reported to Dagster
+    in the "closed" message (type, message and trace), logged, and answered with status 500 and
+    `{"errorType", "errorMessage"}`. Each invocation gets its own `PipesContext`, so a warm
+    instance serves request after request, and two requests served at once keep their messages
+    and printed output apart. Invoked without a bootstrap payload, `fn` still runs. `client` is
+    the `google.cloud.storage.Client` to use (default: one from the environment, on first
+    use). Stacks under functions-framework's own decorator:
+
+        @functions_framework.http
+        @cloud_function
+        def main(pipes, payload):
+            pipes.log.info("hello")
+            return {"ok": True}
+    """,
+)

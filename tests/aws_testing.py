@@ -4,8 +4,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from dagster import AssetExecutionContext, asset
-from dagster_testing import materialize_recorded
+from dagster_testing import materialize_run
 
 LOCAL_CREDENTIALS = {
     "region_name": "us-east-1",
@@ -27,16 +26,4 @@ def unreachable_client(service: str) -> Any:
 def materialize_lambda(client: Any, function_name: str, **run_kwargs: Any) -> Any:
     """Materialize `lambda_asset`, which runs `function_name` through the Pipes `client` (ours or
     dagster-aws's); the recorded result also carries the function's `responses`."""
-    responses: list[Any] = []
-
-    @asset(required_resource_keys={"lambda_pipes"})
-    def lambda_asset(context: AssetExecutionContext) -> Any:
-        invocation = context.resources.lambda_pipes.run(
-            context=context, function_name=function_name, **run_kwargs
-        )
-        responses.append(getattr(invocation, "response", None))
-        return invocation.get_materialize_result()
-
-    result = materialize_recorded([lambda_asset], {"lambda_pipes": client})
-    result.responses = responses
-    return result
+    return materialize_run(client, "lambda_asset", function_name=function_name, **run_kwargs)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
 
 import pytest
 from aws_testing import local_client
 from botocore.config import Config
 
-from dagster_pipes_cloud.local import LocalLambdaHost, S3Emulator
+from dagster_pipes_cloud.local import (
+    GCSEmulator,
+    LocalCloudFunctionHost,
+    LocalLambdaHost,
+    S3Emulator,
+)
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +62,46 @@ def aws_stack(s3_emulator: S3Emulator) -> Iterator[AwsStack]:
     functions = {name: f"e2e.aws_handlers:{name}" for name in AWS_HANDLERS}
     with LocalLambdaHost(functions, env=s3_emulator.env, timeout=120) as host:
         yield AwsStack(s3_emulator, host)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GCSEmulator]:
+    """gcp-storage-emulator on 127.0.0.1; buckets persist for the session, so use unique names."""
+    with GCSEmulator() as emulator:
+        yield emulator
+
+
+class GcpStack:
+    """The GCS emulator with a message bucket, and a local Cloud Functions host per function of
+    tests/e2e/gcp_functions, each started on first use and kept for the session."""
+
+    bucket = "pipes-e2e"
+
+    def __init__(self, gcs: GCSEmulator, stack: ExitStack) -> None:
+        self.gcs = gcs
+        self.env = gcs.env
+        self._stack = stack
+        self._hosts: dict[str, LocalCloudFunctionHost] = {}
+        gcs.create_bucket(self.bucket)
+
+    def storage_client(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        return storage.Client(
+            project=self.gcs.project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": self.gcs.endpoint_url},
+        )
+
+    def url(self, function: str) -> str:
+        if function not in self._hosts:
+            host = LocalCloudFunctionHost(f"e2e.gcp_functions:{function}", env=self.env)
+            self._hosts[function] = self._stack.enter_context(host)
+        return self._hosts[function].url
+
+
+@pytest.fixture(scope="session")
+def gcp_stack(gcs_emulator: GCSEmulator) -> Iterator[GcpStack]:
+    with ExitStack() as stack:
+        yield GcpStack(gcs_emulator, stack)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, asset, materialize
 
 
 def materialize_recorded(assets: Sequence[Any], resources: Mapping[str, Any]) -> Any:
@@ -13,6 +13,23 @@ def materialize_recorded(assets: Sequence[Any], resources: Mapping[str, Any]) ->
     instance = DagsterInstance.ephemeral()
     result = materialize(assets, resources=resources, raise_on_error=False, instance=instance)
     result.instance_for_test = instance
+    return result
+
+
+def materialize_run(client: Any, asset_name: str, **run_kwargs: Any) -> Any:
+    """Materialize one asset, `asset_name`, whose body is `client.run(context=..., **run_kwargs)`
+    (our Pipes clients or the official ones); the recorded result also carries the function's
+    `responses`."""
+    responses: list[Any] = []
+
+    @asset(name=asset_name, required_resource_keys={"pipes_client"})
+    def function_asset(context) -> Any:  # type: ignore[no-untyped-def]
+        invocation = context.resources.pipes_client.run(context=context, **run_kwargs)
+        responses.append(getattr(invocation, "response", None))
+        return invocation.get_materialize_result()
+
+    result = materialize_recorded([function_asset], {"pipes_client": client})
+    result.responses = responses
     return result
 
 

@@ -1,0 +1,196 @@
+"""GCP end to end: Dagster `materialize` -> PipesCloudFunctionClient -> LocalCloudFunctionHost
+(functions-framework) -> GCS (gcp-storage-emulator)."""
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
+from faults import FaultProxy
+
+from dagster_pipes_cloud.local import LocalCloudFunctionHost
+from dagster_pipes_cloud.orchestration import (
+    PipesCloudFunctionClient,
+    PipesGCSContextInjector,
+    PipesGCSMessageReader,
+)
+
+
+def pipes_client(gcp_stack: Any, bucket: str | None = None, **reader: Any) -> Any:
+    return PipesCloudFunctionClient(
+        message_reader=PipesGCSMessageReader(
+            bucket=bucket or gcp_stack.bucket, client=gcp_stack.storage_client(), **reader
+        ),
+        session=requests.Session(),
+    )
+
+
+def session_messages(gcp_stack: Any, prefix: str) -> list[dict[str, Any]]:
+    """Every Pipes message written under `prefix`, read straight from the bucket."""
+    storage = gcp_stack.storage_client()
+    messages = []
+    for blob in storage.list_blobs(gcp_stack.bucket, prefix=prefix):
+        if blob.name.endswith(".json") and "/messages-" in blob.name:
+            text = blob.download_as_bytes().decode()
+            messages.extend(json.loads(line) for line in text.split("\n") if line.strip())
+    return messages
+
+
+def run(gcp_stack: Any, function: str, client: Any = None, **run_kwargs: Any) -> Any:
+    client = client or pipes_client(gcp_stack)
+    return materialize_run(client, "gcf_asset", function_url=gcp_stack.url(function), **run_kwargs)
+
+
+def test_a_warm_function_serves_six_invocations_in_a_row(gcp_stack: Any) -> None:
+    results = [run(gcp_stack, "counting") for _ in range(6)]
+    assert all(result.success for result in results), failure_text(
+        next(r for r in results if not r.success)
+    )
+    counts = [materialization_metadata(r, "gcf_asset")["invocation"] for r in results]
+    pids = {materialization_metadata(r, "gcf_asset")["pid"] for r in results}
+    assert counts == list(range(counts[0], counts[0] + 6)), "one warm instance served them all"
+    assert len(pids) == 1
+    assert results[-1].responses == [{"invocation": counts[-1], "pid": pids.pop()}]
+
+
+def test_3000_messages_and_200kb_of_stdout_all_arrive(
+    gcp_stack: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result = run(gcp_stack, "chatty", event={"messages": 3000, "stdout_bytes": 200_000})
+    assert result.success, failure_text(result)
+    logs = logs_of(result)
+    assert all(f"message {i}\n" in logs + "\n" for i in range(3000))
+    assert capfd.readouterr().out.count("x" * 99 + "\n") >= 200_000 // 100
+    assert materialization_metadata(result, "gcf_asset")["sent"] == 3000
+
+
+def test_reading_crosses_chunk_10_and_100_on_the_emulator(gcp_stack: Any) -> None:
+    client = pipes_client(gcp_stack, key_prefix="many-chunks")
+    result = run(gcp_stack, "many_chunks", client=client, event={"messages": 600})
+    assert result.success, failure_text(result)
+    logs = logs_of(result)
+    assert all(f"line {i}\n" in logs + "\n" for i in range(600))
+    storage = gcp_stack.storage_client()
+    chunks = {b.name for b in storage.list_blobs(gcp_stack.bucket, prefix="many-chunks/")}
+    assert any(name.endswith("/100.json") for name in chunks), f"{len(chunks)} chunks"
+
+
+def test_a_raised_error_fails_the_step_with_its_type_message_and_trace(gcp_stack: Any) -> None:
+    result = run(gcp_stack, "failing")
+    assert not result.success
+    failure = failure_text(result)
+    assert "ValueError: boom-123" in failure, failure
+    assert failure.count("ValueError: boom-123") == 1, "the remote error is said once"
+    assert 'raise ValueError("boom-123")' in failure, "with the function's own trace"
+    assert "(HTTP status 500)" in failure
+    assert "sent before the error" in logs_of(result)
+
+
+def test_a_missing_bucket_is_named_before_the_function_runs(gcp_stack: Any) -> None:
+    started = time.monotonic()
+    result = run(gcp_stack, "counting", client=pipes_client(gcp_stack, bucket="no-such-bucket"))
+    print(f"missing bucket reported after {time.monotonic() - started:.2f}s")
+    assert not result.success
+    assert "no-such-bucket" in failure_text(result)
+
+
+def test_a_function_that_never_opens_pipes_is_named(gcp_stack: Any) -> None:
+    result = run(gcp_stack, "not_pipes", client=pipes_client(gcp_stack, drain_timeout=1))
+    assert not result.success
+    assert "never opened Dagster Pipes" in failure_text(result)
+
+
+def test_the_response_is_returned(gcp_stack: Any) -> None:
+    result = run(gcp_stack, "paced", event={"messages": 3})
+    assert result.success, failure_text(result)
+    assert result.responses == [3]
+
+
+def test_context_through_an_explicit_gcs_injector(gcp_stack: Any) -> None:
+    storage = gcp_stack.storage_client()
+    client = PipesCloudFunctionClient(
+        message_reader=PipesGCSMessageReader(bucket=gcp_stack.bucket, client=storage),
+        context_injector=PipesGCSContextInjector(
+            bucket=gcp_stack.bucket, client=storage, key_prefix="contexts"
+        ),
+        session=requests.Session(),
+    )
+    result = run(gcp_stack, "counting", client=client)
+    assert result.success, failure_text(result)
+    assert not list(storage.list_blobs(gcp_stack.bucket, prefix="contexts/"))
+
+
+def test_two_invocations_at_once_keep_their_messages_and_output_apart(gcp_stack: Any) -> None:
+    results: dict[str, Any] = {}
+
+    def invoke(tag: str) -> None:
+        client = pipes_client(gcp_stack, key_prefix=f"apart-{tag}")
+        results[tag] = run(gcp_stack, "tagged", client=client, event={"tag": tag})
+
+    threads = [threading.Thread(target=invoke, args=(tag,)) for tag in ("aaa", "bbb")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for tag, other in (("aaa", "bbb"), ("bbb", "aaa")):
+        result = results[tag]
+        assert result.success, failure_text(result)
+        logs = logs_of(result)
+        assert all(f"log {tag} {i}" in logs for i in range(20))
+        assert other not in logs, f"{tag}'s run received {other}'s messages"
+        assert materialization_metadata(result, "gcf_asset")["tag"] == tag
+        printed = "".join(
+            message["params"]["text"]
+            for message in session_messages(gcp_stack, f"apart-{tag}/")
+            if message["method"] == "log_external_stream"
+        )
+        assert all(f"printed {tag} {i}" in printed for i in range(20))
+        assert other not in printed, f"{tag}'s run captured {other}'s output"
+
+
+def test_the_run_id_is_in_the_function_log(gcp_stack: Any) -> None:
+    result = run(gcp_stack, "paced", event={"messages": 1})
+    assert result.success, failure_text(result)
+    host = gcp_stack._hosts["paced"]
+    assert f"Dagster run {result.run_id}" in host.log_path.read_text()
+
+
+def test_400_messages_through_503s_on_both_sides_arrive_once_in_order(gcp_stack: Any) -> None:
+    """GCS answers 30-50 % of the calls with 503, for the function's writer and Dagster's
+    reader alike; every message still arrives exactly once, in order."""
+    with (
+        FaultProxy(gcp_stack.gcs.endpoint_url, probability=0.4, seed=7) as writer_side,
+        FaultProxy(gcp_stack.gcs.endpoint_url, probability=0.4, seed=11) as reader_side,
+        LocalCloudFunctionHost(
+            "e2e.gcp_functions:paced", env={"STORAGE_EMULATOR_HOST": writer_side.url}
+        ) as host,
+    ):
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        reader_storage = storage.Client(
+            project=gcp_stack.gcs.project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": reader_side.url},
+        )
+        client = PipesCloudFunctionClient(
+            message_reader=PipesGCSMessageReader(bucket=gcp_stack.bucket, client=reader_storage),
+            session=requests.Session(),
+        )
+        started = time.monotonic()
+        result = materialize_run(
+            client, "gcf_asset", function_url=host.url, event={"messages": 400, "pace": 0.01}
+        )
+        elapsed = time.monotonic() - started
+        print(
+            f"400 messages through 40 % 503s: {elapsed:.1f}s;"
+            f" writer side {dict(writer_side.injected)} injected of {dict(writer_side.counts)},"
+            f" reader side {dict(reader_side.injected)} of {dict(reader_side.counts)}"
+        )
+    assert result.success, failure_text(result)
+    assert writer_side.injected and reader_side.injected, "both sides met 503s"
+    lines = [line for line in logs_of(result).split("\n") if line.startswith("paced ")]
+    assert lines == [f"paced {i}" for i in range(400)], "every message once, in order"

@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
-CLOUD ?= aws
+CLOUD ?= all
 
 .PHONY: demo test lint typecheck pytest bench clean
 

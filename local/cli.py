@@ -63,21 +63,34 @@ def _aws_stack(functions: Functions, bucket: str) -> Iterator[dict[str, str]]:
 
 
 def _aws_function(name: str, target: str) -> str:
-    """The handler LocalLambdaHost takes for `target`: as given, or `module:function` for a
-    `module.function` it refuses (a host that knows only the former spelling)."""
+    """`target` as LocalLambdaHost takes it; its constructor checks the name and the handler."""
     from dagster_pipes_cloud.local import LocalLambdaHost
 
-    try:
-        LocalLambdaHost({name: target})  # its constructor checks the name and the handler
-    except ValueError as error:
+    LocalLambdaHost({name: target})
+    return target
+
+
+@contextlib.contextmanager
+def _gcp_stack(functions: Functions, bucket: str) -> Iterator[dict[str, str]]:
+    """The GCS emulator and one LocalCloudFunctionHost per function; the first is Dagster's."""
+    from dagster_pipes_cloud.local import GCSEmulator, LocalCloudFunctionHost
+
+    with GCSEmulator() as gcs, contextlib.ExitStack() as hosts:
+        gcs.create_bucket(bucket)
+        urls = {
+            name: hosts.enter_context(LocalCloudFunctionHost(target, env=gcs.env, name=name)).url
+            for name, target in functions.items()
+        }
+        yield {**gcs.env, "PIPES_BUCKET": bucket, "PIPES_FUNCTION_URL": next(iter(urls.values()))}
+
+
+def _gcp_function(name: str, target: str) -> str:
+    """`module:function` for LocalCloudFunctionHost, from that or `module.function`."""
+    if ":" not in target:
         module, dot, function = target.rpartition(".")
-        if ":" in target or not dot:
-            raise
-        try:
-            LocalLambdaHost({name: f"{module}:{function}"})
-        except ValueError:
-            raise error from None
-        return f"{module}:{function}"
+        if not dot or not module or not function:
+            raise ValueError(f"{target!r} is not module.function or module:function")
+        target = f"{module}:{function}"
     return target
 
 
@@ -87,6 +100,12 @@ CLOUDS: dict[str, LocalCloud] = {
         check_function=_aws_function,
         example={"dagster-pipes-example": "dagster_pipes_cloud.examples.aws.handler:handler"},
         definitions="dagster_pipes_cloud.examples.aws.definitions",
+    ),
+    "gcp": LocalCloud(
+        stack=_gcp_stack,
+        check_function=_gcp_function,
+        example={"dagster-pipes-example": "dagster_pipes_cloud.examples.gcp.main:main"},
+        definitions="dagster_pipes_cloud.examples.gcp.definitions",
     ),
 }
 

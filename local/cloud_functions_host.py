@@ -21,6 +21,7 @@ from dagster_pipes_cloud.local._process import (
     ManagedProcess,
     ProcessStartError,
     http_ready,
+    remove_at_owner_exit,
     start_on_free_port,
 )
 
@@ -151,6 +152,7 @@ class LocalCloudFunctionHost(LocalService):
             raise RuntimeError("LocalCloudFunctionHost was already started")
         self._stopping.clear()
         self._temp_dir = Path(tempfile.mkdtemp(prefix=f"local-cloud-function-{self.name}-"))
+        remove_at_owner_exit(self._temp_dir)  # even if this process is killed
         try:
             source = self._temp_dir / f"{_SOURCE_NAME}.py"
             source.write_text(f"from {self.module} import {self.function}\n")

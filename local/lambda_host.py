@@ -24,7 +24,7 @@ from dagster_pipes_cloud.local._lambda_runtime import (
     FunctionRuntime,
     HostStoppedError,
 )
-from dagster_pipes_cloud.local._process import LocalService
+from dagster_pipes_cloud.local._process import LocalService, remove_at_owner_exit
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -143,6 +143,7 @@ class LocalLambdaHost(LocalService):
             raise RuntimeError("LocalLambdaHost was already started")
         if self._log_dir is None:
             self._temp_dir = tempfile.mkdtemp(prefix="local-lambda-")
+            remove_at_owner_exit(self._temp_dir)  # even if this process is killed
         log_dir = self._log_dir or Path(str(self._temp_dir))
         log_dir.mkdir(parents=True, exist_ok=True)
         for name, handler in self._handlers.items():

@@ -15,6 +15,14 @@ def test_the_aws_demo_materializes_the_example_asset(capsys: pytest.CaptureFixtu
     assert "demo succeeded for: aws" in out
 
 
+def test_the_gcp_demo_materializes_the_example_asset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--cloud", "gcp"]) == 0
+    out = capsys.readouterr().out
+    assert "summing 1000 rows for run" in out
+    assert "asset cloud_function_total: {'rows': 1000, 'total': 499500" in out
+    assert "demo succeeded for: gcp" in out
+
+
 def test_an_unknown_cloud_is_refused() -> None:
     with pytest.raises(SystemExit):
         main(["demo", "--cloud", "mars"])

@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
 import pytest
+import requests
 from local.cli_imports import hide_module
 from local.cli_processes import descendants, still_running
 
@@ -32,15 +34,21 @@ def read_exports(process: subprocess.Popen[str]) -> dict[str, str]:
     raise AssertionError(f"exited with {process.wait()} before serving")
 
 
-@pytest.fixture
-def served() -> Iterator[subprocess.Popen[str]]:
-    command = [sys.executable, "-m", "dagster_pipes_cloud.local.cli", "local", "--cloud", "aws"]
+@contextmanager
+def serving(cloud: str) -> Iterator[subprocess.Popen[str]]:
+    command = [sys.executable, "-m", "dagster_pipes_cloud.local.cli", "local", "--cloud", cloud]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         yield process
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.fixture
+def served() -> Iterator[subprocess.Popen[str]]:
+    with serving("aws") as process:
+        yield process
 
 
 def test_serves_the_example_function_until_sigterm(
@@ -70,6 +78,22 @@ def test_serves_the_example_function_until_sigterm(
     served.send_signal(signal.SIGTERM)
     assert served.wait(timeout=60) == 0
     assert still_running(started) == set()
+
+
+def test_serves_the_gcp_example_function_until_sigterm() -> None:
+    with serving("gcp") as served:
+        exports = read_exports(served)
+        assert exports["PIPES_BUCKET"] == "dagster-pipes"
+        assert exports["STORAGE_EMULATOR_HOST"].startswith("http://127.0.0.1:")
+        body = {"rows": 3}
+        answer = requests.post(exports["PIPES_FUNCTION_URL"], json=body, timeout=30)
+        assert answer.status_code == 200 and answer.json() == {"total": 3}
+        bucket = f"{exports['STORAGE_EMULATOR_HOST']}/storage/v1/b/{exports['PIPES_BUCKET']}"
+        assert requests.get(bucket, timeout=30).status_code == 200
+        started = descendants(served.pid)
+        served.send_signal(signal.SIGTERM)
+        assert served.wait(timeout=60) == 0
+        assert still_running(started) == set()
 
 
 @pytest.fixture

@@ -1,11 +1,18 @@
 """Reader, injectors and client base through Dagster `materialize`, over `LocalBlobStore`."""
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import AssetCheckSpec, AssetExecutionContext, asset, build_asset_context
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    PreviewWarning,
+    asset,
+    build_asset_context,
+)
 from dagster._core.errors import DagsterPipesExecutionError
 from dagster_pipes import PipesContext
 from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_recorded
@@ -297,3 +304,17 @@ def test_waiting_on_a_fire_and_forget_invocation_stops_when_reading_fails(
     assert not result.success
     failure = failure_text(result)
     assert "reading Pipes messages failed" in failure and "denied" in failure
+
+
+def test_a_run_raises_no_preview_warning(tmp_path: Path) -> None:
+    client = InProcessClient(local_store(tmp_path))
+
+    def fn(pipes: PipesContext, payload: Any) -> None:
+        pipes.report_asset_materialization(metadata={"quiet": True})
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_asset(client, fn)
+    assert result.success, failure_text(result)
+    previews = [w for w in caught if issubclass(w.category, PreviewWarning)]
+    assert not previews, [str(w.message) for w in previews]

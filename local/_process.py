@@ -4,8 +4,9 @@
 until a readiness probe passes, and stops the whole group on exit (SIGTERM, then SIGKILL after a
 grace period). Whatever it started also ends when the process that started it ends, however that
 ends (see `ManagedProcess`). `LocalService` is the start-on-enter, stop-on-exit base of every
-local stand-in; `free_port`, `start_on_free_port`, `http_ready`, `tcp_ready` and
-`require_local_extra` are the small helpers around it.
+local stand-in, and `LocalEmulator` the base of those that are one server process on a port;
+`free_port`, `start_on_free_port`, `http_ready`, `tcp_ready` and `require_local_extra` are the
+small helpers around them.
 
 This file imports only the standard library: it is also run by path as the owner's watchdog.
 """
@@ -30,7 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -354,6 +355,72 @@ def start_on_free_port(
             continue
         return process, port
     raise AssertionError("unreachable")
+
+
+class LocalEmulator(LocalService):
+    """A local emulator: one server process on 127.0.0.1, on the requested `port` or a free one.
+
+    A subclass says only what is its own: `name` (the process's, in errors and log names),
+    `_command(port)` and, where they differ from the defaults, `_environment()` (default: this
+    process's environment) and `_readiness(process, port)` (default: a TCP connection succeeds).
+    `start` waits until ready (up to `startup_timeout` seconds, default 30); without a `port` a
+    free one is taken, and another one when it was taken meanwhile (see `start_on_free_port`).
+    `stop` stops the process group. Usable as a context manager.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, *, port: int | None = None, startup_timeout: float = 30.0) -> None:
+        self._requested_port = port
+        self._startup_timeout = startup_timeout
+        self._port: int | None = None
+        self._process: ManagedProcess | None = None
+
+    @abstractmethod
+    def _command(self, port: int) -> list[str]:
+        """The command that serves on 127.0.0.1:`port`."""
+
+    def _environment(self) -> Mapping[str, str] | None:
+        """The server's complete environment; None (the default) for this process's."""
+        return None
+
+    def _readiness(self, process: ManagedProcess, port: int) -> ReadinessProbe:
+        """The probe that the started `process` serves on `port`; by default a TCP connect."""
+        return tcp_ready(LOCALHOST, port)
+
+    @property
+    def endpoint_url(self) -> str:
+        """`http://127.0.0.1:PORT`, where the emulator serves (known once started)."""
+        if self._port is None:
+            raise RuntimeError(f"{type(self).__name__} has not been started")
+        return f"http://{LOCALHOST}:{self._port}"
+
+    def start(self) -> Self:
+        """Start the server and wait until it is ready; raises `ProcessStartError` if it fails."""
+        if self._process is not None:
+            raise RuntimeError(f"{type(self).__name__} was already started")
+        if self._requested_port is not None:
+            process = self._server(self._requested_port).start()
+            self._process, self._port = process, self._requested_port
+        else:
+            self._process, self._port = start_on_free_port(self._server)
+        return self
+
+    def _server(self, port: int) -> ManagedProcess:
+        process = ManagedProcess(
+            self._command(port),
+            name=self.name,
+            env=self._environment(),
+            startup_timeout=self._startup_timeout,
+        )
+        process.ready = self._readiness(process, port)
+        return process
+
+    def stop(self) -> None:
+        """Stop the server. Idempotent."""
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
 
 
 def remove_at_owner_exit(path: str | os.PathLike[str]) -> None:

@@ -8,23 +8,21 @@ calls the Dagster side made per run, and the ratios official/ours.
     .venv/bin/python benchmarks/aws_channel.py [--runs N]
 """
 
-import argparse
-import statistics
 import sys
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from dagster import AssetExecutionContext, DagsterInstance, PreviewWarning, asset, materialize
 from dagster_aws.pipes import PipesLambdaClient as OfficialLambdaClient
 from dagster_aws.pipes import PipesLambdaEventContextInjector
 from dagster_aws.pipes import PipesS3MessageReader as OfficialS3MessageReader
 
 from dagster_pipes_cloud.local import LocalLambdaHost, S3Emulator
 from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import measure, median_round_trip, parse_runs, report
 
 BUCKET = "pipes-benchmark"
 CREDENTIALS = {
@@ -46,34 +44,8 @@ class CountingS3:
         self.calls += 1
 
 
-def timed_run(client: Any, function_name: str) -> float:
-    seconds: list[float] = []
-
-    @asset(required_resource_keys={"pipes_client"})
-    def benchmark_asset(context: AssetExecutionContext) -> Any:
-        started = time.perf_counter()
-        invocation = context.resources.pipes_client.run(
-            context=context, function_name=function_name, event={}
-        )
-        seconds.append(time.perf_counter() - started)
-        return invocation.get_materialize_result()
-
-    result = materialize(
-        [benchmark_asset],
-        resources={"pipes_client": client},
-        instance=DagsterInstance.ephemeral(),
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-    )
-    assert result.success
-    return seconds[0]
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
-    runs = parser.parse_args().runs
-    warnings.filterwarnings("ignore", category=PreviewWarning)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    runs = parse_runs(__doc__)
     functions = {name: f"aws_handlers:{name}" for name in ("ours", "official", "bare")}
     with S3Emulator() as s3, LocalLambdaHost(functions, env=s3.env) as host:
         lambda_client = boto3.client(
@@ -83,12 +55,9 @@ def main() -> None:
             **CREDENTIALS,
         )
         boto3.client("s3", endpoint_url=s3.endpoint_url, **CREDENTIALS).create_bucket(Bucket=BUCKET)
-        bare = []
-        for _ in range(runs + 1):
-            started = time.perf_counter()
-            lambda_client.invoke(FunctionName="bare", Payload=b"{}")
-            bare.append(time.perf_counter() - started)
-        baseline = statistics.median(bare[1:])
+        baseline = median_round_trip(
+            lambda: lambda_client.invoke(FunctionName="bare", Payload=b"{}"), runs
+        )
 
         ours_s3 = CountingS3(s3.endpoint_url)
         ours = PipesLambdaClient(
@@ -101,26 +70,14 @@ def main() -> None:
             context_injector=PipesLambdaEventContextInjector(),
             message_reader=OfficialS3MessageReader(bucket=BUCKET, client=official_s3.client),
         )
-        results = {}
-        for name, client, counter in (
-            ("ours", ours, ours_s3),
-            ("official", official, official_s3),
-        ):
-            timed_run(client, name)  # warm the worker
-            counter.calls = 0
-            seconds = [timed_run(client, name) for _ in range(runs)]
-            results[name] = (statistics.median(seconds), counter.calls / runs)
-
-    print(f"bare invoke round trip (median of {runs}): {baseline * 1000:.0f} ms")
-    print(f"{'':10} {'run (s)':>9} {'added (s)':>10} {'S3 calls/run':>13}")
-    for name, (seconds, calls) in results.items():
-        print(f"{name:10} {seconds:9.3f} {seconds - baseline:10.3f} {calls:13.1f}")
-    (ours_s, ours_calls), (official_s, official_calls) = results["ours"], results["official"]
-    added_ratio = (official_s - baseline) / max(ours_s - baseline, 1e-3)
-    print(
-        f"official/ours: run time x{official_s / ours_s:.1f}, added time x{added_ratio:.1f},"
-        f" S3 calls x{official_calls / max(ours_calls, 1e-9):.1f}"
-    )
+        results = {
+            name: measure(client, runs, {"S3 calls/run": counter}, function_name=name)
+            for name, client, counter in (
+                ("ours", ours, ours_s3),
+                ("official", official, official_s3),
+            )
+        }
+    report("bare invoke round trip", baseline, runs, results)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,121 @@
+"""What the channel benchmarks share: a timed Dagster run, the medians, the table and the ratios.
+
+Each benchmark runs one trivial function through Dagster `materialize` with our client and with
+the official one, times `client.run` inside the asset, counts storage calls with counters of its
+own, and reports both against the bare invoke round trip of the same function.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the asset's `context` annotation as a type.
+import argparse
+import statistics
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dagster import AssetExecutionContext, DagsterInstance, PreviewWarning, asset, materialize
+
+DEFAULT_RUNS = 5
+
+
+class CallCounter(Protocol):
+    """Anything that counts calls in `calls` (set back to 0 between warm-up and measure)."""
+
+    calls: int
+
+
+class Counter:
+    """A thread-safe `CallCounter`."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def count(self) -> None:
+        with self._lock:
+            self.calls += 1
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The median `client.run` time of one library and, per counted column, its calls per run."""
+
+    seconds: float
+    calls: Mapping[str, float]
+
+
+def parse_runs(description: str | None) -> int:
+    """`--runs N` (default 5) from the command line; Dagster's preview warnings silenced."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="measured runs each")
+    runs: int = parser.parse_args().runs
+    if runs < 1:
+        parser.error("--runs must be at least 1")
+    warnings.filterwarnings("ignore", category=PreviewWarning)
+    return runs
+
+
+def median_round_trip(call: Callable[[], object], runs: int) -> float:
+    """The median wall time of `call` over `runs` calls, after one warm-up call."""
+    seconds = []
+    for _ in range(runs + 1):
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds[1:])
+
+
+def timed_run(client: Any, **run_args: Any) -> float:
+    """Materialize one asset that calls `client.run(context=..., event={}, **run_args)`; the
+    seconds `client.run` took."""
+    seconds: list[float] = []
+
+    @asset(required_resource_keys={"pipes_client"})
+    def benchmark_asset(context: AssetExecutionContext) -> Any:
+        started = time.perf_counter()
+        invocation = context.resources.pipes_client.run(context=context, event={}, **run_args)
+        seconds.append(time.perf_counter() - started)
+        return invocation.get_materialize_result()
+
+    result = materialize(
+        [benchmark_asset],
+        resources={"pipes_client": client},
+        instance=DagsterInstance.ephemeral(),
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+    )
+    assert result.success
+    return seconds[0]
+
+
+def measure(
+    client: Any, runs: int, counters: Mapping[str, CallCounter], **run_args: Any
+) -> Measured:
+    """One warm-up run, then `runs` counted runs: the median time and each counter's calls/run."""
+    timed_run(client, **run_args)
+    for counter in counters.values():
+        counter.calls = 0
+    seconds = [timed_run(client, **run_args) for _ in range(runs)]
+    return Measured(
+        statistics.median(seconds),
+        {column: counter.calls / runs for column, counter in counters.items()},
+    )
+
+
+def report(baseline_name: str, baseline: float, runs: int, results: Mapping[str, Measured]) -> None:
+    """Print the table (run, added = run less `baseline`, calls/run columns) and the ratios of
+    "official" over "ours"."""
+    columns = list(next(iter(results.values())).calls)
+    print(f"{baseline_name} (median of {runs}): {baseline * 1000:.0f} ms")
+    print(f"{'':10} {'run (s)':>9} {'added (s)':>10}" + "".join(f" {c:>{len(c)}}" for c in columns))
+    for name, measured in results.items():
+        cells = "".join(f" {measured.calls[c]:{len(c)}.1f}" for c in columns)
+        print(f"{name:10} {measured.seconds:9.3f} {measured.seconds - baseline:10.3f}{cells}")
+    ours, official = results["ours"], results["official"]
+    added = (official.seconds - baseline) / max(ours.seconds - baseline, 1e-3)
+    ratios = [f"run time x{official.seconds / ours.seconds:.1f}", f"added time x{added:.1f}"]
+    for column in columns:
+        ratio = official.calls[column] / max(ours.calls[column], 1e-9)
+        ratios.append(f"{column.removesuffix('/run')} x{ratio:.1f}")
+    print("official/ours: " + ", ".join(ratios))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import secrets
 import signal
 import sys
@@ -25,30 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from dagster_pipes_cloud.local._env import function_env
 from dagster_pipes_cloud.local._lambda_runtime_api import UNHANDLED, Invocation, Worker
 
 ACCOUNT_ID = "123456789012"
 MEMORY_SIZE_MB = 128
 LOG_TAIL_BYTES = 4096
 
-# What a worker inherits from the host's own environment; everything else comes from Lambda's
-# variables and the user's `env` (so a developer's real AWS settings never reach a function).
-_INHERITED_ENV = (
-    "PATH",
-    "HOME",
-    "USER",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TMPDIR",
-    "TEMP",
-    "TMP",
-    "TZ",
-    "SYSTEMROOT",
-    "VIRTUAL_ENV",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-)
 _BUILTIN_WORKER = Path(__file__).with_name("_lambda_worker.py")
 
 
@@ -268,31 +250,21 @@ class FunctionRuntime:
 
 
 def _worker_env(name: str, handler: str, region: str, user_env: dict[str, str]) -> dict[str, str]:
-    """Lambda's variables, the user's `env` over them, PYTHONPATH = theirs + our sys.path."""
-    env = {key: os.environ[key] for key in _INHERITED_ENV if key in os.environ}
-    env.update(
-        {
-            "AWS_LAMBDA_FUNCTION_NAME": name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(MEMORY_SIZE_MB),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
-            "AWS_REGION": region,
-            "AWS_DEFAULT_REGION": region,
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info[0]}.{sys.version_info[1]}",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "_HANDLER": handler,
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update(user_env)
-    paths = [p for p in user_env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    for entry in sys.path:
-        path = os.path.abspath(entry or os.getcwd())
-        if os.path.exists(path) and path not in paths:
-            paths.append(path)
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    return env
+    """Lambda's variables and the user's `env` over them, on `function_env`'s clean base."""
+    lambda_vars = {
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(MEMORY_SIZE_MB),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info[0]}.{sys.version_info[1]}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "_HANDLER": handler,
+        "PYTHONUNBUFFERED": "1",
+    }
+    return function_env(lambda_vars, user_env)
 
 
 def _describe_exit(returncode: int) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dagster_pipes_cloud.adapters.errors import MissingDependencyError
+from dagster_pipes_cloud.local._env import function_env
 from dagster_pipes_cloud.local._process import (
     LOCALHOST,
     LocalService,
@@ -33,25 +34,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 8
 """Requests one instance serves at once unless told otherwise (gunicorn threads)."""
 
-# What the server inherits from this process's environment; everything else comes from the
-# variables Cloud Run functions set and the user's `env`, so a developer's real cloud settings
-# (GOOGLE_APPLICATION_CREDENTIALS, AWS keys, CLOUDSDK_*) never reach the function.
-_INHERITED_ENV = (
-    "PATH",
-    "HOME",
-    "USER",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TMPDIR",
-    "TEMP",
-    "TMP",
-    "TZ",
-    "SYSTEMROOT",
-    "VIRTUAL_ENV",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-)
 _TARGET = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)")
 # functions-framework loads a source file as its own module (named after the file); ours only
 # imports the user's module, so its name must not be one a user's code could import.
@@ -215,28 +197,22 @@ class LocalCloudFunctionHost(LocalService):
         )
 
     def _function_env(self, port: int) -> dict[str, str]:
-        """The clean base, the platform's variables, `env` over them, and the PYTHONPATH."""
+        """The platform's variables and `env` over them (see `function_env`), then the server's.
+
+        `PORT`, `WORKERS` and `THREADS` are the server's own: they win over `env`.
+        """
         assert self._temp_dir is not None
-        env = {key: os.environ[key] for key in _INHERITED_ENV if key in os.environ}
-        env.update(
-            {
-                "K_SERVICE": self.name,
-                "K_REVISION": f"{self.name}-00001-loc",
-                "K_CONFIGURATION": self.name,
-                "FUNCTION_TARGET": self.function,
-                "FUNCTION_SIGNATURE_TYPE": "http",
-                "CLOUDSDK_CONFIG": str(self._temp_dir / "gcloud"),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        env.update(self.env)
+        platform_vars = {
+            "K_SERVICE": self.name,
+            "K_REVISION": f"{self.name}-00001-loc",
+            "K_CONFIGURATION": self.name,
+            "FUNCTION_TARGET": self.function,
+            "FUNCTION_SIGNATURE_TYPE": "http",
+            "CLOUDSDK_CONFIG": str(self._temp_dir / "gcloud"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        env = function_env(platform_vars, self.env)
         env.update({"PORT": str(port), "WORKERS": "1", "THREADS": str(self.concurrency)})
-        paths = [p for p in self.env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        for entry in sys.path:
-            path = os.path.abspath(entry or os.getcwd())
-            if os.path.exists(path) and path not in paths:
-                paths.append(path)
-        env["PYTHONPATH"] = os.pathsep.join(paths)
         return env
 
     def _supervise(self) -> None:

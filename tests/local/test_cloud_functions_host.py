@@ -8,19 +8,18 @@ fallback (Flask's threaded server, used where gunicorn is not installed) is reac
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from local.cli_imports import hide_module
 
 from dagster_pipes_cloud.adapters import MissingDependencyError
 from dagster_pipes_cloud.local._process import ProcessStartError
@@ -263,11 +262,6 @@ def test_bad_target_is_rejected_at_construction() -> None:
 def test_missing_functions_framework_names_the_install_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_find_spec = importlib.util.find_spec
-
-    def find_spec(name: str, package: str | None = None) -> ModuleSpec | None:
-        return None if name == "functions_framework" else real_find_spec(name, package)
-
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    hide_module(monkeypatch, "functions_framework")
     with pytest.raises(MissingDependencyError, match=r"pip install 'dagster-pipes-cloud\[local\]'"):
         LocalCloudFunctionHost("cloud_functions_targets:echo")

@@ -14,7 +14,6 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
-from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 from botocore.config import Config
+from local.cli_imports import hide_module
 
 from dagster_pipes_cloud.local import LocalLambdaHost, S3Emulator
 from dagster_pipes_cloud.local.lambda_host import WorkerKind
@@ -368,12 +368,7 @@ def test_chunked_request_body_is_read(host: LocalLambdaHost) -> None:
 def test_auto_falls_back_to_the_builtin_worker_without_awslambdaric(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_find_spec = importlib.util.find_spec
-
-    def find_spec(name: str, package: str | None = None) -> ModuleSpec | None:
-        return None if name == "awslambdaric" else real_find_spec(name, package)
-
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    hide_module(monkeypatch, "awslambdaric")
     assert LocalLambdaHost({"echo": "lambda_handlers:echo"}).builtin_worker
     with pytest.raises(RuntimeError, match="awslambdaric is not installed"):
         LocalLambdaHost({"echo": "lambda_handlers:echo"}, worker="awslambdaric")

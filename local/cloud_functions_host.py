@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import re
@@ -14,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dagster_pipes_cloud.adapters.errors import MissingDependencyError
 from dagster_pipes_cloud.local._env import function_env
 from dagster_pipes_cloud.local._process import (
     LOCALHOST,
@@ -23,6 +21,7 @@ from dagster_pipes_cloud.local._process import (
     ProcessStartError,
     http_ready,
     remove_at_owner_exit,
+    require_local_extra,
     start_on_free_port,
 )
 
@@ -68,7 +67,9 @@ class LocalCloudFunctionHost(LocalService):
     same port, so `url` stays valid; a request in flight at that moment fails. A start-up failure
     (the module does not import, the function is missing) raises `ProcessStartError` with the
     server's last output; `startup_timeout` (default 30 s) bounds each start. The server's stdout
-    and stderr are appended to `log_path` (default: a temporary file removed on `stop`).
+    and stderr are appended to `log_path` (default: a temporary file removed on `stop`). Needs
+    functions-framework (the `[local]` extra): constructing one without it raises
+    `MissingDependencyError` with the install line.
     """
 
     def __init__(
@@ -88,11 +89,9 @@ class LocalCloudFunctionHost(LocalService):
             )
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        if importlib.util.find_spec("functions_framework") is None:
-            raise MissingDependencyError(
-                "functions-framework is not installed; "
-                "run: pip install 'dagster-pipes-cloud[local]'"
-            )
+        require_local_extra(
+            "LocalCloudFunctionHost (functions-framework)", ("functions_framework",)
+        )
         self.target = target
         self.module: str = match["module"]
         self.function: str = match["function"]

@@ -19,12 +19,6 @@ from google.cloud import storage
 from dagster_pipes_cloud.local.gcs import GCSEmulator
 
 
-@pytest.fixture(scope="module")
-def gcs_emulator() -> Iterator[GCSEmulator]:
-    with GCSEmulator() as emulator:
-        yield emulator
-
-
 @pytest.fixture
 def bucket(gcs_emulator: GCSEmulator) -> str:
     name = f"faults-{secrets.token_hex(4)}"

@@ -25,12 +25,6 @@ from dagster_pipes_cloud.adapters.gcs import GCSBlobStore, default_gcs_client
 from dagster_pipes_cloud.local.gcs import GCSEmulator
 
 
-@pytest.fixture(scope="module")
-def gcs_emulator() -> Iterator[GCSEmulator]:
-    with GCSEmulator() as emulator:
-        yield emulator
-
-
 @pytest.fixture
 def bucket(gcs_emulator: GCSEmulator) -> str:
     name = f"adapters-{secrets.token_hex(4)}"

@@ -90,13 +90,14 @@ def timed_run(client: Any, **run_args: Any) -> float:
 
 
 def measure(
-    client: Any, runs: int, counters: Mapping[str, CallCounter], **run_args: Any
+    make_client: Callable[[], Any], runs: int, counters: Mapping[str, CallCounter], **run_args: Any
 ) -> Measured:
-    """One warm-up run, then `runs` counted runs: the median time and each counter's calls/run."""
-    timed_run(client, **run_args)
+    """One warm-up run, then `runs` counted runs, each with the client `make_client()` returns:
+    the median time and each counter's calls/run."""
+    timed_run(make_client(), **run_args)
     for counter in counters.values():
         counter.calls = 0
-    seconds = [timed_run(client, **run_args) for _ in range(runs)]
+    seconds = [timed_run(make_client(), **run_args) for _ in range(runs)]
     return Measured(
         statistics.median(seconds),
         {column: counter.calls / runs for column, counter in counters.items()},

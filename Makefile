@@ -35,6 +35,7 @@ pytest: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/aws_channel.py
+	$(BIN)/python benchmarks/gcp_channel.py
 
 clean:
 	rm -rf $(VENV) build

@@ -6,34 +6,43 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 CLOUD ?= all
 
+# The package's folders: adding or removing a module in one makes the editable tree again.
+PACKAGE_DIRS := $(shell find adapters external orchestration local examples -type d -not -name __pycache__)
+STRICT_EDITABLE := -e . --config-settings editable_mode=strict
+
 .PHONY: demo test lint typecheck pytest bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
 	touch $@
 
-demo: $(VENV)/.installed
+# A strict editable install: build/__editable__.*/dagster_pipes_cloud is a tree of links to the
+# sources, on a plain path that type checkers and IDEs follow, holding exactly the modules a
+# wheel installs (the top-level folders mapped onto the dagster_pipes_cloud package).
+$(VENV)/.linked: $(VENV)/.installed $(PACKAGE_DIRS)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation $(STRICT_EDITABLE)
+	touch $@
+
+demo: $(VENV)/.linked
 	$(BIN)/dagster-pipes-cloud demo --cloud $(CLOUD)
 
 test: lint typecheck pytest
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.linked
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The type checker reads the package as a wheel installs it (the top-level folders mapped onto
-# the dagster_pipes_cloud namespace), so it sees exactly the modules users import.
-typecheck: $(VENV)/.installed
-	rm -rf build/typecheck
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --target build/typecheck .
-	cd build/typecheck && $(BIN)/mypy --config-file ../../pyproject.toml -p dagster_pipes_cloud
+# The type checker reads the package through the editable tree: the modules users import.
+typecheck: $(VENV)/.linked
+	cd build/__editable__.dagster_pipes_cloud-*/ && \
+		$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p dagster_pipes_cloud
 
-pytest: $(VENV)/.installed
+pytest: $(VENV)/.linked
 	$(BIN)/pytest
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.linked
 	$(BIN)/python benchmarks/aws_channel.py
 	$(BIN)/python benchmarks/gcp_channel.py
 

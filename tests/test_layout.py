@@ -56,6 +56,8 @@ def test_no_bare_top_level_module() -> None:
         "assert not found, found\n"
         "import dagster_pipes_cloud.orchestration, dagster_pipes_cloud.local\n"
         "import dagster_pipes_cloud, importlib.metadata as m\n"
+        "for n in ('tests', 'benchmarks'):\n"
+        "    assert importlib.util.find_spec('dagster_pipes_cloud.' + n) is None, n\n"
         "assert dagster_pipes_cloud.__version__ == m.version('dagster-pipes-cloud')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/", env={})

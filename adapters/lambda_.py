@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import threading
 import time
@@ -70,6 +71,7 @@ def invoke_client_like(client: Any) -> LambdaClient:
     keep refreshing. Event hooks registered on `client` are not carried over.
     """
     botocore_session = require("botocore.session", "aws").Session()
+    botocore_session.register_component("data_loader", _shared_data_loader())
     botocore_session.register_component(
         "credential_provider", _credentials_resolver(_credentials_of(client))
     )
@@ -111,6 +113,13 @@ def decode_function_error(function_error: str, payload: bytes) -> RemoteError:
             trace=[str(line) for line in trace] if isinstance(trace, list) else [str(trace)],
         )
     return RemoteError(type=function_error, message="" if body is None else str(body))
+
+
+@functools.cache
+def _shared_data_loader() -> Any:
+    """One botocore data loader, which keeps the service models it has read: each new botocore
+    session would otherwise read Lambda's model from disk again (tens of milliseconds)."""
+    return require("botocore.session", "aws").get_session().get_component("data_loader")
 
 
 def _credentials_of(client: Any) -> Any:

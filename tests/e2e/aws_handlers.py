@@ -5,29 +5,12 @@ import time
 from typing import Any
 
 from dagster_pipes import PipesContext
+from e2e import function_bodies
 
 from dagster_pipes_cloud.external import lambda_handler
 
-invocations = 0
-
-
-@lambda_handler
-def counting(pipes: PipesContext, payload: dict[str, Any]) -> dict[str, int]:
-    global invocations
-    invocations += 1
-    pipes.log.info(f"invocation {invocations} in process {os.getpid()}")
-    pipes.report_asset_materialization(metadata={"invocation": invocations, "pid": os.getpid()})
-    return {"invocation": invocations, "pid": os.getpid()}
-
-
-@lambda_handler
-def chatty(pipes: PipesContext, payload: dict[str, Any]) -> None:
-    for i in range(payload["messages"]):
-        pipes.log.info(f"message {i}")
-    line = "x" * 99 + "\n"
-    for _ in range(payload["stdout_bytes"] // len(line)):
-        print(line, end="")
-    pipes.report_asset_materialization(metadata={"sent": payload["messages"]})
+counting = lambda_handler(function_bodies.counting)
+chatty = lambda_handler(function_bodies.chatty)
 
 
 @lambda_handler

@@ -1,37 +1,15 @@
 """HTTP Cloud Functions the end-to-end tests serve with `LocalCloudFunctionHost`."""
 
-import os
-import threading
 import time
 from typing import Any
 
 from dagster_pipes import PipesContext
+from e2e import function_bodies
 
 from dagster_pipes_cloud.external import PipesGCSMessageWriter, cloud_function
 
-invocations = 0
-_lock = threading.Lock()
-
-
-@cloud_function
-def counting(pipes: PipesContext, payload: dict[str, Any]) -> dict[str, int]:
-    global invocations
-    with _lock:
-        invocations += 1
-        count = invocations
-    pipes.log.info(f"invocation {count} in process {os.getpid()}")
-    pipes.report_asset_materialization(metadata={"invocation": count, "pid": os.getpid()})
-    return {"invocation": count, "pid": os.getpid()}
-
-
-@cloud_function
-def chatty(pipes: PipesContext, payload: dict[str, Any]) -> None:
-    for i in range(payload["messages"]):
-        pipes.log.info(f"message {i}")
-    line = "x" * 99 + "\n"
-    for _ in range(payload["stdout_bytes"] // len(line)):
-        print(line, end="")
-    pipes.report_asset_materialization(metadata={"sent": payload["messages"]})
+counting = cloud_function(function_bodies.counting)
+chatty = cloud_function(function_bodies.chatty)
 
 
 @cloud_function

@@ -131,6 +131,15 @@ class PipesChunkedMessageReader(PipesMessageReader):
             with self._pollers_lock:
                 self._pollers.pop(poller.prefix, None)
 
+    def limit_drain(self, params: PipesParams, seconds: float) -> None:
+        """Wait at most `seconds` for the "closed" message of the session opened with `params`
+        when it ends: its function is known to have ended (it failed, timed out or died, so
+        nothing more will come), or never to have run (0)."""
+        with self._pollers_lock:
+            poller = self._pollers.get(params.get("key_prefix", ""))
+        if poller is not None:
+            poller.drain_limit = min(poller.drain_limit, max(0.0, seconds))
+
     def is_reading(self, params: PipesParams) -> bool:
         """Whether the session opened with `params` is still being read: False once its
         "closed" message arrived or reading failed (a client waiting on it can stop)."""
@@ -156,6 +165,7 @@ class _ChunkPoller:
         self._next_index = 1
         self._ended = threading.Event()
         self._drain_deadline = float("inf")
+        self.drain_limit = reader.drain_timeout
         self._closed = False
         self._closed_exception: Mapping[str, Any] | None = None
         self._error: PipesCloudError | None = None
@@ -171,7 +181,7 @@ class _ChunkPoller:
     def finish(self, *, failing: bool) -> None:
         """Drain, then raise `PipesSessionError` if the session did not end well (unless the
         block is failing already: then drain briefly and leave the error to it)."""
-        drain = min(self._reader.drain_timeout, 2.0) if failing else self._reader.drain_timeout
+        drain = min(self.drain_limit, 2.0) if failing else self.drain_limit
         self._drain_deadline = time.monotonic() + drain
         self._ended.set()
         self._thread.join()
@@ -187,15 +197,15 @@ class _ChunkPoller:
             )
         if not self._handler.received_opened_message:
             raise PipesSessionError(
-                f"the function never opened Dagster Pipes: nothing arrived at {where} within"
-                f" {drain:g}s after it returned. Is its entrypoint wrapped by a dagster_pipes_cloud"
-                " decorator, and can it write to that bucket?",
+                f"the function never opened Dagster Pipes: nothing arrived at {where}"
+                f" {_within(drain)} after it returned. Is its entrypoint wrapped by a"
+                " dagster_pipes_cloud decorator, and can it write to that bucket?",
                 problem="never_opened",
             )
         if not self._closed:
             raise PipesSessionError(
-                f"the function did not close Dagster Pipes: no 'closed' message at {where} within"
-                f" {drain:g}s after it returned ({chunks} chunk(s) read).",
+                f"the function did not close Dagster Pipes: no 'closed' message at {where}"
+                f" {_within(drain)} after it returned ({chunks} chunk(s) read).",
                 problem="not_closed",
                 chunks_read=chunks,
             )
@@ -292,6 +302,10 @@ class _ChunkPoller:
         )
 
 
+def _within(seconds: float) -> str:
+    return f"within {seconds:g}s" if seconds > 0 else "by the time"
+
+
 def remote_error_from_pipes(exception: Mapping[str, Any]) -> RemoteError:
     """The exception a function sent in its "closed" message, as a `RemoteError`.
 
@@ -300,9 +314,11 @@ def remote_error_from_pipes(exception: Mapping[str, Any]) -> RemoteError:
     """
     name = str(exception.get("name") or "Exception")
     message = str(exception.get("message") or "").strip()
-    if message.startswith(f"{name}:"):
-        message = message[len(name) + 1 :].strip()
-    elif message == name:
+    # Python's own line names the type, qualified outside builtins ("module.Error: text")
+    head, colon, rest = message.partition(": ")
+    if head.split(".")[-1] == name and colon:
+        message = rest.strip()
+    elif message.split(".")[-1] == name:
         message = ""
     stack = exception.get("stack") or []
     trace = [str(line) for line in stack] if isinstance(stack, list) else [str(stack)]

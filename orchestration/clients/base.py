@@ -34,6 +34,7 @@ Invoke = Callable[[bytes], FunctionInvocation]
 
 _PARAMS_ALLOWANCE = 4096  # room for the messages params and the JSON around the bootstrap keys
 _LOG_TAIL_CHARS = 2000
+_ENDED_DRAIN_SECONDS = 1.0  # a failed function flushed before it ended; only reads remain
 _NOT_YIELDED = (
     "The results of a Pipes function run were not returned from the asset: return"
     " `invocation.get_materialize_result()` or yield from `invocation.get_results()`."
@@ -95,7 +96,10 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
                 try:
                     invocation = invoke(payload)
                 except PipesCloudError as exc:  # the function never ran, or its end is unknown
+                    self._limit_drain(session, 0)
                     raise DagsterPipesExecutionError(str(exc)) from exc
+                if invocation.completed and invocation.error is not None:
+                    self._limit_drain(session, _ENDED_DRAIN_SECONDS)
                 if not invocation.completed:
                     self._wait_for_closed(session, invocation, wait_timeout)
         except PipesSessionError as problem:
@@ -148,6 +152,12 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
                 message_reader_params=reader_params,
                 context=context,
             )
+
+    def _limit_drain(self, session: PipesSession, seconds: float) -> None:
+        """The function has ended (or never ran): what it wrote is in the bucket already, so our
+        reader waits for "closed" only `seconds`, not its whole drain timeout."""
+        if isinstance(self.message_reader, PipesChunkedMessageReader):
+            self.message_reader.limit_drain(session.message_reader_params, seconds)
 
     def _wait_for_closed(
         self, session: PipesSession, invocation: FunctionInvocation, timeout: float

@@ -244,8 +244,11 @@ class LambdaInvoker:
                     continue
                 if error_code(exc) == "RequestTooLargeException":
                     size = len(kwargs["Payload"])
+                    kind: InvocationType = kwargs["InvocationType"]
                     raise PipesCloudError(
-                        f"the request to {what} is too large for Lambda ({size} bytes)"
+                        f"the request to {what} is {size} bytes, over Lambda's limit of"
+                        f" {REQUEST_LIMITS[kind]} bytes for {kind} invocations: pass large"
+                        " inputs through S3 and put their keys in the event"
                     ) from exc
                 raise translate(exc, what) from exc
         raise AssertionError("unreachable")

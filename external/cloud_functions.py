@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from dagster_pipes_cloud.external.entrypoint import Channels, Entrypoint, EntrypointDecorator
@@ -11,7 +12,8 @@ from dagster_pipes_cloud.external.gcs import PipesGCSContextLoader, PipesGCSMess
 
 logger = logging.getLogger("dagster_pipes_cloud")
 
-HttpFunction = Any  # `(request: flask.Request) -> response`, what functions-framework calls
+HttpFunction = Callable[[Any], Any]
+"""`(request: flask.Request) -> response`, what functions-framework calls."""
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -20,8 +22,14 @@ def _gcs_channels(client: Any | None) -> Channels:
 
 
 def _event(request: Any) -> Any:
-    """The JSON body of the request (None when it has none, or it is not JSON)."""
-    return request.get_json(silent=True)
+    """The request's JSON body; `{}` when it has none, its text when it is not JSON."""
+    body = request.get_data(as_text=True)
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body
 
 
 def _answer(result: Any) -> tuple[str, int, dict[str, str]]:
@@ -39,14 +47,15 @@ cloud_function: EntrypointDecorator[HttpFunction] = EntrypointDecorator(
     "cloud_function",
     """Turn `fn(pipes, payload) -> result` into an HTTP Cloud Function `(request) -> response`.
 
-    The event is the request's JSON body; `payload` is that body without Dagster's bootstrap
-    keys. The result is answered as JSON with status 200. An exception is reported to Dagster
-    in the "closed" message (type, message and trace), logged, and answered with status 500 and
-    `{"errorType", "errorMessage"}`. Each invocation gets its own `PipesContext`, so a warm
-    instance serves request after request, and two requests served at once keep their messages
-    and printed output apart. Invoked without a bootstrap payload, `fn` still runs. `client` is
-    the `google.cloud.storage.Client` to use (default: one from the environment, on first
-    use). Stacks under functions-framework's own decorator:
+    The event is the request's JSON body (`{}` for an empty body, the text for one that is not
+    JSON); `payload` is that body without Dagster's bootstrap keys. The result is answered as JSON
+    with status 200. An exception is reported to Dagster in the "closed" message (type, message and
+    trace), logged, and answered with status 500 and `{"errorType", "errorMessage"}`. Each
+    invocation gets its own `PipesContext`, so a warm instance serves request after request, and two
+    requests served at once keep their messages and printed output apart. Invoked without a
+    bootstrap payload, `fn` still runs. `client` is the `google.cloud.storage.Client` to use
+    (default: one from the environment, on first use). Stacks under functions-framework's own
+    decorator:
 
         @functions_framework.http
         @cloud_function

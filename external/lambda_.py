@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dagster_pipes_cloud.external.entrypoint import Channels, Entrypoint, EntrypointDecorator
 from dagster_pipes_cloud.external.s3 import PipesS3ContextLoader, PipesS3MessageWriter
 
-LambdaHandler = Any  # `(event, context) -> result`, the signature Lambda calls
+LambdaHandler = Callable[[Any, Any], Any]
+"""`(event, context) -> result`, the signature Lambda calls."""
 
 
 def _s3_channels(client: Any | None) -> Channels:
@@ -19,13 +21,13 @@ lambda_handler: EntrypointDecorator[LambdaHandler] = EntrypointDecorator(
     "lambda_handler",
     """Turn `fn(pipes, payload) -> result` into a Lambda handler `(event, context) -> result`.
 
-    Each invocation gets its own `PipesContext` (messages to S3, context inline in the event or
-    in S3); `payload` is the event without Dagster's bootstrap keys; the result is the Lambda
-    result. An exception is reported to Dagster and re-raised, so Lambda marks the invocation
-    failed. Invoked without a bootstrap payload, `fn` still runs (with a detached context).
-    `client` is the boto3 S3 client to use (default: one made from the environment on first
-    use). Usable bare (`@lambda_handler`) or with arguments; stacks with other handler
-    decorators.
+    Each invocation gets its own `PipesContext` (messages to S3, context inline in the event or in
+    S3); `payload` is the event without Dagster's bootstrap keys; the result is the Lambda result.
+    An exception is reported to Dagster and re-raised, so Lambda marks the invocation failed.
+    Invoked without a bootstrap payload, `fn` still runs (with a detached context). `client` is the
+    boto3 S3 client to use (default: one made from the environment on first use: credentials chain,
+    `AWS_REGION`, `AWS_ENDPOINT_URL_S3`). Usable bare (`@lambda_handler`) or with arguments; stacks
+    with other handler decorators.
 
         @lambda_handler
         def handler(pipes, payload):

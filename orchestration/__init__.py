@@ -1,5 +1,9 @@
 """Runs in Dagster: message readers, context injectors and clients."""
 
+from dagster_pipes_cloud.adapters._imports import require
+
+require("dagster", "dagster")  # the install line to run, rather than a bare ModuleNotFoundError
+
 from dagster_pipes_cloud.adapters.lambda_ import default_lambda_client
 from dagster_pipes_cloud.orchestration.clients import (
     PipesCloudFunctionClient,

@@ -33,14 +33,15 @@ class PipesCloudFunctionClient(PipesFunctionClient):
         invocation = gcf_pipes.run(context=context, function_url=URL, event={"rows": 9})
         return invocation.get_materialize_result()
 
-    Each request carries an ID token for the function's URL, from google-auth's application
-    default credentials (a service account key, workload identity or the metadata server; the
-    caller needs `roles/run.invoker` on the function). With `session=` (a `requests.Session`),
-    requests are sent with it as it is and no token is fetched: that is how local hosts and
-    tests call it. The request waits out a 2nd gen function's 60 minutes and is sent once;
-    only what never reached the function is sent again. The context travels in the event up to
-    the platform's 32 MB request limit, else through the reader's bucket.
-    """
+    Each request carries an ID token for the function's URL, from google-auth's application default
+    credentials (a service account key, workload identity or the metadata server; the caller needs
+    `roles/run.invoker` on the function); none is fetched for a loopback URL (a local function host,
+    such as `dagster-pipes-cloud local --cloud gcp` serves). With `session=` (a `requests.Session`),
+    requests are sent with it as it is and no token is fetched. `invoker=` replaces the whole
+    `CloudFunctionInvoker` (its timeouts, its token source, its functions client for resource
+    names). The request waits out a 2nd gen function's 60 minutes and is sent once; only what never
+    reached the function is sent again. The context travels in the event up to the platform's 32 MB
+    request limit, else through the reader's bucket."""
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -104,6 +105,36 @@ def tcp_ready(host: str, port: int, timeout: float = 1.0) -> ReadinessProbe:
             return False
 
     return probe
+
+
+class LocalRequestError(ValueError):
+    """A stand-in refused a request made on the user's behalf (a bad bucket name, say)."""
+
+
+def send_local_request(request: urllib.request.Request, what: str, *, exists: int = 0) -> None:
+    """Send `request` to a local stand-in, never through a proxy; a refusal raises
+    `LocalRequestError` naming `what` and the stand-in's own answer. Status `exists` (the
+    service's answer for "already there") is not an error."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10):
+            return
+    except urllib.error.HTTPError as error:
+        if error.code == exists:
+            return
+        answer = _error_message(error.read().decode("utf-8", errors="replace").strip())
+        raise LocalRequestError(f"{what} was refused (HTTP {error.code}): {answer}") from None
+
+
+def _error_message(body: str) -> str:
+    """The message of an S3-style XML or a JSON error body; else the body's start."""
+    xml = re.search(r"<Message>(.*?)</Message>", body, re.DOTALL)
+    if xml:
+        return xml.group(1).strip()
+    with contextlib.suppress(ValueError, AttributeError):
+        error = json.loads(body).get("error")
+        return str(error.get("message") if isinstance(error, dict) else error)
+    return body[:500]
 
 
 def http_ready(url: str, timeout: float = 1.0) -> ReadinessProbe:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -21,7 +23,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from dagster_pipes_cloud.adapters.errors import MissingDependencyError
-from dagster_pipes_cloud.local._process import require_local_extra
+from dagster_pipes_cloud.local._process import (
+    LocalRequestError,
+    ProcessStartError,
+    require_local_extra,
+)
 
 DEFAULT_BUCKET = "dagster-pipes"
 """The message bucket the stack creates (the one `examples/*/definitions.py` default to)."""
@@ -63,11 +69,24 @@ def _aws_stack(functions: Functions, bucket: str) -> Iterator[dict[str, str]]:
 
 
 def _aws_function(name: str, target: str) -> str:
-    """`target` as LocalLambdaHost takes it; its constructor checks the name and the handler."""
+    """`target` as LocalLambdaHost takes it: its constructor checks the name and the spelling;
+    the module must be importable here, as the host's workers import it."""
     from dagster_pipes_cloud.local import LocalLambdaHost
 
     LocalLambdaHost({name: target})
+    _check_importable(target)
     return target
+
+
+def _check_importable(target: str) -> None:
+    """Raise ValueError unless the module of `module:function` / `module.function` is found."""
+    module = target.partition(":")[0] if ":" in target else target.rpartition(".")[0]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ValueError(f"no module named {module!r} can be imported (from {target!r})")
 
 
 @contextlib.contextmanager
@@ -81,17 +100,30 @@ def _gcp_stack(functions: Functions, bucket: str) -> Iterator[dict[str, str]]:
             name: hosts.enter_context(LocalCloudFunctionHost(target, env=gcs.env, name=name)).url
             for name, target in functions.items()
         }
-        yield {**gcs.env, "PIPES_BUCKET": bucket, "PIPES_FUNCTION_URL": next(iter(urls.values()))}
+        yield {
+            **gcs.env,
+            "PIPES_BUCKET": bucket,
+            "PIPES_FUNCTION_URL": next(iter(urls.values())),
+            **{f"PIPES_FUNCTION_URL_{_variable(name)}": url for name, url in urls.items()},
+        }
 
 
 def _gcp_function(name: str, target: str) -> str:
     """`module:function` for LocalCloudFunctionHost, from that or `module.function`."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise ValueError(f"invalid function name {name!r}: use letters, digits, - and _")
     if ":" not in target:
         module, dot, function = target.rpartition(".")
         if not dot or not module or not function:
             raise ValueError(f"{target!r} is not module.function or module:function")
         target = f"{module}:{function}"
+    _check_importable(target)
     return target
+
+
+def _variable(name: str) -> str:
+    """A function name as the end of an environment variable's name."""
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
 CLOUDS: dict[str, LocalCloud] = {
@@ -143,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ValueError as error:
                 local.error(f"argument --function: {error}")
         return _serve(args.cloud, functions, args.bucket)
-    except MissingDependencyError as error:
+    except (MissingDependencyError, LocalRequestError, ProcessStartError) as error:
         print(f"dagster-pipes-cloud {args.command}: {error}", file=sys.stderr)
         return 1
 

@@ -15,6 +15,7 @@ from dagster_pipes_cloud.local._process import (
     ReadinessProbe,
     http_ready,
     require_local_extra,
+    send_local_request,
 )
 
 _ADDRESS_IN_USE = "address already in use"
@@ -53,13 +54,7 @@ class GCSEmulator(LocalEmulator):
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(request, timeout=10):
-                pass
-        except urllib.error.HTTPError as error:
-            if error.code != 409:  # 409: it exists already
-                raise
+        send_local_request(request, f"creating GCS bucket {name!r}", exists=409)
 
     def _command(self, port: int) -> list[str]:
         return [

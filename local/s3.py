@@ -12,6 +12,7 @@ from dagster_pipes_cloud.local._process import (
     ReadinessProbe,
     http_ready,
     require_local_extra,
+    send_local_request,
 )
 
 
@@ -54,9 +55,7 @@ class S3Emulator(LocalEmulator):
     def create_bucket(self, name: str) -> None:
         """Create bucket `name` (in `region`); creating one that exists is a no-op."""
         request = urllib.request.Request(f"{self.endpoint_url}/{name}", method="PUT")
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
-        with opener.open(request, timeout=10):
-            pass
+        send_local_request(request, f"creating S3 bucket {name!r}")
 
     def _command(self, port: int) -> list[str]:
         return [sys.executable, "-u", "-m", "moto.server", "-H", LOCALHOST, "-p", str(port)]

@@ -86,6 +86,7 @@ def test_serves_the_gcp_example_function_until_sigterm() -> None:
         assert exports["PIPES_BUCKET"] == "dagster-pipes"
         assert exports["STORAGE_EMULATOR_HOST"].startswith("http://127.0.0.1:")
         body = {"rows": 3}
+        assert exports["PIPES_FUNCTION_URL_DAGSTER_PIPES_EXAMPLE"] == exports["PIPES_FUNCTION_URL"]
         answer = requests.post(exports["PIPES_FUNCTION_URL"], json=body, timeout=30)
         assert answer.status_code == 200 and answer.json() == {"total": 3}
         bucket = f"{exports['STORAGE_EMULATOR_HOST']}/storage/v1/b/{exports['PIPES_BUCKET']}"
@@ -110,14 +111,13 @@ def serve_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
 
 def test_functions_and_bucket_from_the_command_line(serve_calls: list[tuple[Any, ...]]) -> None:
+    module = "dagster_pipes_cloud.examples.aws.handler"
     argv = ["local", "--cloud", "aws", "--bucket", "mine"]
-    argv += ["--function", "dotted=pkg.module.handler", "--function", "colon=pkg.module:handler"]
+    argv += ["--function", f"dotted={module}.handler", "--function", f"colon={module}:handler"]
     assert cli.main(argv) == 0
     [(cloud, functions, bucket)] = serve_calls
     assert (cloud, bucket) == ("aws", "mine")
-    assert list(functions) == ["dotted", "colon"]
-    assert functions["colon"] == "pkg.module:handler"
-    assert functions["dotted"] in ("pkg.module.handler", "pkg.module:handler")
+    assert functions == {"dotted": f"{module}.handler", "colon": f"{module}:handler"}
     LocalLambdaHost(functions)  # the host takes both as given
 
 
@@ -138,6 +138,7 @@ def test_the_example_function_by_default(serve_calls: list[tuple[Any, ...]]) -> 
         ("bad name=pkg.handler", "invalid Lambda function name 'bad name'"),
         ("fn=handler", "'handler'"),
         ("fn=pkg..handler", "'pkg..handler'"),
+        ("fn=no_such_module.handler", "no module named 'no_such_module'"),
     ],
 )
 def test_a_bad_function_is_a_usage_error_naming_it(
@@ -150,6 +151,24 @@ def test_a_bad_function_is_a_usage_error_naming_it(
     assert "argument --function" in error
     assert named in error
     assert serve_calls == []
+
+
+def test_a_bad_gcp_function_is_a_usage_error_naming_it(
+    serve_calls: list[tuple[Any, ...]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["local", "--cloud", "gcp", "--function", "fn=no_such_module:main"])
+    assert "no module named 'no_such_module'" in capsys.readouterr().err
+    assert serve_calls == []
+
+
+def test_a_bucket_the_emulator_refuses_is_named_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["local", "--cloud", "aws", "--bucket", "b"]) == 1
+    error = capsys.readouterr().err
+    assert "creating S3 bucket 'b' was refused" in error and "not valid" in error
+    assert "Traceback" not in error
 
 
 def test_the_cloud_is_required(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,9 @@ Stream = Literal["stdout", "stderr"]
 StdioSink = Callable[[Stream, str], None]
 
 _sink: ContextVar[StdioSink | None] = ContextVar("dagster_pipes_cloud_stdio_sink", default=None)
+# Set while a tee hands text on: a tee wrapped inside another (a platform that swaps the streams
+# per request wraps ours, and we wrap its wrapper) must not send the same text twice.
+_teeing: ContextVar[bool] = ContextVar("dagster_pipes_cloud_teeing", default=False)
 _install_lock = threading.Lock()
 
 
@@ -31,7 +34,14 @@ class _TeeStream:
         self._inner = inner
 
     def write(self, text: str) -> int:
-        written: int = self._inner.write(text)
+        if _teeing.get():
+            written: int = self._inner.write(text)
+            return written
+        token = _teeing.set(True)
+        try:
+            written = self._inner.write(text)
+        finally:
+            _teeing.reset(token)
         sink = _sink.get()
         if sink is not None and text:
             sink(self._name, text)

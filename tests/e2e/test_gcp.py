@@ -123,18 +123,29 @@ def test_context_through_an_explicit_gcs_injector(gcp_stack: Any) -> None:
     assert not list(storage.list_blobs(gcp_stack.bucket, prefix="contexts/"))
 
 
-def test_two_invocations_at_once_keep_their_messages_and_output_apart(gcp_stack: Any) -> None:
+@pytest.mark.parametrize("execution_id", [False, True], ids=["plain", "LOG_EXECUTION_ID"])
+def test_two_invocations_at_once_keep_their_messages_and_output_apart(
+    gcp_stack: Any, execution_id: bool
+) -> None:
+    """Also with functions-framework's LOG_EXECUTION_ID, which swaps the process's streams for
+    each request."""
     results: dict[str, Any] = {}
+    env = {**gcp_stack.env, "LOG_EXECUTION_ID": "true"} if execution_id else gcp_stack.env
+    host = LocalCloudFunctionHost("e2e.gcp_functions:tagged", env=env)
+    prefix = f"apart-{execution_id}"
 
     def invoke(tag: str) -> None:
-        client = pipes_client(gcp_stack, key_prefix=f"apart-{tag}")
-        results[tag] = run(gcp_stack, "tagged", client=client, event={"tag": tag})
+        client = pipes_client(gcp_stack, key_prefix=f"{prefix}-{tag}")
+        results[tag] = materialize_run(
+            client, "gcf_asset", function_url=host.url, event={"tag": tag}
+        )
 
     threads = [threading.Thread(target=invoke, args=(tag,)) for tag in ("aaa", "bbb")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with host:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     for tag, other in (("aaa", "bbb"), ("bbb", "aaa")):
         result = results[tag]
         assert result.success, failure_text(result)
@@ -144,10 +155,11 @@ def test_two_invocations_at_once_keep_their_messages_and_output_apart(gcp_stack:
         assert materialization_metadata(result, "gcf_asset")["tag"] == tag
         printed = "".join(
             message["params"]["text"]
-            for message in session_messages(gcp_stack, f"apart-{tag}/")
+            for message in session_messages(gcp_stack, f"{prefix}-{tag}/")
             if message["method"] == "log_external_stream"
         )
-        assert all(f"printed {tag} {i}" in printed for i in range(20))
+        assert [f"printed {tag} {i}" in printed for i in range(20)] == [True] * 20
+        assert printed.count(f"printed {tag} 0\n") == 1, "captured once"
         assert other not in printed, f"{tag}'s run captured {other}'s output"
 
 

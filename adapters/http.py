@@ -14,8 +14,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters.errors import PipesCloudError
-from dagster_pipes_cloud.adapters.invocation import FunctionInvocation, RemoteError
-from dagster_pipes_cloud.adapters.lambda_ import decode_function_error, decode_payload
+from dagster_pipes_cloud.adapters.invocation import (
+    FunctionInvocation,
+    RemoteError,
+    decode_function_error,
+    decode_payload,
+)
 
 if TYPE_CHECKING:
     import requests

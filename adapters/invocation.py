@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,3 +43,28 @@ class FunctionInvocation:
     log_tail: str | None = None
     request_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def decode_payload(payload: bytes) -> Any:
+    """The function's return value: JSON where it is JSON, else the text, None when empty."""
+    if not payload:
+        return None
+    text = payload.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def decode_function_error(function_error: str, payload: bytes) -> RemoteError:
+    """An error payload in Lambda's shape (`errorType`, `errorMessage`, `stackTrace`), which our
+    HTTP entrypoints answer with too, as a `RemoteError`; `function_error` when it has no type."""
+    body = decode_payload(payload)
+    if isinstance(body, dict):
+        trace = body.get("stackTrace") or []
+        return RemoteError(
+            type=str(body.get("errorType") or function_error),
+            message=str(body.get("errorMessage") or ""),
+            trace=[str(line) for line in trace] if isinstance(trace, list) else [str(trace)],
+        )
+    return RemoteError(type=function_error, message="" if body is None else str(body))

@@ -18,7 +18,11 @@ from dagster_pipes_cloud.adapters._aws import (
 )
 from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters.errors import PipesCloudError
-from dagster_pipes_cloud.adapters.invocation import FunctionInvocation, RemoteError
+from dagster_pipes_cloud.adapters.invocation import (
+    FunctionInvocation,
+    decode_function_error,
+    decode_payload,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient as LambdaClient
@@ -31,7 +35,8 @@ REQUEST_LIMITS: dict[InvocationType, int] = {
     "RequestResponse": 6 * 1024 * 1024,
     "Event": 1024 * 1024,
 }
-RESPONSE_LIMIT = 6 * 1024 * 1024
+RESPONSE_LIMIT = 6 * 1024 * 1024 + 100
+"""The largest response Lambda's Runtime API accepts from a function (6 MB and 100 bytes)."""
 CLIENT_CONTEXT_MAX_BYTES = 3583  # base64-encoded, as Lambda counts it
 _RESEND_ATTEMPTS = 4
 
@@ -89,30 +94,6 @@ def encode_client_context(custom: Mapping[str, str]) -> str | None:
     body = json.dumps({"client": {}, "custom": dict(custom), "env": {}}).encode()
     encoded = base64.b64encode(body).decode()
     return encoded if len(encoded) <= CLIENT_CONTEXT_MAX_BYTES else None
-
-
-def decode_payload(payload: bytes) -> Any:
-    """The function's return value: JSON where it is JSON, else the text, None when empty."""
-    if not payload:
-        return None
-    text = payload.decode("utf-8", errors="replace")
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def decode_function_error(function_error: str, payload: bytes) -> RemoteError:
-    """Lambda's error payload (`errorType`, `errorMessage`, `stackTrace`) as a `RemoteError`."""
-    body = decode_payload(payload)
-    if isinstance(body, dict):
-        trace = body.get("stackTrace") or []
-        return RemoteError(
-            type=str(body.get("errorType") or function_error),
-            message=str(body.get("errorMessage") or ""),
-            trace=[str(line) for line in trace] if isinstance(trace, list) else [str(trace)],
-        )
-    return RemoteError(type=function_error, message="" if body is None else str(body))
 
 
 @functools.cache

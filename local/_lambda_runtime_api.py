@@ -5,7 +5,7 @@ polls through `AWS_LAMBDA_RUNTIME_API`, and its own log file. Each process gets 
 a request left over from a dead process can never take the next process's invocation. An
 `Invocation` is handed out on `GET .../invocation/next` and finished by `POST .../response`,
 `.../error` or `init/error`, or by whoever gives up on it first (timeout, exit): the first
-outcome wins. A response over `MAX_RESPONSE_BYTES` is refused with 413, as Lambda's Runtime API
+outcome wins. A response over `RESPONSE_LIMIT` is refused with 413, as Lambda's Runtime API
 refuses it (the runtime then exits), and the invocation ends in `Function.ResponseSizeTooLarge`.
 """
 
@@ -20,12 +20,11 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from dagster_pipes_cloud.adapters.lambda_ import RESPONSE_LIMIT
 from dagster_pipes_cloud.local._http import LocalHTTPServer, RequestHandler
 from dagster_pipes_cloud.local._process import LOCALHOST, ManagedProcess
 
 UNHANDLED = "Unhandled"
-MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100
-"""The largest response Lambda's Runtime API accepts from a function (6 MB and 100 bytes)."""
 
 _NEXT_PATH = "/2018-06-01/runtime/invocation/next"
 _INIT_ERROR_PATH = "/2018-06-01/runtime/init/error"
@@ -167,8 +166,7 @@ class Worker:
             return False
         self.exiting = True
         message = (
-            "Response payload size exceeded maximum allowed payload size "
-            f"({MAX_RESPONSE_BYTES} bytes)."
+            f"Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes)."
         )
         error = {"errorMessage": message, "errorType": "Function.ResponseSizeTooLarge"}
         invocation.finish(json.dumps(error).encode(), function_error=UNHANDLED, status="error")
@@ -270,9 +268,9 @@ class _RuntimeAPIHandler(RequestHandler):
             self.respond_json(404, {"errorMessage": f"unknown path {self.path}"})
             return
         request_id, is_error = match["id"], match["kind"] == "error"
-        oversized = not is_error and len(body) > MAX_RESPONSE_BYTES
+        oversized = not is_error and len(body) > RESPONSE_LIMIT
         if oversized and worker.refuse_oversized(request_id):
-            message = f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+            message = f"Exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes)."
             self.respond_json(413, {"errorMessage": message, "errorType": "RequestEntityTooLarge"})
             return
         content_type = self.headers.get("Content-Type") or "application/json"

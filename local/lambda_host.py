@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from dagster_pipes_cloud.adapters.lambda_ import REQUEST_LIMITS
 from dagster_pipes_cloud.local._http import LocalHTTPServer, RequestHandler
 from dagster_pipes_cloud.local._lambda_runtime import (
     ACCOUNT_ID,
@@ -33,10 +34,6 @@ logger = logging.getLogger(__name__)
 
 WorkerKind = Literal["auto", "awslambdaric", "builtin"]
 
-REQUEST_RESPONSE_LIMIT = 6 * 1024 * 1024
-"""Lambda's payload limit for a synchronous invocation (bytes)."""
-EVENT_LIMIT = 1024 * 1024
-"""Lambda's payload limit for an asynchronous (`Event`) invocation (bytes)."""
 
 _INVOKE_PATH = re.compile(r"/2015-03-31/functions/(?P<name>[^/]+)/invocations")
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -237,7 +234,7 @@ class _InvokeHandler(RequestHandler):
             message = f"Unsupported invocation type {invocation_type!r}"
             self._error(400, "InvalidParameterValueException", message)
             return
-        limit = EVENT_LIMIT if invocation_type == "Event" else REQUEST_RESPONSE_LIMIT
+        limit = REQUEST_LIMITS["Event" if invocation_type == "Event" else "RequestResponse"]
         if len(body) > limit:
             message = (
                 f"{len(body)} byte payload is too large for the {invocation_type} invocation "

@@ -89,7 +89,8 @@ def sdk_retry(deadline: float) -> Retry:
 
 
 def translate(exc: Exception, what: str) -> PipesCloudError:
-    """Map a google exception raised while working on `what` (a bucket or a gs:// URL)."""
+    """Map a google exception raised while working on `what` (a bucket, a gs:// URL, a
+    function)."""
     exceptions, auth = api_exceptions(), auth_exceptions()
     detail = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, exceptions.RetryError):
@@ -106,6 +107,8 @@ def translate(exc: Exception, what: str) -> PipesCloudError:
             f"Google credentials for {what} could not be refreshed; if they came from gcloud, "
             f"{ADC_HINT} again ({detail})"
         )
+    if isinstance(exc, auth.GoogleAuthError) and not isinstance(exc, auth.TransportError):
+        return AccessDeniedError(f"Google credentials for {what} were refused ({detail})")
     status = status_of(exc)
     if status == 404:
         return ResourceNotFoundError(f"{what} does not exist ({detail})")

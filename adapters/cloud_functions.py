@@ -9,11 +9,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from dagster_pipes_cloud.adapters._google import translate
 from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
     PipesCloudError,
-    ResourceNotFoundError,
 )
 from dagster_pipes_cloud.adapters.http import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -214,17 +214,5 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
         auth_exceptions = require("google.auth.exceptions", self.extra)
         try:
             return call()
-        except api_exceptions.NotFound as exc:
-            raise ResourceNotFoundError(f"{what} does not exist ({exc})") from exc
-        except auth_exceptions.TransportError as exc:
-            raise PipesCloudError(f"{what}: {type(exc).__name__}: {exc}") from exc
-        except (
-            api_exceptions.PermissionDenied,
-            api_exceptions.Unauthenticated,
-            auth_exceptions.GoogleAuthError,
-        ) as exc:
-            raise AccessDeniedError(
-                f"access to {what} denied: {type(exc).__name__}: {exc}"
-            ) from exc
-        except api_exceptions.GoogleAPIError as exc:
-            raise PipesCloudError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        except (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as exc:
+            raise translate(exc, what) from exc

@@ -135,17 +135,19 @@ class PipesChunkedMessageReader(PipesMessageReader):
         """Wait at most `seconds` for the "closed" message of the session opened with `params`
         when it ends: its function is known to have ended (it failed, timed out or died, so
         nothing more will come), or never to have run (0)."""
-        with self._pollers_lock:
-            poller = self._pollers.get(params.get("key_prefix", ""))
+        poller = self._poller_of(params)
         if poller is not None:
             poller.drain_limit = min(poller.drain_limit, max(0.0, seconds))
 
     def is_reading(self, params: PipesParams) -> bool:
         """Whether the session opened with `params` is still being read: False once its
         "closed" message arrived or reading failed (a client waiting on it can stop)."""
-        with self._pollers_lock:
-            poller = self._pollers.get(params.get("key_prefix", ""))
+        poller = self._poller_of(params)
         return poller is not None and poller.is_alive()
+
+    def _poller_of(self, params: PipesParams) -> _ChunkPoller | None:
+        with self._pollers_lock:
+            return self._pollers.get(params.get("key_prefix", ""))
 
     def no_messages_debug_text(self) -> str:
         return (

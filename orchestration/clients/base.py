@@ -87,8 +87,8 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
         injector. A fire-and-forget invocation ends on the "closed" message, or fails after
         `wait_timeout` seconds.
         """
-        event = _checked_event(event)
-        injector = self._injector_for(request_limit - len(json.dumps(event)) - _PARAMS_ALLOWANCE)
+        event, event_size = _checked_event(event)
+        injector = self._injector_for(request_limit - event_size - _PARAMS_ALLOWANCE)
         invocation: FunctionInvocation | None = None
         try:
             with self._open_session(context, injector, extras) as session:
@@ -179,7 +179,8 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
             time.sleep(0.05)
 
 
-def _checked_event(event: Mapping[str, Any] | None) -> dict[str, Any]:
+def _checked_event(event: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
+    """The event as a dict, and its size as JSON; raises naming what makes it unusable."""
     if event is not None and not isinstance(event, Mapping):
         raise DagsterPipesExecutionError(
             f"the event must be a mapping (a JSON object) to carry Dagster's bootstrap keys,"
@@ -190,10 +191,10 @@ def _checked_event(event: Mapping[str, Any] | None) -> dict[str, Any]:
     if clashing:
         raise DagsterPipesExecutionError(f"the event may not set {sorted(clashing)}")
     try:
-        json.dumps(checked)
+        size = len(json.dumps(checked))
     except (TypeError, ValueError) as exc:
         raise DagsterPipesExecutionError(f"the event is not JSON-serializable: {exc}") from exc
-    return checked
+    return checked, size
 
 
 def _describe_failure(invocation: FunctionInvocation, problem: PipesSessionError | None) -> str:

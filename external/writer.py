@@ -196,10 +196,8 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
         while self._failure is None and self._unsent:
             unsent = len(self._unsent)
             if time.monotonic() >= deadline:
-                self._failure = PipesCloudError(
-                    f"could not write Pipes messages chunk {self._first_unsent_url()}"
-                    f" ({len(self._unsent)} chunk(s) not delivered) within"
-                    f" {self._flush_timeout:g}s: {self._transient}"
+                self._failure = self._undelivered(
+                    f" within {self._flush_timeout:g}s: {self._transient}"
                 )
                 break
             time.sleep(delay)
@@ -208,8 +206,13 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
         if self._failure is not None:
             raise self._failure
 
-    def _first_unsent_url(self) -> str:
-        return self._store.url(self.chunk_key(self._unsent[0][0]))
+    def _undelivered(self, why: str) -> PipesCloudError:
+        """The error for the chunks still unsent, naming the first; `why` ends the message."""
+        where = self._store.url(self.chunk_key(self._unsent[0][0]))
+        return PipesCloudError(
+            f"could not write Pipes messages chunk {where}"
+            f" ({len(self._unsent)} chunk(s) not delivered){why}"
+        )
 
     def _upload_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -240,10 +243,7 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
                     self._transient = exc  # the next pass tries the same chunk again
                     return
                 except PipesCloudError as exc:
-                    self._failure = PipesCloudError(
-                        f"could not write Pipes messages chunk {self._first_unsent_url()}"
-                        f" ({len(self._unsent)} chunk(s) not delivered): {exc}"
-                    )
+                    self._failure = self._undelivered(f": {exc}")
                     return
                 self._unsent.pop(0)
 

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar, overload
 from dagster_pipes import PipesContextLoader, PipesMessageWriter
 
 from dagster_pipes_cloud.external.invocation import UserFunction, run_invocation
+from dagster_pipes_cloud.external.stdio import install_tees
 
 H = TypeVar("H", bound=Callable[..., Any])
 Channels = tuple[PipesContextLoader, PipesMessageWriter[Any]]
@@ -91,6 +92,10 @@ class EntrypointDecorator(Generic[H]):
     ) -> H:
         if not callable(user_fn):
             raise TypeError(f"{self.__name__} decorates a function, got {user_fn!r}")
+        # Under the platform's own stream wrappers from the start: a platform that swaps
+        # sys.stdout for each request puts back, when one request ends, the stream it found,
+        # and output of a request still running must reach our tee through it.
+        install_tees()
         platform = self._entrypoint
         if context_loader is None or message_writer is None:
             default_loader, default_writer = platform.channels(client)

@@ -58,7 +58,8 @@ class _TeeStream:
         return getattr(self._inner, name)
 
 
-def _install_tees() -> None:
+def install_tees() -> None:
+    """Put the tees on `sys.stdout` / `sys.stderr` unless they are there already."""
     with _install_lock:
         if not isinstance(sys.stdout, _TeeStream):
             sys.stdout = _TeeStream("stdout", sys.stdout)
@@ -77,7 +78,7 @@ def write_to_platform_log(line: str) -> None:
 @contextmanager
 def capture_stdio(sink: StdioSink) -> Iterator[None]:
     """Send what this thread (or task) prints to `sink` until the block ends."""
-    _install_tees()
+    install_tees()
     token = _sink.set(sink)
     try:
         yield

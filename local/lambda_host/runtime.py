@@ -3,7 +3,7 @@
 `FunctionRuntime.invoke` runs each invocation on a worker of its own: an idle warm one if there
 is one, else a newly started one while fewer than `concurrency` run; past that a synchronous
 invocation is refused (`ConcurrencyLimitError`) and a queued one waits for a worker to come
-free. A worker is `python -m awslambdaric module.handler` (or our stdlib `_lambda_worker.py`
+free. A worker is `python -m awslambdaric module.handler` (or our stdlib `worker.py`
 where awslambdaric is not installed), kept warm after its invocation, and stopped when it exits,
 times out or fails to load the handler. Each worker's output goes to a file of its own in the
 function's log folder, with Lambda's START / END / REPORT lines around each invocation.
@@ -25,13 +25,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dagster_pipes_cloud.local._env import function_env
-from dagster_pipes_cloud.local._lambda_runtime_api import UNHANDLED, Invocation, Worker
+from dagster_pipes_cloud.local.lambda_host.runtime_api import UNHANDLED, Invocation, Worker
 
 ACCOUNT_ID = "123456789012"
 MEMORY_SIZE_MB = 128
 LOG_TAIL_BYTES = 4096
 
-_BUILTIN_WORKER = Path(__file__).with_name("_lambda_worker.py")
+_BUILTIN_WORKER = Path(__file__).with_name("worker.py")
 
 
 @dataclass(frozen=True)

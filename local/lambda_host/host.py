@@ -19,13 +19,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from dagster_pipes_cloud.adapters.lambda_ import REQUEST_LIMITS
 from dagster_pipes_cloud.local._http import LocalHTTPServer, RequestHandler
-from dagster_pipes_cloud.local._lambda_runtime import (
+from dagster_pipes_cloud.local._process import LocalService, remove_at_owner_exit
+from dagster_pipes_cloud.local.lambda_host.runtime import (
     ACCOUNT_ID,
     ConcurrencyLimitError,
     FunctionRuntime,
     HostStoppedError,
 )
-from dagster_pipes_cloud.local._process import LocalService, remove_at_owner_exit
 
 if TYPE_CHECKING:
     from typing_extensions import Self

@@ -1,6 +1,6 @@
 """A stdlib-only Lambda runtime worker, for where awslambdaric is not installed (macOS).
 
-Run as `python _lambda_worker.py package.module.function` with `AWS_LAMBDA_RUNTIME_API` set, as
+Run as `python worker.py package.module.function` with `AWS_LAMBDA_RUNTIME_API` set, as
 awslambdaric is: it imports the handler (posting Lambda's init error and exiting 1 on failure),
 then loops over `/runtime/invocation/next`, calling `handler(event, context)` and posting the
 JSON result or Lambda's error shape. It runs by path, not as a package module, so the handler's

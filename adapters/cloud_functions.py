@@ -19,6 +19,7 @@ from dagster_pipes_cloud.adapters.http import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_RESEND_ATTEMPTS,
     HttpFunctionInvoker,
+    require_http_url,
 )
 
 if TYPE_CHECKING:
@@ -166,10 +167,7 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
                 f"not function_url={function_url!r} and function_name={function_name!r}"
             )
         if function_url is not None:
-            parts = urlsplit(function_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(f"function_url {function_url!r} is not an http(s) URL")
-            return function_url
+            return require_http_url(function_url)
         assert function_name is not None
         if not _FUNCTION_NAME.fullmatch(function_name):
             raise ValueError(

@@ -8,9 +8,11 @@ says how long its platform lets a request run (`read_timeout`), which headers au
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters.errors import PipesCloudError
@@ -37,6 +39,14 @@ def remote_error(status: int, body: bytes) -> RemoteError:
     if isinstance(decoded, dict) and ("errorType" in decoded or "errorMessage" in decoded):
         return decode_function_error(f"HTTP {status}", body)
     return RemoteError(type=f"HTTP {status}", message=bounded_text(body))
+
+
+def require_http_url(url: str, name: str = "function_url") -> str:
+    """`url` if it is an absolute http(s) URL; else ValueError naming the argument `name`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{name} {url!r} is not an http(s) URL")
+    return url
 
 
 def bounded_text(body: bytes) -> str:
@@ -138,6 +148,7 @@ class HttpFunctionInvoker(ABC):
         if self._given_session is None:
             send_headers.update(self.auth_headers(url))
         send_headers.update(headers or {})
+        started = time.monotonic()
         try:
             response = session.post(
                 url,
@@ -147,8 +158,20 @@ class HttpFunctionInvoker(ABC):
                 allow_redirects=False,
             )
         except requests_exceptions.RequestException as exc:
-            raise self._send_error(url, exc) from exc
+            return self.unanswered(url, exc, time.monotonic() - started)
+        return self.answered(url, response, time.monotonic() - started)
+
+    def answered(
+        self, url: str, response: requests.Response, elapsed: float
+    ) -> FunctionInvocation:
+        """The invocation `response` reports; it came `elapsed` seconds after the request left."""
         return self._invocation(url, response)
+
+    def unanswered(self, url: str, exc: Exception, elapsed: float) -> FunctionInvocation:
+        """For a request that got no response after `elapsed` seconds: raise our error, saying
+        whether the request reached the function. A platform whose front end may drop a request
+        while the function runs on can report an unfinished invocation instead."""
+        raise self._send_error(url, exc) from exc
 
     def _invocation(self, url: str, response: requests.Response) -> FunctionInvocation:
         status = response.status_code

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from typing import Any
 
+from dagster_pipes_cloud.external._http import JSON_CONTENT_TYPE, error_body, event_from_body
 from dagster_pipes_cloud.external.entrypoint import Channels, Entrypoint, EntrypointDecorator
 from dagster_pipes_cloud.external.gcs import PipesGCSContextLoader, PipesGCSMessageWriter
 
-logger = logging.getLogger("dagster_pipes_cloud")
-
 HttpFunction = Callable[[Any], Any]
 """`(request: flask.Request) -> response`, what functions-framework calls."""
-_JSON = {"Content-Type": "application/json"}
+_JSON = {"Content-Type": JSON_CONTENT_TYPE}
 
 
 def _gcs_channels(client: Any | None) -> Channels:
@@ -22,14 +20,7 @@ def _gcs_channels(client: Any | None) -> Channels:
 
 
 def _event(request: Any) -> Any:
-    """The request's JSON body; `{}` when it has none, its text when it is not JSON."""
-    body = request.get_data(as_text=True)
-    if not body.strip():
-        return {}
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body
+    return event_from_body(request.get_data(as_text=True))
 
 
 def _answer(result: Any) -> tuple[str, int, dict[str, str]]:
@@ -37,9 +28,7 @@ def _answer(result: Any) -> tuple[str, int, dict[str, str]]:
 
 
 def _answer_error(exc: Exception) -> tuple[str, int, dict[str, str]]:
-    logger.error("the function raised %s", type(exc).__name__, exc_info=exc)
-    body = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
-    return json.dumps(body), 500, _JSON
+    return error_body(exc), 500, _JSON
 
 
 cloud_function: EntrypointDecorator[HttpFunction] = EntrypointDecorator(

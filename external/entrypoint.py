@@ -27,7 +27,8 @@ Channels = tuple[PipesContextLoader, PipesMessageWriter[Any]]
 class Entrypoint:
     """How one platform calls a function and wants its answer.
 
-    `event(*args)`: the event (Dagster's bootstrap keys included) from the platform's call.
+    `event(*args, **kwargs)`: the event (Dagster's bootstrap keys included) from the platform's
+    call (the Azure Python worker passes its bindings by name).
     `answer(result)`: the platform's response to a returned value (None: the value itself).
     `answer_error(exc)`: the response to a raised exception, which has been reported to Dagster
     already; None re-raises it, so the platform marks the invocation failed.
@@ -104,8 +105,8 @@ class EntrypointDecorator(Generic[H]):
         loader, writer = context_loader, message_writer
 
         @functools.wraps(user_fn)
-        def entrypoint(*args: Any) -> Any:
-            event = platform.event(*args)
+        def entrypoint(*args: Any, **kwargs: Any) -> Any:
+            event = platform.event(*args, **kwargs)
             try:
                 result = run_invocation(
                     user_fn, event, context_loader=loader, message_writer=writer

@@ -1,0 +1,177 @@
+"""`AzureFunctionInvoker`: calls an HTTP-triggered Azure Function with a function key or an Entra
+ID token, and knows the front end's 230-second limit."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from dagster_pipes_cloud.adapters._imports import require
+from dagster_pipes_cloud.adapters.errors import AccessDeniedError
+from dagster_pipes_cloud.adapters.http import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_RESEND_ATTEMPTS,
+    HttpFunctionInvoker,
+    bounded_text,
+)
+from dagster_pipes_cloud.adapters.invocation import FunctionInvocation, decode_payload
+
+if TYPE_CHECKING:
+    import requests
+
+AZURE_FUNCTIONS_REQUEST_LIMIT = 100 * 1024 * 1024
+"""The largest HTTP request body an Azure Functions host accepts, in bytes."""
+AZURE_FRONT_END_TIMEOUT = 230.0
+"""Seconds after which Azure's front end (its load balancer) ends an HTTP request that has not
+been answered; the function runs on, up to its own `functionTimeout`."""
+AZURE_FUNCTION_KEY_ENV = "AZURE_FUNCTIONS_KEY"
+"""The environment variable the function key is read from when none is given."""
+TOKEN_REFRESH_MARGIN_SECONDS = 5 * 60
+"""A cached Entra ID token is replaced this long before it expires."""
+
+_READ_MARGIN = 30.0  # past the front end's limit: its own answer arrives first
+_CUT_STATUSES = frozenset({500, 502, 503, 504})
+_CUT_AFTER_FRACTION = 0.95  # a bare 5xx this late is the front end's, not the function's
+
+
+def default_credential() -> Any:
+    """azure-identity's `DefaultAzureCredential`: environment, workload or managed identity,
+    Azure CLI and the other sources it tries in turn."""
+    identity = require("azure.identity", "azure")
+    return identity.DefaultAzureCredential()
+
+
+class AzureFunctionInvoker(HttpFunctionInvoker):
+    """Invoke HTTP-triggered Azure Functions by URL.
+
+    Authentication, one of:
+    - a function key, sent as `x-functions-key`: `function_key`, else the `AZURE_FUNCTIONS_KEY`
+      environment variable; with neither, no key is sent (an anonymous function);
+    - an Entra ID bearer token for `scope` (for a function app behind App Service authentication,
+      typically `api://<app client id>/.default`), from `credential` (default: azure-identity's
+      `DefaultAzureCredential`, made on first use), kept until
+      `TOKEN_REFRESH_MARGIN_SECONDS` before it expires;
+    - a given `session`, used as it is: nothing is added to its requests.
+    A 401 or 403 answer raises `AccessDeniedError` naming what was sent.
+
+    Azure's front end ends a request after `front_end_timeout` seconds (230) while the function
+    runs on. A 5xx answer that is not the function's own error, arriving after 95 % of that time,
+    or no answer within `read_timeout` (default: the front-end limit plus 30 s), is reported as an
+    unfinished invocation (`completed=False`; `details["unfinished"]` says why) rather than a
+    failure: the function's end is then known from its Pipes "closed" message.
+    """
+
+    extra = "azure"
+
+    def __init__(
+        self,
+        *,
+        session: requests.Session | None = None,
+        function_key: str | None = None,
+        scope: str | None = None,
+        credential: Any | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        front_end_timeout: float = AZURE_FRONT_END_TIMEOUT,
+        read_timeout: float | None = None,
+        resend_attempts: int = DEFAULT_RESEND_ATTEMPTS,
+    ) -> None:
+        if function_key is not None and scope is not None:
+            raise ValueError("give function_key or scope (Entra ID), not both")
+        if scope is not None and not scope.strip():
+            raise ValueError("scope must not be empty; for example 'api://<client id>/.default'")
+        if front_end_timeout <= 0:
+            raise ValueError(f"front_end_timeout must be positive, not {front_end_timeout}")
+        super().__init__(
+            session=session,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout or front_end_timeout + _READ_MARGIN,
+            resend_attempts=resend_attempts,
+        )
+        self.front_end_timeout = front_end_timeout
+        self._function_key = function_key
+        self._scope = scope
+        self._credential = credential
+        self._token: tuple[str, float] | None = None
+        self._token_lock = threading.Lock()
+
+    def auth_headers(self, url: str) -> dict[str, str]:
+        if self._scope is not None:
+            return {"Authorization": f"Bearer {self.access_token()}"}
+        key = self._function_key or os.environ.get(AZURE_FUNCTION_KEY_ENV)
+        return {"x-functions-key": key} if key else {}
+
+    def access_token(self) -> str:
+        """An Entra ID token for `scope`, from the cache while it has more than the margin left."""
+        assert self._scope is not None
+        with self._token_lock:
+            if self._token is not None:
+                token, expires_on = self._token
+                if time.time() < expires_on - TOKEN_REFRESH_MARGIN_SECONDS:
+                    return token
+            access = self._fetch_token(self._scope)
+            self._token = (str(access.token), float(access.expires_on))
+            return self._token[0]
+
+    def _fetch_token(self, scope: str) -> Any:
+        core_exceptions = require("azure.core.exceptions", self.extra)
+        try:
+            if self._credential is None:
+                self._credential = default_credential()
+            return self._credential.get_token(scope)
+        except core_exceptions.ClientAuthenticationError as exc:
+            raise AccessDeniedError(
+                f"no Entra ID token for scope {scope!r}: {exc.message or exc}; sign in with "
+                "`az login`, or give the process a managed identity or AZURE_CLIENT_ID, "
+                "AZURE_TENANT_ID and AZURE_CLIENT_SECRET"
+            ) from exc
+
+    def answered(self, url: str, response: requests.Response, elapsed: float) -> FunctionInvocation:
+        status = response.status_code
+        if status in (401, 403):
+            raise AccessDeniedError(self._refusal(url, status, response.content))
+        if self._cut(status, response.content, elapsed):
+            return self._unfinished(url, status, elapsed, "answered with a bare error")
+        return super().answered(url, response, elapsed)
+
+    def unanswered(self, url: str, exc: Exception, elapsed: float) -> FunctionInvocation:
+        requests_exceptions = require("requests.exceptions", self.extra)
+        if isinstance(exc, requests_exceptions.ReadTimeout):
+            return self._unfinished(url, None, elapsed, "did not answer")
+        return super().unanswered(url, exc, elapsed)
+
+    def _cut(self, status: int, body: bytes, elapsed: float) -> bool:
+        """Whether a response is the front end giving up on the request, not the function's."""
+        if status not in _CUT_STATUSES or elapsed < _CUT_AFTER_FRACTION * self.front_end_timeout:
+            return False
+        decoded = decode_payload(body)
+        return not (isinstance(decoded, dict) and "errorType" in decoded)
+
+    def _unfinished(
+        self, url: str, status: int | None, elapsed: float, what: str
+    ) -> FunctionInvocation:
+        details: dict[str, Any] = {
+            "unfinished": (
+                f"Azure's front end {what} after {elapsed:.0f}s (its limit is"
+                f" {self.front_end_timeout:g}s) while the function may run on"
+            )
+        }
+        if status is not None:
+            details["status_code"] = status
+        return FunctionInvocation(function=url, completed=False, details=details)
+
+    def _refusal(self, url: str, status: int, body: bytes) -> str:
+        if self._given_session is not None:
+            sent = "with the given session"
+        elif self._scope is not None:
+            sent = f"with an Entra ID token for scope {self._scope!r}"
+        elif self._function_key or os.environ.get(AZURE_FUNCTION_KEY_ENV):
+            sent = "with a function key (x-functions-key)"
+        else:
+            sent = (
+                "without credentials: give function_key= (or set AZURE_FUNCTIONS_KEY) for a"
+                " function-level auth function, or scope= for Entra ID"
+            )
+        text = bounded_text(body).strip()
+        return f"{url} refused the call (HTTP {status}) {sent}" + (f": {text}" if text else "")

@@ -1,0 +1,170 @@
+"""`AzureFunctionInvoker` against a scripted HTTP server: credentials, refusals and the front
+end's cut of a long request."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import requests
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError
+from scripted_function import Answer, ScriptedFunction
+
+from dagster_pipes_cloud.adapters.azure_functions import (
+    AZURE_FRONT_END_TIMEOUT,
+    AZURE_FUNCTION_KEY_ENV,
+    TOKEN_REFRESH_MARGIN_SECONDS,
+    AzureFunctionInvoker,
+)
+from dagster_pipes_cloud.adapters.errors import AccessDeniedError
+
+pytest_plugins = ("scripted_function",)  # the function_server fixture
+
+FRONT_END_PAGE = (
+    b"<html><body>The request timed out. The web server failed to respond within the specified"
+    b" time.</body></html>"
+)
+
+
+class StaticCredential:
+    """azure-identity's credential protocol, handing out numbered tokens valid `lifetime` s."""
+
+    def __init__(self, lifetime: float = 3600, error: Exception | None = None) -> None:
+        self.lifetime = lifetime
+        self.error = error
+        self.scopes: list[str] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        if self.error is not None:
+            raise self.error
+        self.scopes.extend(scopes)
+        return AccessToken(f"token-{len(self.scopes)}", int(time.time() + self.lifetime))
+
+
+def sent_header(server: ScriptedFunction, name: str) -> str | None:
+    headers = {key.lower(): value for key, value in server.received[-1].headers.items()}
+    return headers.get(name.lower())
+
+
+def test_the_function_key_is_sent(function_server: ScriptedFunction) -> None:
+    url = function_server.script(Answer(body=b'{"ok": true}'))
+    invocation = AzureFunctionInvoker(function_key="k1").invoke(url, b"{}")
+    assert invocation.response == {"ok": True}
+    assert sent_header(function_server, "x-functions-key") == "k1"
+
+
+def test_the_function_key_comes_from_the_environment(
+    function_server: ScriptedFunction, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = function_server.script(Answer(body=b"{}"))
+    monkeypatch.setenv(AZURE_FUNCTION_KEY_ENV, "from-env")
+    AzureFunctionInvoker().invoke(url, b"{}")
+    assert sent_header(function_server, "x-functions-key") == "from-env"
+    monkeypatch.delenv(AZURE_FUNCTION_KEY_ENV)
+    AzureFunctionInvoker().invoke(url, b"{}")
+    assert sent_header(function_server, "x-functions-key") is None
+
+
+def test_an_entra_token_for_the_scope_is_sent_and_kept(function_server: ScriptedFunction) -> None:
+    url = function_server.script(Answer(body=b"{}"))
+    credential = StaticCredential()
+    invoker = AzureFunctionInvoker(scope="api://app/.default", credential=credential)
+    invoker.invoke(url, b"{}")
+    invoker.invoke(url, b"{}")
+    assert sent_header(function_server, "Authorization") == "Bearer token-1"
+    assert credential.scopes == ["api://app/.default"]
+    assert sent_header(function_server, "x-functions-key") is None
+
+
+def test_a_token_close_to_its_expiry_is_fetched_again(function_server: ScriptedFunction) -> None:
+    url = function_server.script(Answer(body=b"{}"))
+    credential = StaticCredential(lifetime=TOKEN_REFRESH_MARGIN_SECONDS - 1)
+    invoker = AzureFunctionInvoker(scope="api://app/.default", credential=credential)
+    invoker.invoke(url, b"{}")
+    invoker.invoke(url, b"{}")
+    assert sent_header(function_server, "Authorization") == "Bearer token-2"
+
+
+def test_no_token_is_an_error_with_the_ways_to_sign_in(function_server: ScriptedFunction) -> None:
+    url = function_server.script(Answer(body=b"{}"))
+    credential = StaticCredential(error=ClientAuthenticationError("no identity"))
+    invoker = AzureFunctionInvoker(scope="api://app/.default", credential=credential)
+    with pytest.raises(AccessDeniedError, match=r"api://app/\.default.*no identity.*az login"):
+        invoker.invoke(url, b"{}")
+    assert function_server.received == []
+
+
+def test_a_given_session_is_used_as_it_is(function_server: ScriptedFunction) -> None:
+    url = function_server.script(Answer(body=b"{}"))
+    with requests.Session() as session:
+        AzureFunctionInvoker(session=session, function_key="k1").invoke(url, b"{}")
+    assert sent_header(function_server, "x-functions-key") is None
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refusal_names_what_was_sent(function_server: ScriptedFunction, status: int) -> None:
+    url = function_server.script(Answer(status, b"", content_type="text/plain"))
+    with pytest.raises(AccessDeniedError, match=rf"{url}.*HTTP {status}.*give function_key="):
+        AzureFunctionInvoker().invoke(url, b"{}")
+    with pytest.raises(AccessDeniedError, match=r"with a function key"):
+        AzureFunctionInvoker(function_key="wrong").invoke(url, b"{}")
+
+
+def test_a_bare_5xx_at_the_front_end_limit_is_an_unfinished_invocation(
+    function_server: ScriptedFunction,
+) -> None:
+    url = function_server.script(Answer(500, FRONT_END_PAGE, content_type="text/html", delay=0.6))
+    invocation = AzureFunctionInvoker(front_end_timeout=0.5).invoke(url, b"{}")
+    assert not invocation.completed
+    assert invocation.error is None and invocation.response is None
+    assert "front end answered with a bare error after" in invocation.details["unfinished"]
+    assert invocation.details["status_code"] == 500
+
+
+def test_no_answer_past_the_front_end_limit_is_an_unfinished_invocation(
+    function_server: ScriptedFunction,
+) -> None:
+    url = function_server.script(Answer(hang=True))
+    invoker = AzureFunctionInvoker(front_end_timeout=0.2, read_timeout=0.5)
+    invocation = invoker.invoke(url, b"{}")
+    assert not invocation.completed
+    assert "did not answer" in invocation.details["unfinished"]
+    assert len(function_server.received) == 1, "sent once"
+
+
+def test_the_functions_own_error_at_the_limit_is_its_error(
+    function_server: ScriptedFunction,
+) -> None:
+    body = b'{"errorType": "ValueError", "errorMessage": "late"}'
+    url = function_server.script(Answer(500, body, delay=0.6))
+    invocation = AzureFunctionInvoker(front_end_timeout=0.5).invoke(url, b"{}")
+    assert invocation.completed
+    assert invocation.error is not None and invocation.error.headline == "ValueError: late"
+
+
+def test_an_early_bare_500_is_an_error(function_server: ScriptedFunction) -> None:
+    url = function_server.script(Answer(500, b"", content_type="text/plain"))
+    invocation = AzureFunctionInvoker().invoke(url, b"{}")
+    assert invocation.completed
+    assert invocation.error is not None and invocation.error.type == "HTTP 500"
+
+
+def test_the_read_timeout_outlasts_the_front_end() -> None:
+    invoker = AzureFunctionInvoker()
+    assert invoker.front_end_timeout == AZURE_FRONT_END_TIMEOUT == 230
+    assert invoker.read_timeout > AZURE_FRONT_END_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"function_key": "k", "scope": "api://a/.default"}, "not both"),
+        ({"scope": " "}, "scope must not be empty"),
+        ({"front_end_timeout": 0}, "front_end_timeout must be positive"),
+    ],
+)
+def test_bad_settings_are_refused(options: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        AzureFunctionInvoker(**options)

@@ -12,6 +12,9 @@ STRICT_EDITABLE := -e . --config-settings editable_mode=strict
 
 .PHONY: demo test lint typecheck pytest bench clean
 
+# Node tools of the local stack (Azurite), as package-lock.json pins them, in node_modules/.
+NODE_TOOLS := node_modules/.installed
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -25,7 +28,11 @@ $(VENV)/.linked: $(VENV)/.installed $(PACKAGE_DIRS)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation $(STRICT_EDITABLE)
 	touch $@
 
-demo: $(VENV)/.linked
+$(NODE_TOOLS): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+demo: $(VENV)/.linked $(NODE_TOOLS)
 	$(BIN)/dagster-pipes-cloud demo --cloud $(CLOUD)
 
 test: lint typecheck pytest
@@ -39,12 +46,12 @@ typecheck: $(VENV)/.linked
 	cd build/__editable__.dagster_pipes_cloud-*/ && \
 		$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p dagster_pipes_cloud
 
-pytest: $(VENV)/.linked
+pytest: $(VENV)/.linked $(NODE_TOOLS)
 	$(BIN)/pytest
 
-bench: $(VENV)/.linked
+bench: $(VENV)/.linked $(NODE_TOOLS)
 	$(BIN)/python benchmarks/aws_channel.py
 	$(BIN)/python benchmarks/gcp_channel.py
 
 clean:
-	rm -rf $(VENV) build
+	rm -rf $(VENV) build node_modules

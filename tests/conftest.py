@@ -10,12 +10,14 @@ import pytest
 from aws_testing import local_client
 from botocore.config import Config
 
+from dagster_pipes_cloud.adapters.azure_blob import blob_retry_policy
 from dagster_pipes_cloud.local import (
     GCSEmulator,
     LocalCloudFunctionHost,
     LocalLambdaHost,
     S3Emulator,
 )
+from dagster_pipes_cloud.local.azurite import AzuriteEmulator
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +107,21 @@ class GcpStack:
 def gcp_stack(gcs_emulator: GCSEmulator) -> Iterator[GcpStack]:
     with ExitStack() as stack:
         yield GcpStack(gcs_emulator, stack)
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[AzuriteEmulator]:
+    """Azurite's blob service on 127.0.0.1; containers persist for the session, so use unique
+    names."""
+    with AzuriteEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def azure_blob_client(azurite: AzuriteEmulator) -> Any:
+    """A `BlobServiceClient` for Azurite's development account, with our retry policy."""
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient.from_connection_string(
+        azurite.connection_string, retry_policy=blob_retry_policy()
+    )

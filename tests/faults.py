@@ -29,6 +29,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
 
 from dagster_pipes_cloud.local._process import LocalService
 
@@ -74,6 +75,19 @@ def gcs_error(status: int = 503, message: str | None = None, reason: str = "back
         status,
         json.dumps({"error": error}).encode(),
         {"Content-Type": "application/json; charset=UTF-8"},
+    )
+
+
+def azure_error(status: int = 503, code: str = "ServerBusy", message: str | None = None) -> Fault:
+    """A fault shaped like an Azure Storage error: the `x-ms-error-code` header and an XML
+    `<Error><Code>..</Code><Message>..</Message></Error>` body."""
+    text = escape(message if message is not None else HTTPStatus(status).phrase)
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f"<Error><Code>{escape(code)}</Code><Message>{text}</Message></Error>"
+    )
+    return Fault(
+        status, body.encode(), {"Content-Type": "application/xml", "x-ms-error-code": code}
     )
 
 

@@ -1,0 +1,171 @@
+"""`AzureBlobStore`: the `BlobStore` protocol over azure-storage-blob."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from dagster_pipes_cloud.adapters._azure import (
+    BLOB_NOT_FOUND,
+    CONTAINER_NOT_FOUND,
+    CREDENTIALS_HINT,
+    blob_module,
+    blob_retry_policy,
+    describe,
+    error_code,
+    identity_module,
+    translate,
+)
+from dagster_pipes_cloud.adapters.errors import (
+    AccessDeniedError,
+    PipesCloudError,
+    ResourceNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient as BlobServiceClient
+    from azure.storage.blob import ContainerClient
+
+__all__ = ["AzureBlobStore", "blob_retry_policy", "default_azure_blob_client"]
+
+REQUEST_TIMEOUT: Mapping[str, Any] = {"connection_timeout": 5.0, "read_timeout": 30.0}
+"""Seconds to connect and to wait for each read of one HTTP request, given with every call."""
+
+CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
+ACCOUNT_URL_ENV = "AZURE_STORAGE_ACCOUNT_URL"
+ACCOUNT_NAME_ENV = "AZURE_STORAGE_ACCOUNT_NAME"
+
+
+def default_azure_blob_client() -> BlobServiceClient:
+    """A `BlobServiceClient` from the environment, with `blob_retry_policy()`.
+
+    From `AZURE_STORAGE_CONNECTION_STRING` (Azurite's too) if set; else for the account URL in
+    `AZURE_STORAGE_ACCOUNT_URL`, or `https://{AZURE_STORAGE_ACCOUNT_NAME}.blob.core.windows.net`,
+    with `azure.identity.DefaultAzureCredential` (which asks for no token until the first call).
+    With none of them, `AccessDeniedError` naming them.
+    """
+    blob = blob_module()
+    policy = blob_retry_policy()
+    connection_string = os.environ.get(CONNECTION_STRING_ENV, "").strip()
+    if connection_string:
+        try:
+            client: BlobServiceClient = blob.BlobServiceClient.from_connection_string(
+                connection_string, retry_policy=policy
+            )
+        except ValueError as exc:  # the SDK's message does not repeat the key
+            raise PipesCloudError(f"{CONNECTION_STRING_ENV} is not usable: {exc}") from exc
+        return client
+    account_url = os.environ.get(ACCOUNT_URL_ENV, "").strip()
+    account_name = os.environ.get(ACCOUNT_NAME_ENV, "").strip()
+    if not account_url and account_name:
+        account_url = f"https://{account_name}.blob.core.windows.net"
+    if not account_url:
+        raise AccessDeniedError(f"no Azure Blob Storage account configured: {CREDENTIALS_HINT}")
+    credential = identity_module().DefaultAzureCredential()
+    client = blob.BlobServiceClient(account_url, credential=credential, retry_policy=policy)
+    return client
+
+
+class AzureBlobStore:
+    """One Azure Blob Storage container. `client` (a `BlobServiceClient`) defaults to
+    `default_azure_blob_client()`, made on first use.
+
+    Retries: the default client's SDK policy is `blob_retry_policy()` (backoff from up to 0.1 s,
+    doubling to 1 s, 12 retries). A client passed in is used as it is, with its own retry policy:
+    the SDK's default waits 15 s before its first retry, so build yours with
+    `retry_policy=blob_retry_policy()`. Every call gives the SDK a per-request timeout
+    (`REQUEST_TIMEOUT`: 5 s to connect, 30 s per read). A failure that outlives the policy is a
+    `TransientError`, for the caller's next pass.
+
+    `put` is one Put Blob (`Content-Type: application/json`, replacing what is there); `get` one
+    download, None for a missing blob; a missing container is a `ResourceNotFoundError` naming it,
+    told apart from a missing blob by Azure's error code. `check()` lists at most one blob, so it
+    needs only the blob read/list data permission (Storage Blob Data Reader), not container
+    properties.
+    """
+
+    def __init__(self, container: str, client: BlobServiceClient | None = None) -> None:
+        self._container_name = container
+        self._client = client
+        self._handle: ContainerClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def bucket(self) -> str:
+        return self._container_name
+
+    def url(self, key: str) -> str:
+        """The blob's URL (`https://account.blob.core.windows.net/container/key`, for Azurite
+        `http://127.0.0.1:PORT/devstoreaccount1/container/key`), never with a SAS token; when no
+        client can be made, `azure://container/key`."""
+        try:
+            container = self._container()
+        except PipesCloudError:
+            return f"azure://{self._container_name}/{key}"
+        return f"{container.scheme}://{container.primary_hostname}/{self._container_name}/{key}"
+
+    def _container(self) -> ContainerClient:
+        """The SDK's container client; the default client is made on first use."""
+        with self._lock:
+            if self._handle is None:
+                blob_module()
+                if self._client is None:
+                    try:
+                        self._client = default_azure_blob_client()
+                    except PipesCloudError as exc:  # no account configured, say for what
+                        raise type(exc)(f"Azure container {self._container_name!r}: {exc}") from exc
+                self._handle = self._client.get_container_client(self._container_name)
+            return self._handle
+
+    def _error(self, exc: Exception, key: str | None = None) -> PipesCloudError:
+        """Our error for `exc`; a missing container is named as such, whatever the call."""
+        what = f"Azure container {self._container_name!r}"
+        if error_code(exc) == CONTAINER_NOT_FOUND:
+            where = self.url("" if key is None else key)
+            return ResourceNotFoundError(f"{what} does not exist ({where}; {describe(exc)})")
+        return translate(exc, what if key is None else self.url(key))
+
+    def check(self) -> None:
+        container = self._container()
+        try:
+            next(container.list_blob_names(results_per_page=1, **REQUEST_TIMEOUT).by_page(), None)
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        container = self._container()
+        settings = blob_module().ContentSettings(content_type="application/json")
+        try:
+            container.upload_blob(
+                key, data, overwrite=True, content_settings=settings, **REQUEST_TIMEOUT
+            )
+        except Exception as exc:
+            raise self._error(exc, key) from exc
+
+    def get(self, key: str) -> bytes | None:
+        container = self._container()
+        try:
+            data: bytes = container.download_blob(key, **REQUEST_TIMEOUT).readall()
+        except Exception as exc:
+            if error_code(exc) == BLOB_NOT_FOUND:
+                return None
+            raise self._error(exc, key) from exc
+        return data
+
+    def list(self, prefix: str) -> list[str]:
+        container = self._container()
+        try:
+            return list(container.list_blob_names(name_starts_with=prefix, **REQUEST_TIMEOUT))
+        except Exception as exc:
+            raise self._error(exc, prefix) from exc
+
+    def delete_prefix(self, prefix: str) -> None:
+        container = self._container()
+        for key in self.list(prefix):
+            try:
+                container.delete_blob(key, **REQUEST_TIMEOUT)
+            except Exception as exc:
+                if error_code(exc) != BLOB_NOT_FOUND:  # else deleted meanwhile
+                    raise self._error(exc, key) from exc

@@ -1,0 +1,256 @@
+"""`AzureBlobStore` against Azurite, with faults injected by `FaultProxy` in between."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from azure.identity import DefaultAzureCredential
+from azure.storage.blob import BlobServiceClient
+from faults import DROP, FaultProxy, azure_error
+
+from dagster_pipes_cloud.adapters import (
+    AccessDeniedError,
+    MissingDependencyError,
+    PipesCloudError,
+    ResourceNotFoundError,
+    TransientError,
+)
+from dagster_pipes_cloud.adapters.azure_blob import (
+    AzureBlobStore,
+    blob_retry_policy,
+    default_azure_blob_client,
+)
+from dagster_pipes_cloud.local.azurite import ACCOUNT_NAME, AzuriteEmulator, connection_string
+
+CLIENT_ENV = (
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_ACCOUNT_URL",
+    "AZURE_STORAGE_ACCOUNT_NAME",
+)
+
+
+def client_for(endpoint: str, **options: Any) -> BlobServiceClient:
+    """A client for Azurite's account at `endpoint` (Azurite's, or a proxy's `http://host:port`)."""
+    if not endpoint.endswith(ACCOUNT_NAME):
+        endpoint = f"{endpoint}/{ACCOUNT_NAME}"
+    return BlobServiceClient.from_connection_string(connection_string(endpoint), **options)
+
+
+@pytest.fixture
+def no_client_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in CLIENT_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def container(azurite: AzuriteEmulator) -> str:
+    name = f"adapters-{secrets.token_hex(4)}"
+    azurite.create_container(name)
+    return name
+
+
+@pytest.fixture
+def proxy(
+    azurite: AzuriteEmulator, monkeypatch: pytest.MonkeyPatch, no_client_env: None
+) -> Iterator[FaultProxy]:
+    """A fault proxy in front of Azurite, where the default client is pointed."""
+    with FaultProxy(azurite.endpoint_url, fault=azure_error()) as proxy:
+        endpoint = f"{proxy.url}/{ACCOUNT_NAME}"
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", connection_string(endpoint))
+        yield proxy
+
+
+@pytest.fixture
+def store(container: str, proxy: FaultProxy) -> AzureBlobStore:
+    return AzureBlobStore(container)  # the default client, from the environment
+
+
+def test_put_get_list_delete(store: AzureBlobStore, azure_blob_client: BlobServiceClient) -> None:
+    indices = range(1, 102)
+    for i in indices:
+        store.put(f"session/{i}.json", f"chunk {i}".encode())
+    store.put("other/1.json", b"x")
+
+    assert store.get("session/10.json") == b"chunk 10"
+    listed = store.list("session/")
+    assert sorted(listed) == sorted(f"session/{i}.json" for i in indices)
+    assert len(listed) == len(indices)
+    blob = azure_blob_client.get_blob_client(store.bucket, "session/1.json")
+    assert blob.get_blob_properties().content_settings.content_type == "application/json"
+
+    store.put("session/1.json", b"replaced")
+    assert store.get("session/1.json") == b"replaced"
+
+    store.delete_prefix("session/")
+    assert store.list("session/") == []
+    assert store.get("other/1.json") == b"x"
+
+
+def test_a_missing_blob_is_none(store: AzureBlobStore) -> None:
+    assert store.get("never/written.json") is None
+
+
+def test_url_names_the_account_container_and_key(store: AzureBlobStore, proxy: FaultProxy) -> None:
+    assert store.url("a/1.json") == f"{proxy.url}/{ACCOUNT_NAME}/{store.bucket}/a/1.json"
+
+
+def test_url_without_an_account_names_the_container(no_client_env: None) -> None:
+    assert AzureBlobStore("ctr").url("a/1.json") == "azure://ctr/a/1.json"
+
+
+def test_each_call_is_one_request(store: AzureBlobStore, proxy: FaultProxy) -> None:
+    store.check()
+    store.put("s/1.json", b"{}")
+    assert store.get("s/1.json") == b"{}"
+    for _ in range(3):
+        assert store.get("s/2.json") is None  # an idle poll: the next chunk is not there yet
+    store.list("s/")
+    time.sleep(0.3)  # time for any background request the SDK might send
+    assert [(r.method, r.status) for r in proxy.requests] == [
+        ("GET", 200),
+        ("PUT", 201),
+        ("GET", 206),
+        ("GET", 404),
+        ("GET", 404),
+        ("GET", 404),
+        ("GET", 200),
+    ]
+    assert "maxresults=1" in proxy.requests[0].path  # check() lists at most one blob
+
+
+def test_a_missing_container_is_named_by_every_call(no_client_env: None, proxy: FaultProxy) -> None:
+    store = AzureBlobStore("no-such-container")
+    started = time.monotonic()
+    with pytest.raises(ResourceNotFoundError, match="Azure container 'no-such-container'"):
+        store.check()
+    with pytest.raises(ResourceNotFoundError, match="'no-such-container' does not exist") as put:
+        store.put("k.json", b"x")
+    assert "no-such-container/k.json" in str(put.value)
+    with pytest.raises(ResourceNotFoundError, match="'no-such-container' does not exist"):
+        store.get("1.json")  # ContainerNotFound, not a missing blob
+    with pytest.raises(ResourceNotFoundError, match="'no-such-container' does not exist"):
+        store.list("p/")
+    assert time.monotonic() - started < 30  # named at once, not after retries
+    assert not any(r.injected for r in proxy.requests) and len(proxy.requests) == 4
+
+
+def test_a_bad_account_key_is_access_denied(container: str, azurite: AzuriteEmulator) -> None:
+    wrong_key = connection_string(azurite.endpoint_url).replace("Eby8", "Xby8")
+    client = BlobServiceClient.from_connection_string(wrong_key, retry_policy=blob_retry_policy())
+    store = AzureBlobStore(container, client)
+    with pytest.raises(AccessDeniedError, match=f"Azure container '{container}'.*403"):
+        store.check()
+    with pytest.raises(AccessDeniedError, match=f"access to .*/{container}/k.json denied"):
+        store.get("k.json")
+
+
+def test_403_is_access_denied_at_once(store: AzureBlobStore, proxy: FaultProxy) -> None:
+    message = "This request is not authorized to perform this operation using this permission."
+    proxy.fail_next(1, azure_error(403, "AuthorizationPermissionMismatch", message))
+    with pytest.raises(AccessDeniedError, match="AuthorizationPermissionMismatch") as raised:
+        store.put("k.json", b"x")
+    assert message in str(raised.value) and store.url("k.json") in str(raised.value)
+    assert proxy.counts["PUT"] == 1  # not retried
+
+
+@pytest.mark.parametrize(
+    ("operation", "args"),
+    [
+        ("put", ("r/2.json", b"two")),
+        ("get", ("r/1.json",)),
+        ("list", ("r/",)),
+        ("check", ()),
+        ("delete_prefix", ("r/",)),
+    ],
+)
+def test_server_busy_is_retried_by_the_sdk_policy(
+    store: AzureBlobStore, proxy: FaultProxy, operation: str, args: tuple[Any, ...]
+) -> None:
+    store.put("r/1.json", b"one")
+    proxy.reset()
+    proxy.fail_next(3)
+    getattr(store, operation)(*args)
+    assert sum(proxy.injected.values()) == 3
+    statuses = [r.status for r in proxy.requests]
+    assert statuses[:3] == [503, 503, 503] and 200 <= statuses[3] < 300
+
+
+def test_server_busy_outliving_the_policy_is_transient(container: str, azurite: AzuriteEmulator):
+    with FaultProxy(azurite.endpoint_url, fault=azure_error(), probability=1.0) as proxy:
+        client = client_for(proxy.url, retry_policy=blob_retry_policy(retry_total=2))
+        store = AzureBlobStore(container, client)
+        with pytest.raises(TransientError, match=f"{container}/k.json: .*503 ServerBusy"):
+            store.put("k.json", b"x")
+        assert proxy.counts["PUT"] == 3  # the first attempt and two retries
+
+
+def test_429_and_dropped_connections_are_transient(store: AzureBlobStore, proxy: FaultProxy):
+    store.put("d/1.json", b"x")
+    proxy.fail_next(1, DROP)  # retried by the SDK
+    assert store.get("d/1.json") == b"x"
+    # Blob Storage throttles with 503; the SDK does not retry a 429, our caller's next pass does
+    proxy.fail_next(1, azure_error(429, "TooManyRequests"))
+    with pytest.raises(TransientError, match="429"):
+        store.get("d/1.json")
+
+
+def test_an_unreachable_endpoint_is_transient() -> None:
+    client = client_for("http://127.0.0.1:9", retry_policy=blob_retry_policy(retry_total=1))
+    with pytest.raises(TransientError, match=re.escape("127.0.0.1:9/devstoreaccount1/ctr/k")):
+        AzureBlobStore("ctr", client).put("k", b"x")
+
+
+def test_the_policy_is_ours_quick_and_bounded() -> None:
+    policy = blob_retry_policy()
+    assert policy.first_backoff < 1 and policy.max_backoff <= 1  # type: ignore[attr-defined]
+    assert policy.total_retries <= 12
+    assert policy.status_retries == policy.total_retries  # the SDK's own default stops at 3
+    waits = [policy.get_backoff_time({"count": n}) for n in range(1, 13) for _ in range(50)]
+    assert max(waits[:50]) <= 0.1 and max(waits) <= 1.0
+
+
+def test_the_default_client_has_our_policy(proxy: FaultProxy) -> None:
+    client = default_azure_blob_client()
+    assert client._config.retry_policy.first_backoff < 1
+
+
+def test_the_default_client_from_an_account_name_uses_default_azure_credential(
+    no_client_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "pipesacct")
+    client = default_azure_blob_client()  # asks for no token before the first call
+    assert client.url.startswith("https://pipesacct.blob.core.windows.net")
+    assert isinstance(client.credential, DefaultAzureCredential)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_URL", "https://other.blob.core.windows.net")
+    assert default_azure_blob_client().url.startswith("https://other.blob.core.windows.net")
+
+
+def test_no_account_configured_names_the_variables(no_client_env: None) -> None:
+    store = AzureBlobStore("ctr")  # made lazily: constructing needs no account
+    with pytest.raises(AccessDeniedError) as raised:
+        store.check()
+    message = str(raised.value)
+    assert "Azure container 'ctr'" in message
+    assert all(name in message for name in CLIENT_ENV)
+
+
+def test_a_malformed_connection_string_names_the_variable(
+    no_client_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountKey=secret-key-text")
+    with pytest.raises(PipesCloudError, match="AZURE_STORAGE_CONNECTION_STRING") as raised:
+        AzureBlobStore("ctr").get("k")
+    assert "secret-key-text" not in str(raised.value)
+
+
+def test_a_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "azure.storage.blob", None)
+    store = AzureBlobStore("ctr")
+    with pytest.raises(MissingDependencyError, match=r"pip install 'dagster-pipes-cloud\[azure\]'"):
+        store.get("k")

@@ -1,0 +1,293 @@
+"""`LocalAzureFunctionHost`: an `azure.functions.FunctionApp` (v2 model) served on 127.0.0.1.
+
+This side owns the server process (`server.py`, run with this interpreter) and keeps it running;
+it imports neither azure.functions nor the app.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dagster_pipes_cloud.local._env import function_env
+from dagster_pipes_cloud.local._process import (
+    LOCALHOST,
+    LocalService,
+    ManagedProcess,
+    ProcessStartError,
+    http_ready,
+    remove_at_owner_exit,
+    require_local_extra,
+    start_on_free_port,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY: int = min(32, (getattr(os, "process_cpu_count", os.cpu_count)() or 1) + 4)
+"""Sync invocations one instance runs at once unless told otherwise: the Azure Python worker's
+thread pool is a `ThreadPoolExecutor` whose size is `PYTHON_THREADPOOL_THREAD_COUNT` and, where
+that is unset (the default), the executor's own default, `min(32, cpus + 4)` (this machine's)."""
+FRONT_END_TIMEOUT = 230.0
+"""Seconds after which Azure's front end ends an HTTP request that has had no answer."""
+ROUTE_PREFIX = "api"
+"""host.json `extensions.http.routePrefix` by default; the local host serves this one."""
+PING_PATH = "/admin/host/ping"
+"""The host's own liveness path (answers 200): the readiness probe."""
+
+_SERVER = "dagster_pipes_cloud.local.azure_functions_host.server"
+_TARGET = re.compile(r"(?P<module>\w+(?:\.\w+)*):(?P<app>[A-Za-z_]\w*)")
+_SUPERVISION_INTERVAL = 0.2
+_MOST_RESTART_DELAY = 5.0
+
+
+class FunctionAppIndexError(ProcessStartError):
+    """The server refused the app as the Azure Python worker's indexing would (a function whose
+    parameters do not match its bindings, two functions of one name, no FunctionApp at the
+    target...). `reason` is the one-line refusal, in the worker's words where it has them."""
+
+    def __init__(
+        self, name: str, target: str, reason: str, returncode: int | None, output: str
+    ) -> None:
+        self.target = target
+        self.reason = reason
+        super().__init__(name, f"refused {target}: {reason}", returncode, output)
+
+
+class LocalAzureFunctionHost(LocalService):
+    """A FunctionApp's HTTP functions served locally, as a context manager.
+
+    `target` is `"package.module:app"` (only that spelling; another is a ValueError naming it);
+    the attribute must be an `azure.functions.FunctionApp` (or another `FunctionRegister`). One
+    server process imports it once, so module-level state lives across requests while it is
+    warm, and indexes it as the Azure Python worker does before it listens: a function the
+    worker would refuse (its parameters do not match its bindings, a wrong annotation...) fails
+    `start` with `FunctionAppIndexError` carrying the worker's message; an import error fails it
+    with `ProcessStartError` and the traceback.
+
+    Each HTTP-triggered function answers at `url` + `/api/<route>` (the route template with its
+    parameters in `req.route_params`; only the default route prefix `api` is served, host.json is
+    not read) for its methods (another method: 404). Its return becomes the response as the worker
+    and host make it (see `invocation`); a raised exception is a bare 500. Functions of other
+    triggers are indexed but not served. Sync functions run in a pool of `concurrency` threads
+    (`PYTHON_THREADPOOL_THREAD_COUNT`; default `DEFAULT_CONCURRENCY`, the worker's), async ones
+    on one event loop, so requests in flight at once run at once.
+
+    Azure's front end ends a request after 230 s while the function runs on: a request not
+    answered within `front_end_timeout` seconds (default 230) gets a 500 with the App Service
+    text "The request timed out. The web server failed to respond within the specified time."
+    (text/html, no header of ours); the function keeps running in its thread to its end. With
+    `function_key`, functions whose auth level is `function` or `admin` answer 401 (empty) unless
+    the request carries the key as header `x-functions-key` or query `code`; without it no key is
+    checked (as Core Tools does). Anonymous functions never need one.
+
+    `env` is the function's environment on top of a clean base (see `function_env`: no cloud
+    credentials of this process) and the variables the Functions host sets for a Python app:
+    `FUNCTIONS_WORKER_RUNTIME=python`, `FUNCTIONS_EXTENSION_VERSION=~4`,
+    `AZURE_FUNCTIONS_ENVIRONMENT=Development` (as Core Tools), `WEBSITE_SITE_NAME` (`name`,
+    default the module's last part with `-` for `_`), `WEBSITE_INSTANCE_ID`,
+    `AzureWebJobsScriptRoot` (the folder the app's top-level package is imported from), and,
+    the server's own so they win over `env`, `WEBSITE_HOSTNAME` (`127.0.0.1:PORT`) and
+    `PYTHON_THREADPOOL_THREAD_COUNT` (`concurrency`).
+
+    When the server process dies, a supervisor thread (every 0.2 s) starts it again on the same
+    port, so `url` stays valid; requests in flight then fail. `startup_timeout` (default 30 s)
+    bounds each start. The server's output (the functions' stdout, stderr and logging, and one
+    line per invocation) is appended to `log_path` (default: a temporary file removed on `stop`).
+    Needs azure-functions (the `[local]` extra): constructing one without it raises
+    `MissingDependencyError` with the install line.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        env: Mapping[str, str] | None = None,
+        *,
+        name: str | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        front_end_timeout: float = FRONT_END_TIMEOUT,
+        function_key: str | None = None,
+        startup_timeout: float = 30.0,
+        log_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        match = _TARGET.fullmatch(target)
+        if match is None:
+            raise ValueError(f"Azure Functions target must be 'package.module:app', got {target!r}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if front_end_timeout <= 0:
+            raise ValueError(f"front_end_timeout must be positive, got {front_end_timeout}")
+        require_local_extra("LocalAzureFunctionHost (azure-functions)", ("azure.functions",))
+        self.target = target
+        self.module: str = match["module"]
+        self.app: str = match["app"]
+        self.name = name or self.module.rsplit(".", 1)[-1].replace("_", "-").lower()
+        self.env = dict(env or {})
+        self.concurrency = concurrency
+        self.front_end_timeout = front_end_timeout
+        self.function_key = function_key
+        self.startup_timeout = startup_timeout
+        self._given_log_path = Path(log_path) if log_path is not None else None
+        self._instance_id = secrets.token_hex(32)
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        # while started: the temporary folder, the port and the server process on it
+        self._folder: Path | None = None
+        self._port = 0
+        self._process: ManagedProcess | None = None
+
+    def _server_process(self) -> ManagedProcess:
+        if self._process is None:
+            raise RuntimeError("LocalAzureFunctionHost has not been started")
+        return self._process
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:PORT` (known once started); the functions answer under `/api/`."""
+        self._server_process()
+        return f"http://{LOCALHOST}:{self._port}"
+
+    @property
+    def log_path(self) -> Path:
+        """The file with the server's output across restarts (known once started)."""
+        return self._server_process().log_path
+
+    @property
+    def pid(self) -> int:
+        """The process id of the server (the app's process); after a restart, the new one's."""
+        return self._server_process().pid
+
+    def start(self) -> Self:
+        """Start the server on a free port, wait until it serves, and start its supervisor.
+
+        Raises `FunctionAppIndexError` where the app is refused at indexing, `ProcessStartError`
+        where the server does not start otherwise.
+        """
+        if self._folder is not None:
+            raise RuntimeError("LocalAzureFunctionHost was already started")
+        self._stopping.clear()
+        self._folder = Path(tempfile.mkdtemp(prefix=f"local-azure-functions-{self.name}-"))
+        remove_at_owner_exit(self._folder)  # even if this process is killed
+        try:
+            self._write_settings()
+            self._process, self._port = start_on_free_port(self._server)
+        except BaseException as error:
+            refusal = self._refusal(error)
+            self.stop()
+            if refusal is not None:
+                raise refusal from None
+            raise
+        self._supervisor = threading.Thread(
+            target=self._keep_serving, name=f"azure-functions-{self.name}", daemon=True
+        )
+        self._supervisor.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the supervisor and the server, with any function still running; remove the
+        temporary folder (and the log, unless `log_path` was given). Idempotent."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+            self._supervisor = None
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    def _write_settings(self) -> None:
+        """The server's settings, in a file only this user reads (it may hold the key)."""
+        assert self._folder is not None
+        settings = self._folder / "settings.json"
+        settings.touch(mode=0o600)
+        settings.write_text(
+            json.dumps(
+                {
+                    "front_end_timeout": self.front_end_timeout,
+                    "function_key": self.function_key,
+                    "route_prefix": ROUTE_PREFIX,
+                }
+            )
+        )
+
+    def _refusal(self, error: BaseException) -> FunctionAppIndexError | None:
+        """`error` as the app's refusal, where the server wrote one."""
+        if not isinstance(error, ProcessStartError) or self._folder is None:
+            return None
+        try:
+            reason = (self._folder / "refusal.txt").read_text().strip()
+        except OSError:
+            return None
+        return FunctionAppIndexError(
+            error.name, self.target, reason, error.returncode, error.output
+        )
+
+    def _server(self, port: int) -> ManagedProcess:
+        assert self._folder is not None
+        refusal = self._folder / "refusal.txt"
+        refusal.unlink(missing_ok=True)
+        probe = http_ready(f"http://{LOCALHOST}:{port}{PING_PATH}")
+        arguments = ["--module", self.module, "--app", self.app, "--port", str(port)]
+        arguments += ["--settings", str(self._folder / "settings.json"), "--refusal", str(refusal)]
+        return ManagedProcess(
+            [sys.executable, "-m", _SERVER, *arguments],
+            name=f"azure-functions-{self.name}",
+            env=self._function_env(port),
+            ready=lambda: self._stopping.is_set() or probe(),
+            startup_timeout=self.startup_timeout,
+            log_path=self._given_log_path or self._folder / "function.log",
+        )
+
+    def _function_env(self, port: int) -> dict[str, str]:
+        """The Functions host's variables and `env` over them (see `function_env`), then the
+        server's own: `WEBSITE_HOSTNAME` and `PYTHON_THREADPOOL_THREAD_COUNT`."""
+        platform_vars = {
+            "FUNCTIONS_WORKER_RUNTIME": "python",
+            "FUNCTIONS_EXTENSION_VERSION": "~4",
+            "AZURE_FUNCTIONS_ENVIRONMENT": "Development",
+            "WEBSITE_SITE_NAME": self.name,
+            "WEBSITE_INSTANCE_ID": self._instance_id,
+            "PYTHONUNBUFFERED": "1",
+        }
+        env = function_env(platform_vars, self.env)
+        env["WEBSITE_HOSTNAME"] = f"{LOCALHOST}:{port}"
+        env["PYTHON_THREADPOOL_THREAD_COUNT"] = str(self.concurrency)
+        return env
+
+    def _keep_serving(self) -> None:
+        """Until `stop`: whenever the server has exited, start it again on the same port (with
+        a growing pause while it fails to start). `pid` names the exited one until then."""
+        pause = _SUPERVISION_INTERVAL
+        while not self._stopping.wait(pause):
+            exited = self._process
+            if exited is None or exited.running:
+                continue
+            if pause == _SUPERVISION_INTERVAL:
+                logger.warning(
+                    "Azure Functions app %s: server exited with code %s; starting it on %s again",
+                    self.name,
+                    exited.returncode,
+                    self.url,
+                )
+            exited.kill()  # whatever is left of its group
+            exited.stop()
+            try:
+                self._process = self._server(self._port).start()
+                pause = _SUPERVISION_INTERVAL
+            except ProcessStartError as error:
+                logger.warning("Azure Functions app %s did not start again: %s", self.name, error)
+                pause = min(pause * 2, _MOST_RESTART_DELAY)

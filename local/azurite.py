@@ -37,11 +37,11 @@ _REPO_AZURITE = Path(__file__).resolve().parent.parent / "node_modules" / ".bin"
 _LISTENING = "successfully listens on"
 
 
-def connection_string(blob_endpoint: str) -> str:
+def connection_string(blob_endpoint: str, account_key: str = ACCOUNT_KEY) -> str:
     """A connection string for Azurite's development account at `blob_endpoint`
     (`http://127.0.0.1:PORT/devstoreaccount1`, or a proxy in front of it)."""
     return (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={account_key};"
         f"BlobEndpoint={blob_endpoint};"
     )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import BlobServiceClient
+from azure_testing import azurite_client, azurite_connection_string, new_container
 from faults import DROP, FaultProxy, azure_error
 
 from dagster_pipes_cloud.adapters import (
@@ -26,20 +26,14 @@ from dagster_pipes_cloud.adapters.azure_blob import (
     blob_retry_policy,
     default_azure_blob_client,
 )
-from dagster_pipes_cloud.local.azurite import ACCOUNT_NAME, AzuriteEmulator, connection_string
+from dagster_pipes_cloud.local.azurite import ACCOUNT_KEY, ACCOUNT_NAME, AzuriteEmulator
 
+WRONG_KEY = ACCOUNT_KEY.replace("Eby8", "Xby8")
 CLIENT_ENV = (
     "AZURE_STORAGE_CONNECTION_STRING",
     "AZURE_STORAGE_ACCOUNT_URL",
     "AZURE_STORAGE_ACCOUNT_NAME",
 )
-
-
-def client_for(endpoint: str, **options: Any) -> BlobServiceClient:
-    """A client for Azurite's account at `endpoint` (Azurite's, or a proxy's `http://host:port`)."""
-    if not endpoint.endswith(ACCOUNT_NAME):
-        endpoint = f"{endpoint}/{ACCOUNT_NAME}"
-    return BlobServiceClient.from_connection_string(connection_string(endpoint), **options)
 
 
 @pytest.fixture
@@ -50,9 +44,7 @@ def no_client_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def container(azurite: AzuriteEmulator) -> str:
-    name = f"adapters-{secrets.token_hex(4)}"
-    azurite.create_container(name)
-    return name
+    return new_container(azurite, "adapters")
 
 
 @pytest.fixture
@@ -61,8 +53,7 @@ def proxy(
 ) -> Iterator[FaultProxy]:
     """A fault proxy in front of Azurite, where the default client is pointed."""
     with FaultProxy(azurite.endpoint_url, fault=azure_error()) as proxy:
-        endpoint = f"{proxy.url}/{ACCOUNT_NAME}"
-        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", connection_string(endpoint))
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite_connection_string(proxy.url))
         yield proxy
 
 
@@ -141,8 +132,7 @@ def test_a_missing_container_is_named_by_every_call(no_client_env: None, proxy: 
 
 
 def test_a_bad_account_key_is_access_denied(container: str, azurite: AzuriteEmulator) -> None:
-    wrong_key = connection_string(azurite.endpoint_url).replace("Eby8", "Xby8")
-    client = BlobServiceClient.from_connection_string(wrong_key, retry_policy=blob_retry_policy())
+    client = azurite_client(azurite.endpoint_url, account_key=WRONG_KEY)
     store = AzureBlobStore(container, client)
     with pytest.raises(AccessDeniedError, match=f"Azure container '{container}'.*403"):
         store.check()
@@ -183,7 +173,7 @@ def test_server_busy_is_retried_by_the_sdk_policy(
 
 def test_server_busy_outliving_the_policy_is_transient(container: str, azurite: AzuriteEmulator):
     with FaultProxy(azurite.endpoint_url, fault=azure_error(), probability=1.0) as proxy:
-        client = client_for(proxy.url, retry_policy=blob_retry_policy(retry_total=2))
+        client = azurite_client(proxy.url, retry_policy=blob_retry_policy(retry_total=2))
         store = AzureBlobStore(container, client)
         with pytest.raises(TransientError, match=f"{container}/k.json: .*503 ServerBusy"):
             store.put("k.json", b"x")
@@ -201,7 +191,7 @@ def test_429_and_dropped_connections_are_transient(store: AzureBlobStore, proxy:
 
 
 def test_an_unreachable_endpoint_is_transient() -> None:
-    client = client_for("http://127.0.0.1:9", retry_policy=blob_retry_policy(retry_total=1))
+    client = azurite_client("http://127.0.0.1:9", retry_policy=blob_retry_policy(retry_total=1))
     with pytest.raises(TransientError, match=re.escape("127.0.0.1:9/devstoreaccount1/ctr/k")):
         AzureBlobStore("ctr", client).put("k", b"x")
 

@@ -79,11 +79,12 @@ class LocalAzureFunctionHost(LocalService):
 
     Each HTTP-triggered function answers at `url` + `/api/<route>` (the route template with its
     parameters in `req.route_params`; only the default route prefix `api` is served, host.json is
-    not read) for its methods (another method: 404). Its return becomes the response as the worker
-    and host make it (see `invocation`); a raised exception is a bare 500. Functions of other
-    triggers are indexed but not served. Sync functions run in a pool of `concurrency` threads
-    (`PYTHON_THREADPOOL_THREAD_COUNT`; default `DEFAULT_CONCURRENCY`, the worker's), async ones
-    on one event loop, so requests in flight at once run at once.
+    not read) for its methods (another method: 404). Its return becomes the response as the
+    worker and host make it (see `invocation`); a raised exception is a bare 500; a body over the
+    host's 100 MB is refused with 413. Functions of other triggers are indexed but not served.
+    Sync functions run in a pool of `concurrency` threads (`PYTHON_THREADPOOL_THREAD_COUNT`;
+    default `DEFAULT_CONCURRENCY`, the worker's), async ones on one event loop, so requests in
+    flight at once run at once.
 
     Azure's front end ends a request after 230 s while the function runs on: a request not
     answered within `front_end_timeout` seconds (default 230) gets a 500 with the App Service

@@ -234,7 +234,7 @@ def answer_of(function: IndexedFunction, result: Any, arguments: Mapping[str, An
 
 @dataclass(frozen=True)
 class Invocation:
-    """One call of a function: its id, arguments and the future of its answer."""
+    """One call of a function: its id, when it started and the future of its answer."""
 
     function: IndexedFunction
     invocation_id: str

@@ -254,6 +254,40 @@ def generic_request(req: dict[str, Any]) -> func.HttpResponse:
     return func.HttpResponse("never")
 
 
+wrong_context = func.FunctionApp()
+
+
+@wrong_context.route(route="acc")
+def takes_a_str_context(req: func.HttpRequest, context: str) -> func.HttpResponse:
+    return func.HttpResponse("never")
+
+
+unused_binding = func.FunctionApp()
+
+
+@unused_binding.route(route="acc")
+@unused_binding.blob_input(arg_name="data", path="c/b", connection="AzureWebJobsStorage")
+def ignores_its_blob(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("never")
+
+
+out_without_out = func.FunctionApp()
+
+
+@out_without_out.route(route="acc", binding_arg_name="res")
+def plain_response_parameter(req: func.HttpRequest, res: func.HttpResponse) -> None:
+    """An `out` binding's parameter must be annotated `func.Out[...]`."""
+
+
+return_binding_in = func.FunctionApp()
+
+
+@return_binding_in.route(route="acc", binding_arg_name="res")
+@return_binding_in.generic_input_binding(arg_name="$return", type="blob")
+def returns_through_an_input(req: func.HttpRequest, res: func.Out[func.HttpResponse]) -> None:
+    """A `$return` binding whose direction is `in`."""
+
+
 duplicated = func.FunctionApp()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -115,6 +116,19 @@ def test_module_state_is_warm_across_requests() -> None:
         results = [get(host, "echo").json() for _ in range(3)]
     assert [result["count"] for result in results] == [1, 2, 3]
     assert len({result["pid"] for result in results}) == 1
+
+
+def test_a_body_over_100_mb_is_refused_with_413_before_it_is_read(
+    plain: LocalAzureFunctionHost,
+) -> None:
+    port = int(plain.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(
+            b"POST /api/echo HTTP/1.1\r\nHost: local\r\n"
+            b"Content-Length: %d\r\n\r\n" % (100 * 1024 * 1024 + 1)
+        )
+        answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413 ")
 
 
 # --- what the function's return becomes -------------------------------------------------------
@@ -313,6 +327,24 @@ REFUSALS = {
     ),
     "not_a_type": cannot_load(
         "generic_request", "binding req has invalid non-type annotation dict[str, typing.Any]"
+    ),
+    "wrong_context": cannot_load(
+        "takes_a_str_context",
+        'the "context" parameter is expected to be of type azure.functions.Context,'
+        " got \"<class 'str'>\"",
+    ),
+    "unused_binding": cannot_load(
+        "ignores_its_blob",
+        "Extra parameters in binding definition — the following parameters are declared as"
+        " bindings but are not present in Python: {'data'}",
+    ),
+    "out_without_out": cannot_load(
+        "plain_response_parameter",
+        'binding res is declared to have the "out" direction, but its annotation in Python is'
+        " not a subclass of azure.functions.Out",
+    ),
+    "return_binding_in": cannot_load(
+        "returns_through_an_input", '"$return" binding must have direction set to "out"'
     ),
     "duplicated": "ValueError: Function twice does not have a unique function name. Please"
     " change @app.function_name() or the function method name to be unique.",

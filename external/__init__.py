@@ -3,6 +3,11 @@
 Depends on dagster-pipes and one cloud SDK, never on dagster.
 """
 
+from dagster_pipes_cloud.external.azure_blob import (
+    PipesAzureBlobStorageContextLoader,
+    PipesAzureBlobStorageMessageWriter,
+)
+from dagster_pipes_cloud.external.azure_functions import azure_function
 from dagster_pipes_cloud.external.cloud_functions import cloud_function
 from dagster_pipes_cloud.external.gcs import PipesGCSContextLoader, PipesGCSMessageWriter
 from dagster_pipes_cloud.external.lambda_ import lambda_handler
@@ -14,6 +19,8 @@ from dagster_pipes_cloud.external.writer import (
 )
 
 __all__ = [
+    "PipesAzureBlobStorageContextLoader",
+    "PipesAzureBlobStorageMessageWriter",
     "PipesBlobStoreContextLoader",
     "PipesChunkedMessageWriter",
     "PipesChunkedMessageWriterChannel",
@@ -21,6 +28,7 @@ __all__ = [
     "PipesGCSMessageWriter",
     "PipesS3ContextLoader",
     "PipesS3MessageWriter",
+    "azure_function",
     "cloud_function",
     "lambda_handler",
 ]

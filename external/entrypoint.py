@@ -118,5 +118,16 @@ class EntrypointDecorator(Generic[H]):
             return result if platform.answer is None else platform.answer(result)
 
         if platform.signature is not None:
-            entrypoint.__signature__ = platform.signature()  # type: ignore[attr-defined]
+            _present(entrypoint, platform.signature())
         return entrypoint  # type: ignore[return-value]
+
+
+def _present(entrypoint: Callable[..., Any], signature: inspect.Signature) -> None:
+    """Make `entrypoint` report `signature` to a platform that inspects it: as its
+    `__signature__`, and as its `__annotations__` (which `functools.wraps` copied from the user's
+    function, and which `typing.get_type_hints` reads)."""
+    annotations = {name: p.annotation for name, p in signature.parameters.items()}
+    if signature.return_annotation is not inspect.Signature.empty:
+        annotations["return"] = signature.return_annotation
+    entrypoint.__signature__ = signature  # type: ignore[attr-defined]
+    entrypoint.__annotations__ = annotations

@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import re
+import secrets
 import shlex
 import signal
 import sys
@@ -110,15 +111,52 @@ def _gcp_stack(functions: Functions, bucket: str) -> Iterator[dict[str, str]]:
 
 def _gcp_function(name: str, target: str) -> str:
     """`module:function` for LocalCloudFunctionHost, from that or `module.function`."""
+    return _colon_target(name, target, "module.function")
+
+
+def _colon_target(name: str, target: str, shape: str) -> str:
+    """`target` spelled `module:attribute` (from that or `module.attribute`; `shape` names the
+    dotted spelling in errors), once its module is found; ValueError naming what is wrong."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise ValueError(f"invalid function name {name!r}: use letters, digits, - and _")
     if ":" not in target:
-        module, dot, function = target.rpartition(".")
-        if not dot or not module or not function:
-            raise ValueError(f"{target!r} is not module.function or module:function")
-        target = f"{module}:{function}"
+        module, dot, attribute = target.rpartition(".")
+        if not dot or not module or not attribute:
+            colon_shape = shape.replace(".", ":", 1)
+            raise ValueError(f"{target!r} is not {shape} or {colon_shape}")
+        target = f"{module}:{attribute}"
     _check_importable(target)
     return target
+
+
+@contextlib.contextmanager
+def _azure_stack(functions: Functions, container: str) -> Iterator[dict[str, str]]:
+    """Azurite and one LocalAzureFunctionHost per function app, all taking one new function key;
+    Dagster gets the first app's first HTTP function."""
+    from dagster_pipes_cloud.local import AzuriteEmulator, LocalAzureFunctionHost
+
+    key = secrets.token_urlsafe(24)
+    with AzuriteEmulator() as azurite, contextlib.ExitStack() as hosts:
+        azurite.create_container(container)
+        urls: dict[str, str] = {}
+        for name, target in functions.items():
+            host = LocalAzureFunctionHost(target, env=azurite.env, name=name, function_key=key)
+            app_urls = hosts.enter_context(host).function_urls
+            if not app_urls:
+                raise LocalRequestError(f"{target} has no HTTP-triggered function to serve")
+            urls.update(app_urls)
+        yield {
+            **azurite.env,
+            "AZURE_FUNCTIONS_KEY": key,
+            "PIPES_CONTAINER": container,
+            "PIPES_FUNCTION_URL": next(iter(urls.values())),
+            **{f"PIPES_FUNCTION_URL_{_variable(name)}": url for name, url in urls.items()},
+        }
+
+
+def _azure_app(name: str, target: str) -> str:
+    """`module:app` for LocalAzureFunctionHost, from that or `module.app`."""
+    return _colon_target(name, target, "module.app")
 
 
 def _variable(name: str) -> str:
@@ -138,6 +176,12 @@ CLOUDS: dict[str, LocalCloud] = {
         check_function=_gcp_function,
         example={"dagster-pipes-example": "dagster_pipes_cloud.examples.gcp.main:main"},
         definitions="dagster_pipes_cloud.examples.gcp.definitions",
+    ),
+    "azure": LocalCloud(
+        stack=_azure_stack,
+        check_function=_azure_app,
+        example={"dagster-pipes-example": "dagster_pipes_cloud.examples.azure.function_app:app"},
+        definitions="dagster_pipes_cloud.examples.azure.definitions",
     ),
 }
 
@@ -160,9 +204,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         type=_function_argument,
         metavar="NAME=module.function",
-        help="a function to serve (repeatable; default: the example's); Dagster gets the first",
+        help=(
+            "a function to serve (repeatable; default: the example's); Dagster gets the first."
+            " On Azure, a function app: NAME=module.app"
+        ),
     )
-    local.add_argument("--bucket", default=DEFAULT_BUCKET, help=f"default: {DEFAULT_BUCKET}")
+    local.add_argument(
+        "--bucket",
+        "--container",
+        dest="bucket",
+        default=DEFAULT_BUCKET,
+        help=f"the message bucket (the container on Azure); default: {DEFAULT_BUCKET}",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -211,13 +264,13 @@ def _serve(cloud_name: str, functions: Functions, bucket: str) -> int:
 
 
 def _demo(clouds: Sequence[str]) -> int:
+    """Each cloud's demo in turn, then a one-line verdict per cloud."""
     require_local_extra("the demo", ("dagster",))
-    failed = [cloud for cloud in clouds if not _demo_cloud(cloud)]
-    if failed:
-        print(f"\ndemo FAILED for: {', '.join(failed)}")
-        return 1
-    print(f"\ndemo succeeded for: {', '.join(clouds)}")
-    return 0
+    verdicts = {cloud: _demo_cloud(cloud) for cloud in clouds}
+    print()
+    for cloud, succeeded in verdicts.items():
+        print(f"demo {cloud}: {'succeeded' if succeeded else 'FAILED'}")
+    return 0 if all(verdicts.values()) else 1
 
 
 def _demo_cloud(cloud_name: str) -> bool:

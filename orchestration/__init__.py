@@ -5,7 +5,12 @@ from dagster_pipes_cloud.adapters._imports import require
 require("dagster", "dagster")  # the install line to run, rather than a bare ModuleNotFoundError
 
 from dagster_pipes_cloud.adapters.lambda_ import default_lambda_client
+from dagster_pipes_cloud.orchestration.azure_blob import (
+    PipesAzureBlobStorageContextInjector,
+    PipesAzureBlobStorageMessageReader,
+)
 from dagster_pipes_cloud.orchestration.clients import (
+    PipesAzureFunctionClient,
     PipesCloudFunctionClient,
     PipesFunctionClient,
     PipesFunctionInvocation,
@@ -20,6 +25,9 @@ from dagster_pipes_cloud.orchestration.reader import PipesChunkedMessageReader, 
 from dagster_pipes_cloud.orchestration.s3 import PipesS3ContextInjector, PipesS3MessageReader
 
 __all__ = [
+    "PipesAzureBlobStorageContextInjector",
+    "PipesAzureBlobStorageMessageReader",
+    "PipesAzureFunctionClient",
     "PipesBlobStoreContextInjector",
     "PipesChunkedMessageReader",
     "PipesCloudFunctionClient",

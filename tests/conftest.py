@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 from aws_testing import local_client
+from azure_testing import azurite_connection_string
 from botocore.config import Config
 
 from dagster_pipes_cloud.adapters.azure_blob import blob_retry_policy
 from dagster_pipes_cloud.local import (
     GCSEmulator,
+    LocalAzureFunctionHost,
     LocalCloudFunctionHost,
     LocalLambdaHost,
     S3Emulator,
@@ -125,3 +127,49 @@ def azure_blob_client(azurite: AzuriteEmulator) -> Any:
     return BlobServiceClient.from_connection_string(
         azurite.connection_string, retry_policy=blob_retry_policy()
     )
+
+
+class AzureStack:
+    """Azurite with a message container, and a LocalAzureFunctionHost serving the app of
+    tests/e2e/azure_functions (function-key auth), started on first use and kept for the session."""
+
+    container = "pipes-e2e"
+    function_key = "e2e-function-key"
+
+    def __init__(self, azurite: AzuriteEmulator, stack: ExitStack) -> None:
+        self.azurite = azurite
+        self.env = azurite.env
+        self._stack = stack
+        self._host: LocalAzureFunctionHost | None = None
+        azurite.create_container(self.container)
+
+    @property
+    def origin(self) -> str:
+        """Azurite's `http://host:port`, for a FaultProxy's upstream."""
+        return self.azurite.endpoint_url.rsplit("/", 1)[0]
+
+    def connection_string(self, proxy: Any = None) -> str:
+        """Azurite's, or that of a FaultProxy in front of it."""
+        endpoint = proxy.url if proxy is not None else self.azurite.endpoint_url
+        return azurite_connection_string(endpoint)
+
+    def blob_client(self, proxy: Any = None) -> Any:
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient.from_connection_string(
+            self.connection_string(proxy), retry_policy=blob_retry_policy()
+        )
+
+    def url(self, route: str) -> str:
+        if self._host is None:
+            host = LocalAzureFunctionHost(
+                "e2e.azure_functions:app", env=self.env, function_key=self.function_key
+            )
+            self._host = self._stack.enter_context(host)
+        return f"{self._host.url}/api/{route}"
+
+
+@pytest.fixture(scope="session")
+def azure_stack(azurite: AzuriteEmulator) -> Iterator[AzureStack]:
+    with ExitStack() as stack:
+        yield AzureStack(azurite, stack)

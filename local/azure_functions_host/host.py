@@ -63,7 +63,9 @@ class FunctionAppIndexError(ProcessStartError):
     ) -> None:
         self.target = target
         self.reason = reason
-        super().__init__(name, f"refused {target}: {reason}", returncode, output)
+        shown = "" if output.strip() == reason else output  # the refusal alone: said already
+        super().__init__(name, f"refused {target}: {reason}", returncode, shown)
+        self.output = output
 
 
 class LocalAzureFunctionHost(LocalService):
@@ -161,6 +163,15 @@ class LocalAzureFunctionHost(LocalService):
         return f"http://{LOCALHOST}:{self._port}"
 
     @property
+    def function_urls(self) -> dict[str, str]:
+        """Each HTTP-triggered function's URL by function name (a route template's parameters
+        stay in braces: `.../api/items/{id}`), as the app was indexed at start."""
+        self._server_process()
+        assert self._folder is not None
+        paths: dict[str, str] = json.loads((self._folder / "functions.json").read_text())
+        return {name: f"{self.url}{path}" for name, path in paths.items()}
+
+    @property
     def log_path(self) -> Path:
         """The file with the server's output across restarts (known once started)."""
         return self._server_process().log_path
@@ -244,6 +255,7 @@ class LocalAzureFunctionHost(LocalService):
         probe = http_ready(f"http://{LOCALHOST}:{port}{PING_PATH}")
         arguments = ["--module", self.module, "--app", self.app, "--port", str(port)]
         arguments += ["--settings", str(self._folder / "settings.json"), "--refusal", str(refusal)]
+        arguments += ["--index", str(self._folder / "functions.json")]
         return ManagedProcess(
             [sys.executable, "-m", _SERVER, *arguments],
             name=f"azure-functions-{self.name}",

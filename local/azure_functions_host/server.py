@@ -1,9 +1,10 @@
 """The server process of `LocalAzureFunctionHost`: one FunctionApp, served over HTTP on 127.0.0.1.
 
 Run as `python -m dagster_pipes_cloud.local.azure_functions_host.server --module M --app A
---port P --settings FILE --refusal FILE` (the host does). It imports the app once, indexes it as
-the worker does (see `indexing`) and only then listens, so a refused app never serves: the
-refusal goes to stderr and, as one line, to the `--refusal` file, and the process exits 1.
+--port P --settings FILE --refusal FILE --index FILE` (the host does). It imports the app once,
+indexes it as the worker does (see `indexing`) and only then listens, so a refused app never
+serves: the refusal goes to stderr and, as one line, to the `--refusal` file, and the process
+exits 1. The path of each HTTP function (`{"name": "/api/route"}`) goes to the `--index` file.
 
 It answers as the Functions host does: each HTTP-triggered function at `/api/<route>` for its
 methods (another method or path: 404, empty), 401 (empty) for a function whose auth level is not
@@ -256,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--settings", required=True, help="a JSON file: the host's settings")
     parser.add_argument("--refusal", required=True, help="where a refusal's reason is written")
+    parser.add_argument(
+        "--index", required=True, help="where the HTTP functions' paths are written, as JSON"
+    )
     args = parser.parse_args(argv)
     settings: dict[str, Any] = json.loads(Path(args.settings).read_text())
     logging.basicConfig(
@@ -283,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # "Address already in use": the host tries another port
         print(f"cannot listen on {LOCALHOST}:{args.port}: {error}", file=sys.stderr, flush=True)
         return 1
+    paths = {
+        route.target.name: f"/{routes.prefix}/{route.template.text.strip('/')}"
+        for route in routes.routes
+    }
+    Path(args.index).write_text(json.dumps(paths))
     logger.info("Thread pool: %d threads. Functions:", invoker.max_workers)
     for route in routes.routes:
         methods = ",".join(sorted(route.methods)) or "all methods"

@@ -1,5 +1,6 @@
 """Pipes clients, one module per function platform, on one base."""
 
+from dagster_pipes_cloud.orchestration.clients.azure_functions import PipesAzureFunctionClient
 from dagster_pipes_cloud.orchestration.clients.base import (
     PipesFunctionClient,
     PipesFunctionInvocation,
@@ -8,6 +9,7 @@ from dagster_pipes_cloud.orchestration.clients.cloud_functions import PipesCloud
 from dagster_pipes_cloud.orchestration.clients.lambda_ import PipesLambdaClient
 
 __all__ = [
+    "PipesAzureFunctionClient",
     "PipesCloudFunctionClient",
     "PipesFunctionClient",
     "PipesFunctionInvocation",

@@ -163,7 +163,7 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
         self, session: PipesSession, invocation: FunctionInvocation, timeout: float
     ) -> None:
         """Until the "closed" message, our reader stops reading (it then says why), or
-        `timeout` seconds."""
+        `timeout` seconds. `invocation.details["unfinished"]` says why its end is unknown."""
         reader = self.message_reader
         deadline = time.monotonic() + timeout
         while not session.message_handler.received_closed_message:
@@ -172,9 +172,9 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
             ):
                 return
             if time.monotonic() >= deadline:
+                why = invocation.details.get("unfinished", "it was invoked without waiting for it")
                 raise DagsterPipesExecutionError(
-                    f"{invocation.function} was invoked without waiting for it, and did not close"
-                    f" Dagster Pipes within {timeout:g}s"
+                    f"{invocation.function} did not close Dagster Pipes within {timeout:g}s ({why})"
                 )
             time.sleep(0.05)
 

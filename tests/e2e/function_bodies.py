@@ -3,6 +3,7 @@ module wraps them with its own entrypoint decorator."""
 
 import os
 import threading
+import time
 from typing import Any
 
 from dagster_pipes import PipesContext
@@ -30,3 +31,35 @@ def chatty(pipes: PipesContext, payload: dict[str, Any]) -> None:
     for _ in range(payload["stdout_bytes"] // len(line)):
         print(line, end="")
     pipes.report_asset_materialization(metadata={"sent": payload["messages"]})
+
+
+def failing(pipes: PipesContext, payload: dict[str, Any]) -> None:
+    pipes.log.info("sent before the error")
+    raise ValueError("boom-123")
+
+
+def tagged(pipes: PipesContext, payload: dict[str, Any]) -> str:
+    """Logs and prints its tag for a while, so two requests served at once interleave."""
+    tag = payload["tag"]
+    for i in range(20):
+        pipes.log.info(f"log {tag} {i}")
+        print(f"printed {tag} {i}")
+        time.sleep(0.02)
+    pipes.report_asset_materialization(metadata={"tag": tag})
+    return str(tag)
+
+
+def paced(pipes: PipesContext, payload: dict[str, Any]) -> int:
+    """Sends `messages` log messages, `pace` seconds apart."""
+    for i in range(payload["messages"]):
+        pipes.log.info(f"paced {i}")
+        time.sleep(payload.get("pace", 0))
+    pipes.report_asset_materialization(metadata={"sent": payload["messages"]})
+    return int(payload["messages"])
+
+
+def many_chunks(pipes: PipesContext, payload: dict[str, Any]) -> None:
+    """Logs `messages` lines; with a small chunk size they cross chunk 10 and chunk 100."""
+    for i in range(payload["messages"]):
+        pipes.log.info(f"line {i}")
+    pipes.report_asset_materialization(metadata={"done": True})

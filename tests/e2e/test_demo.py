@@ -12,7 +12,7 @@ def test_the_aws_demo_materializes_the_example_asset(capsys: pytest.CaptureFixtu
     assert "summing 1000 rows for run" in out
     assert "asset lambda_total: {'rows': 1000, 'total': 499500" in out
     assert "printed by the function: 1000 rows" in out
-    assert "demo succeeded for: aws" in out
+    assert "demo aws: succeeded" in out
 
 
 def test_the_gcp_demo_materializes_the_example_asset(capsys: pytest.CaptureFixture[str]) -> None:
@@ -20,7 +20,16 @@ def test_the_gcp_demo_materializes_the_example_asset(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "summing 1000 rows for run" in out
     assert "asset cloud_function_total: {'rows': 1000, 'total': 499500" in out
-    assert "demo succeeded for: gcp" in out
+    assert "demo gcp: succeeded" in out
+
+
+def test_the_azure_demo_materializes_the_example_asset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--cloud", "azure"]) == 0
+    out = capsys.readouterr().out
+    assert "summing 1000 rows for run" in out
+    assert "asset azure_function_total: {'rows': 1000, 'total': 499500" in out
+    assert "the function returned {'total': 499500}" in out
+    assert "demo azure: succeeded" in out
 
 
 def test_an_unknown_cloud_is_refused() -> None:

@@ -1,15 +1,20 @@
 """The entrypoint decorators called as their platforms call them, without Dagster."""
 
+import inspect
 import json
+import typing
 from typing import Any
 
+import azure.functions as func
 import flask
 import pytest
 from dagster_pipes import PipesContext
 
 from dagster_pipes_cloud.examples.aws.handler import handler as example_lambda_handler
+from dagster_pipes_cloud.examples.azure.function_app import app as example_azure_app
 from dagster_pipes_cloud.examples.gcp.main import main as example_cloud_function
-from dagster_pipes_cloud.external import cloud_function, lambda_handler
+from dagster_pipes_cloud.external import azure_function, cloud_function, lambda_handler
+from dagster_pipes_cloud.local.azure_functions_host.indexing import index_app
 
 
 def test_the_example_lambda_handler_runs_when_invoked_directly() -> None:
@@ -69,3 +74,53 @@ def test_decorated_functions_keep_their_name_and_docstring() -> None:
 def test_a_decorator_refuses_what_is_not_a_function() -> None:
     with pytest.raises(TypeError, match="cloud_function decorates a function"):
         cloud_function(42)  # type: ignore[call-overload]
+
+
+def call_azure(function: Any, body: bytes) -> tuple[int, Any]:
+    """Call `function` as the Azure Python worker does: the request bound by name."""
+    request = func.HttpRequest("POST", "http://127.0.0.1/api/fn", body=body)
+    response = function(req=request)
+    return response.status_code, json.loads(response.get_body())
+
+
+def test_the_example_azure_function_runs_when_called_directly() -> None:
+    [function] = example_azure_app.get_functions()
+    assert call_azure(function.get_user_function(), b'{"rows": 4}') == (200, {"total": 6})
+
+
+@azure_function
+def azure_echo(pipes: PipesContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Echoes its payload."""
+    return {"payload": payload}
+
+
+@azure_function
+def azure_raising(pipes: PipesContext, payload: Any) -> None:
+    raise ValueError("boom-123")
+
+
+def test_an_azure_function_answers_json_and_its_errors_with_500() -> None:
+    assert call_azure(azure_echo, b'{"a": 1}') == (200, {"payload": {"a": 1}})
+    assert call_azure(azure_echo, b"") == (200, {"payload": {}})
+    status, body = call_azure(azure_raising, b"{}")
+    assert (status, body) == (500, {"errorType": "ValueError", "errorMessage": "boom-123"})
+
+
+def test_an_azure_function_shows_the_worker_its_own_signature() -> None:
+    """What the worker indexes: parameter names and annotations, not the user's."""
+    signature = inspect.signature(azure_echo)
+    assert list(signature.parameters) == ["req"]
+    assert signature.parameters["req"].annotation is func.HttpRequest
+    assert signature.return_annotation is func.HttpResponse
+    assert typing.get_type_hints(azure_echo) == {
+        "req": func.HttpRequest,
+        "return": func.HttpResponse,
+    }
+    assert azure_echo.__name__ == "azure_echo" and azure_echo.__doc__ == "Echoes its payload."
+
+
+def test_an_annotated_azure_function_passes_the_workers_indexing() -> None:
+    app = func.FunctionApp()
+    app.route(route="echo", methods=["POST"])(azure_echo)
+    [indexed] = index_app(app)
+    assert indexed.name == "azure_echo" and list(indexed.parameters) == ["req"]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -97,6 +98,23 @@ def test_serves_the_gcp_example_function_until_sigterm() -> None:
         assert still_running(started) == set()
 
 
+def test_serves_the_azure_example_app_until_sigterm() -> None:
+    with serving("azure") as served:
+        exports = read_exports(served)
+        assert exports["PIPES_CONTAINER"] == "dagster-pipes"
+        assert "BlobEndpoint=http://127.0.0.1:" in exports["AZURE_STORAGE_CONNECTION_STRING"]
+        url = exports["PIPES_FUNCTION_URL"]
+        assert url.endswith("/api/totals") and exports["PIPES_FUNCTION_URL_TOTALS"] == url
+        assert requests.post(url, json={"rows": 3}, timeout=30).status_code == 401
+        key = {"x-functions-key": exports["AZURE_FUNCTIONS_KEY"]}
+        answer = requests.post(url, json={"rows": 3}, headers=key, timeout=30)
+        assert answer.status_code == 200 and answer.json() == {"total": 3}
+        started = descendants(served.pid)
+        served.send_signal(signal.SIGTERM)
+        assert served.wait(timeout=60) == 0
+        assert still_running(started) == set()
+
+
 @pytest.fixture
 def serve_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """What `local` would serve, recorded instead of started."""
@@ -160,6 +178,32 @@ def test_a_bad_gcp_function_is_a_usage_error_naming_it(
         cli.main(["local", "--cloud", "gcp", "--function", "fn=no_such_module:main"])
     assert "no module named 'no_such_module'" in capsys.readouterr().err
     assert serve_calls == []
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("app=no_such_module:app", "no module named 'no_such_module'"),
+        ("app=app", "'app' is not module.app or module:app"),
+    ],
+)
+def test_a_bad_azure_app_is_a_usage_error_naming_it(
+    value: str, named: str, serve_calls: list[tuple[Any, ...]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["local", "--cloud", "azure", "--function", value])
+    assert named in capsys.readouterr().err
+    assert serve_calls == []
+
+
+def test_an_azure_app_the_worker_would_refuse_is_named_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the host's server inherits it
+    target = "azure_apps:wrapped"
+    assert cli.main(["local", "--cloud", "azure", "--function", f"app={target}"]) == 1
+    error = capsys.readouterr().err
+    assert "declared in Python but not in the function definition" in error, error
 
 
 def test_a_bucket_the_emulator_refuses_is_named_in_one_line(

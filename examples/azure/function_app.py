@@ -1,0 +1,27 @@
+"""An HTTP-triggered Azure Function (Python v2 programming model) that Dagster runs through Pipes.
+
+Deploy this file as `function_app.py` of a Python function app, with `dagster-pipes-cloud[azure]`
+in `requirements.txt`. The function writes its messages with the app's storage settings:
+`AZURE_STORAGE_ACCOUNT_URL` (with the app's managed identity, which needs Storage Blob Data
+Contributor on the message container) or `AZURE_STORAGE_CONNECTION_STRING`.
+"""
+
+from typing import Any
+
+import azure.functions as func
+from dagster_pipes import PipesContext
+
+from dagster_pipes_cloud.external import azure_function
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+@app.route(route="totals", methods=["POST"])
+@azure_function
+def totals(pipes: PipesContext, payload: dict[str, Any]) -> dict[str, Any]:
+    rows = int(payload.get("rows", 10))
+    pipes.log.info(f"summing {rows} rows for run {pipes.run_id}")
+    print(f"printed by the function: {rows} rows")
+    total = sum(range(rows))
+    pipes.report_asset_materialization(metadata={"rows": rows, "total": total})
+    return {"total": total}

@@ -1,0 +1,105 @@
+"""`azure_function`: the entrypoint decorator for HTTP-triggered Azure Functions (v2 model)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from dagster_pipes_cloud.adapters._imports import require
+from dagster_pipes_cloud.external._http import JSON_CONTENT_TYPE, error_body, event_from_body
+from dagster_pipes_cloud.external.azure_blob import (
+    PipesAzureBlobStorageContextLoader,
+    PipesAzureBlobStorageMessageWriter,
+)
+from dagster_pipes_cloud.external.entrypoint import Channels, Entrypoint, EntrypointDecorator
+
+if TYPE_CHECKING:
+    import azure.functions as func
+
+AzureHttpFunction = Callable[["func.HttpRequest"], "func.HttpResponse"]
+"""What the Azure Python worker calls for an HTTP trigger."""
+TRIGGER_ARG_NAME = "req"
+"""The parameter name the worker binds the request to: `app.route`'s default
+`trigger_arg_name`."""
+
+
+def _functions() -> ModuleType:
+    """`azure.functions`, imported when a function is decorated or called, never before."""
+    return require("azure.functions", "azure")
+
+
+def _channels(client: Any | None) -> Channels:
+    return PipesAzureBlobStorageContextLoader(client), PipesAzureBlobStorageMessageWriter(client)
+
+
+def _event(req: func.HttpRequest) -> Any:
+    return event_from_body(req.get_body().decode("utf-8", errors="replace"))
+
+
+def _answer(result: Any) -> func.HttpResponse:
+    functions = _functions()
+    if isinstance(result, functions.HttpResponse):
+        given: func.HttpResponse = result
+        return given
+    response: func.HttpResponse = functions.HttpResponse(
+        json.dumps(result), status_code=200, mimetype=JSON_CONTENT_TYPE
+    )
+    return response
+
+
+def _answer_error(exc: Exception) -> func.HttpResponse:
+    response: func.HttpResponse = _functions().HttpResponse(
+        error_body(exc), status_code=500, mimetype=JSON_CONTENT_TYPE
+    )
+    return response
+
+
+def _signature() -> inspect.Signature:
+    """`(req: HttpRequest) -> HttpResponse`: the worker matches these names and types against
+    the function's bindings, so it must not see the user's `(pipes, payload)`."""
+    functions = _functions()
+    request = inspect.Parameter(
+        TRIGGER_ARG_NAME, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=functions.HttpRequest
+    )
+    return inspect.Signature([request], return_annotation=functions.HttpResponse)
+
+
+azure_function: EntrypointDecorator[AzureHttpFunction] = EntrypointDecorator(
+    Entrypoint(
+        channels=_channels,
+        event=_event,
+        answer=_answer,
+        answer_error=_answer_error,
+        signature=_signature,
+    ),
+    "azure_function",
+    """Turn `fn(pipes, payload) -> result` into an HTTP-triggered Azure Function
+    `(req: func.HttpRequest) -> func.HttpResponse` for the v2 programming model.
+
+    The event is the request's JSON body (`{}` for an empty body, the text for one that is not
+    JSON); `payload` is that body without Dagster's bootstrap keys. The result is answered as JSON
+    with status 200 (a `func.HttpResponse` result is answered as it is). An exception is reported
+    to Dagster in the "closed" message (type, message and trace), logged, and answered with status
+    500 and `{"errorType", "errorMessage"}`. Each invocation gets its own `PipesContext`, so a warm
+    instance serves request after request, and two requests run at once by the worker's thread
+    pool keep their messages and printed output apart. Invoked without a bootstrap payload, `fn`
+    still runs. `client` is the `azure.storage.blob.BlobServiceClient` to use (default: one from
+    `AZURE_STORAGE_CONNECTION_STRING`, else from the account URL with `DefaultAzureCredential`,
+    made on first use).
+
+    The wrapper presents the signature `(req: func.HttpRequest) -> func.HttpResponse` to the
+    worker, which matches parameter names against bindings: keep `app.route`'s default
+    `trigger_arg_name` ("req"). Goes under the app's route decorator:
+
+        app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+        @app.route(route="acc", methods=["POST"])
+        @azure_function
+        def acc(pipes, payload):
+            pipes.log.info("hello")
+            return {"ok": True}
+    """,
+)

@@ -1,0 +1,241 @@
+"""Azure end to end: Dagster `materialize` -> PipesAzureFunctionClient -> LocalAzureFunctionHost
+(an `azure.functions` app) -> Azure Blob Storage (Azurite)."""
+
+import json
+import threading
+import time
+from typing import Any
+
+from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
+from faults import FaultProxy, azure_error
+
+from dagster_pipes_cloud.local import LocalAzureFunctionHost
+from dagster_pipes_cloud.orchestration import (
+    PipesAzureBlobStorageContextInjector,
+    PipesAzureBlobStorageMessageReader,
+    PipesAzureFunctionClient,
+)
+
+APP = "e2e.azure_functions:app"
+
+
+def pipes_client(azure_stack: Any, container: str | None = None, **reader: Any) -> Any:
+    return PipesAzureFunctionClient(
+        message_reader=PipesAzureBlobStorageMessageReader(
+            container=container or azure_stack.container,
+            client=azure_stack.blob_client(),
+            **reader,
+        ),
+        function_key=azure_stack.function_key,
+    )
+
+
+def session_messages(azure_stack: Any, prefix: str) -> list[dict[str, Any]]:
+    """Every Pipes message written under `prefix`, read straight from the container."""
+    container = azure_stack.blob_client().get_container_client(azure_stack.container)
+    messages = []
+    for blob in container.list_blobs(name_starts_with=prefix):
+        text = container.download_blob(blob.name).readall().decode()
+        messages.extend(json.loads(line) for line in text.split("\n") if line.strip())
+    return messages
+
+
+def run(azure_stack: Any, route: str, client: Any = None, **run_kwargs: Any) -> Any:
+    client = client or pipes_client(azure_stack)
+    return materialize_run(client, "azure_asset", function_url=azure_stack.url(route), **run_kwargs)
+
+
+def test_a_warm_function_serves_six_invocations_in_a_row(azure_stack: Any) -> None:
+    results = [run(azure_stack, "counting") for _ in range(6)]
+    assert all(result.success for result in results), failure_text(
+        next(r for r in results if not r.success)
+    )
+    counts = [materialization_metadata(r, "azure_asset")["invocation"] for r in results]
+    pids = {materialization_metadata(r, "azure_asset")["pid"] for r in results}
+    assert counts == list(range(counts[0], counts[0] + 6)), "one warm instance served them all"
+    assert len(pids) == 1
+    assert results[-1].responses == [{"invocation": counts[-1], "pid": pids.pop()}]
+
+
+def test_3000_messages_and_200kb_of_stdout_all_arrive(azure_stack: Any) -> None:
+    client = pipes_client(azure_stack, key_prefix="chatty")
+    result = run(
+        azure_stack, "chatty", client=client, event={"messages": 3000, "stdout_bytes": 200_000}
+    )
+    assert result.success, failure_text(result)
+    logs = logs_of(result)
+    assert all(f"message {i}\n" in logs + "\n" for i in range(3000))
+    printed = "".join(
+        message["params"]["text"]
+        for message in session_messages(azure_stack, "chatty/")
+        if message["method"] == "log_external_stream"
+    )
+    assert printed.count("x" * 99 + "\n") == 200_000 // 100
+    assert materialization_metadata(result, "azure_asset")["sent"] == 3000
+
+
+def test_reading_crosses_chunk_10_and_100_on_azurite(azure_stack: Any) -> None:
+    client = pipes_client(azure_stack, key_prefix="many-chunks")
+    result = run(azure_stack, "many_chunks", client=client, event={"messages": 600})
+    assert result.success, failure_text(result)
+    logs = logs_of(result)
+    assert all(f"line {i}\n" in logs + "\n" for i in range(600))
+    container = azure_stack.blob_client().get_container_client(azure_stack.container)
+    chunks = {blob.name for blob in container.list_blobs(name_starts_with="many-chunks/")}
+    assert any(name.endswith("/100.json") for name in chunks), f"{len(chunks)} chunks"
+
+
+def test_a_raised_error_fails_the_step_with_its_type_message_and_trace(azure_stack: Any) -> None:
+    result = run(azure_stack, "failing")
+    assert not result.success
+    failure = failure_text(result)
+    assert "ValueError: boom-123" in failure, failure
+    assert failure.count("ValueError: boom-123") == 1, "the remote error is said once"
+    assert 'raise ValueError("boom-123")' in failure, "with the function's own trace"
+    assert "(HTTP status 500)" in failure
+    assert "sent before the error" in logs_of(result)
+
+
+def test_a_missing_container_is_named_within_30_seconds(azure_stack: Any) -> None:
+    started = time.monotonic()
+    result = run(azure_stack, "counting", client=pipes_client(azure_stack, "no-such-container"))
+    elapsed = time.monotonic() - started
+    print(f"missing container reported after {elapsed:.2f}s")
+    assert not result.success
+    assert "no-such-container" in failure_text(result)
+    assert elapsed < 30, "named within a bounded time, not after a drain timeout"
+
+
+def test_a_function_that_never_opens_pipes_is_named(azure_stack: Any) -> None:
+    result = run(azure_stack, "not_pipes", client=pipes_client(azure_stack, drain_timeout=1))
+    assert not result.success
+    assert "never opened Dagster Pipes" in failure_text(result)
+
+
+def test_a_call_without_the_function_key_is_refused_by_name(azure_stack: Any) -> None:
+    client = PipesAzureFunctionClient(
+        message_reader=PipesAzureBlobStorageMessageReader(
+            container=azure_stack.container, client=azure_stack.blob_client()
+        )
+    )
+    result = run(azure_stack, "counting", client=client)
+    assert not result.success
+    failure = failure_text(result)
+    assert "HTTP 401" in failure and "function_key=" in failure, failure
+
+
+def test_the_response_is_returned(azure_stack: Any) -> None:
+    result = run(azure_stack, "paced", event={"messages": 3})
+    assert result.success, failure_text(result)
+    assert result.responses == [3]
+
+
+def test_context_through_an_explicit_blob_injector(azure_stack: Any) -> None:
+    blobs = azure_stack.blob_client()
+    client = PipesAzureFunctionClient(
+        message_reader=PipesAzureBlobStorageMessageReader(
+            container=azure_stack.container, client=blobs
+        ),
+        context_injector=PipesAzureBlobStorageContextInjector(
+            container=azure_stack.container, client=blobs, key_prefix="contexts"
+        ),
+        function_key=azure_stack.function_key,
+    )
+    result = run(azure_stack, "counting", client=client)
+    assert result.success, failure_text(result)
+    container = blobs.get_container_client(azure_stack.container)
+    assert not list(container.list_blobs(name_starts_with="contexts/"))
+
+
+def test_two_invocations_at_once_keep_their_messages_and_output_apart(azure_stack: Any) -> None:
+    results: dict[str, Any] = {}
+
+    def invoke(tag: str) -> None:
+        client = pipes_client(azure_stack, key_prefix=f"apart-{tag}")
+        results[tag] = run(azure_stack, "tagged", client=client, event={"tag": tag})
+
+    threads = [threading.Thread(target=invoke, args=(tag,)) for tag in ("aaa", "bbb")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for tag, other in (("aaa", "bbb"), ("bbb", "aaa")):
+        result = results[tag]
+        assert result.success, failure_text(result)
+        logs = logs_of(result)
+        assert all(f"log {tag} {i}" in logs for i in range(20))
+        assert other not in logs, f"{tag}'s run received {other}'s messages"
+        printed = "".join(
+            message["params"]["text"]
+            for message in session_messages(azure_stack, f"apart-{tag}/")
+            if message["method"] == "log_external_stream"
+        )
+        assert [f"printed {tag} {i}" in printed for i in range(20)] == [True] * 20
+        assert printed.count(f"printed {tag} 0\n") == 1, "captured once"
+        assert other not in printed, f"{tag}'s run captured {other}'s output"
+
+
+def test_a_request_cut_by_the_front_end_is_read_to_the_end(azure_stack: Any) -> None:
+    """The host's front end gives up after 1.5 s (Azure's: 230 s); the function runs 3 s."""
+    with LocalAzureFunctionHost(
+        APP, env=azure_stack.env, front_end_timeout=1.5, function_key=azure_stack.function_key
+    ) as host:
+        client = pipes_client(azure_stack)
+        client._invoker.front_end_timeout = 1.5
+        result = materialize_run(
+            client, "azure_asset", function_url=f"{host.url}/api/outlasting", event={"seconds": 3}
+        )
+        failed = materialize_run(
+            client,
+            "azure_asset",
+            function_url=f"{host.url}/api/outlasting",
+            event={"seconds": 3, "fail": True},
+        )
+    assert result.success, failure_text(result)
+    logs = logs_of(result)
+    assert "was cut" in logs and "still running after the front end gave up" in logs
+    assert materialization_metadata(result, "azure_asset") == {"finished": True}
+    assert result.responses == [None]
+    assert not failed.success
+    failure = failure_text(failed)
+    assert "RuntimeError: failed after the cut" in failure, failure
+
+
+def test_400_messages_through_server_busy_on_both_sides_arrive_once_in_order(
+    azure_stack: Any,
+) -> None:
+    """Azurite answers 30-50 % of the calls with 503 ServerBusy, for the function's writer and
+    Dagster's reader alike; every message still arrives exactly once, in order."""
+    busy = azure_error(503, "ServerBusy")
+    with (
+        FaultProxy(azure_stack.origin, probability=0.4, seed=7, fault=busy) as writer_side,
+        FaultProxy(azure_stack.origin, probability=0.4, seed=11, fault=busy) as reader_side,
+        LocalAzureFunctionHost(
+            APP,
+            env={"AZURE_STORAGE_CONNECTION_STRING": azure_stack.connection_string(writer_side)},
+            function_key=azure_stack.function_key,
+        ) as host,
+    ):
+        client = PipesAzureFunctionClient(
+            message_reader=PipesAzureBlobStorageMessageReader(
+                container=azure_stack.container, client=azure_stack.blob_client(reader_side)
+            ),
+            function_key=azure_stack.function_key,
+        )
+        started = time.monotonic()
+        result = materialize_run(
+            client,
+            "azure_asset",
+            function_url=f"{host.url}/api/paced",
+            event={"messages": 400, "pace": 0.01},
+        )
+        elapsed = time.monotonic() - started
+        print(
+            f"400 messages through 40 % ServerBusy: {elapsed:.1f}s;"
+            f" writer side {dict(writer_side.injected)} injected of {dict(writer_side.counts)},"
+            f" reader side {dict(reader_side.injected)} of {dict(reader_side.counts)}"
+        )
+    assert result.success, failure_text(result)
+    assert writer_side.injected and reader_side.injected, "both sides met ServerBusy"
+    lines = [line for line in logs_of(result).split("\n") if line.startswith("paced ")]
+    assert lines == [f"paced {i}" for i in range(400)], "every message once, in order"

@@ -31,10 +31,13 @@ RETRY_TOTAL = 12
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 1.0
 
-CREDENTIALS_HINT = (
+IDENTITY_HINT = (
+    "run `az login`, give the host a managed identity, or set AZURE_CLIENT_ID, AZURE_TENANT_ID"
+    " and AZURE_CLIENT_SECRET"
+)
+ACCOUNT_HINT = (
     "set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_URL or"
-    " AZURE_STORAGE_ACCOUNT_NAME with credentials DefaultAzureCredential finds (`az login`,"
-    " a managed identity, AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET)"
+    f" AZURE_STORAGE_ACCOUNT_NAME to use DefaultAzureCredential ({IDENTITY_HINT})"
 )
 
 
@@ -100,12 +103,14 @@ def blob_retry_policy(
 def _retry_class() -> Callable[..., ExponentialRetry]:
     """`ExponentialRetry` with our backoff; defined on first use, as the SDK is imported then."""
     blob_module()  # the install line, if the SDK is missing
+    from azure.core.exceptions import AzureError
     from azure.storage.blob import ExponentialRetry
 
     class QuickExponentialRetry(ExponentialRetry):
         """Full-jitter backoff: before retry n (from 1), a random wait up to
         `first_backoff * 2**(n-1)`, at most `max_backoff`; every kind of retry (connect, read,
-        status) counts against the one `retry_total`."""
+        status) counts against the one `retry_total`; an exception is retried only if it is
+        transient."""
 
         def __init__(self, *, retry_total: int, first_backoff: float, max_backoff: float):
             super().__init__(
@@ -118,6 +123,19 @@ def _retry_class() -> Callable[..., ExponentialRetry]:
             )
             self.first_backoff = first_backoff
             self.max_backoff = max_backoff
+
+        def increment(
+            self,
+            settings: dict[str, Any],
+            request: Any,
+            response: Any = None,
+            error: AzureError | None = None,
+        ) -> bool:
+            """Whether to retry: the SDK's own rule, for an error only one `is_transient` (the
+            SDK would also retry a credential that cannot get a token, 13 times)."""
+            if error is not None and not is_transient(error):
+                return False
+            return bool(super().increment(settings, request, response, error))
 
         def get_backoff_time(self, settings: dict[str, Any]) -> float:
             retry = max(1, int(settings["count"]))  # 1 before the first retry
@@ -145,8 +163,8 @@ def translate(exc: Exception, what: str) -> PipesCloudError:
     if isinstance(exc, exceptions.ClientAuthenticationError) and status is None:
         # azure-identity found no credentials or could not get a token: its message lists why
         return AccessDeniedError(
-            f"no usable Azure credentials for {what}: {CREDENTIALS_HINT}"
-            f" ({type(exc).__name__}: {exc})"
+            f"no usable Azure credentials for {what}: {IDENTITY_HINT}; or set"
+            f" AZURE_STORAGE_CONNECTION_STRING ({type(exc).__name__}: {exc})"
         )
     if status in DENIED_STATUSES or isinstance(exc, exceptions.ClientAuthenticationError):
         return AccessDeniedError(f"access to {what} denied ({describe(exc)})")

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dagster_pipes_cloud.adapters._azure import (
+    ACCOUNT_HINT,
     BLOB_NOT_FOUND,
     CONTAINER_NOT_FOUND,
-    CREDENTIALS_HINT,
     blob_module,
     blob_retry_policy,
     describe,
@@ -62,7 +62,7 @@ def default_azure_blob_client() -> BlobServiceClient:
     if not account_url and account_name:
         account_url = f"https://{account_name}.blob.core.windows.net"
     if not account_url:
-        raise AccessDeniedError(f"no Azure Blob Storage account configured: {CREDENTIALS_HINT}")
+        raise AccessDeniedError(f"no Azure Blob Storage account configured: {ACCOUNT_HINT}")
     credential = identity_module().DefaultAzureCredential()
     client = blob.BlobServiceClient(account_url, credential=credential, retry_policy=policy)
     return client

@@ -230,6 +230,27 @@ def test_no_account_configured_names_the_variables(no_client_env: None) -> None:
     assert all(name in message for name in CLIENT_ENV)
 
 
+def test_no_usable_credentials_name_the_fix() -> None:
+    """DefaultAzureCredential with nothing to find (and no managed identity endpoint to ask)."""
+    credential = DefaultAzureCredential(
+        exclude_managed_identity_credential=True,
+        exclude_workload_identity_credential=True,
+        exclude_environment_credential=True,
+        exclude_developer_cli_credential=True,
+        exclude_powershell_credential=True,
+        exclude_visual_studio_code_credential=True,
+        exclude_shared_token_cache_credential=True,
+    )
+    policy = blob_retry_policy()
+    client = BlobServiceClient(
+        "https://127.0.0.1:9/acct", credential=credential, retry_policy=policy
+    )
+    with pytest.raises(AccessDeniedError, match="az login") as raised:
+        AzureBlobStore("ctr", client).check()  # at once: not a failure worth retrying
+    assert "Azure container 'ctr'" in str(raised.value)
+    assert "DefaultAzureCredential failed" in str(raised.value)  # and why, in its words
+
+
 def test_a_malformed_connection_string_names_the_variable(
     no_client_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

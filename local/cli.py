@@ -217,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"the message bucket (the container on Azure); default: {DEFAULT_BUCKET}",
     )
     args = parser.parse_args(argv)
+    # Functions and definitions in the folder the command runs in import as `python -m` and
+    # `dagster dev` import them; the hosts pass this path on to the function processes.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         if args.command == "demo":
             return _demo(list(CLOUDS) if args.cloud == "all" else [args.cloud])

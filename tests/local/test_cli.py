@@ -171,6 +171,17 @@ def test_a_bad_function_is_a_usage_error_naming_it(
     assert serve_calls == []
 
 
+def test_a_function_in_the_current_folder_is_found(
+    serve_calls: list[tuple[Any, ...]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As `python -m` and `dagster dev` find modules in the folder they run in."""
+    (tmp_path / "here_module.py").write_text("def main(request):\n    return 'ok'\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert cli.main(["local", "--cloud", "gcp", "--function", "fn=here_module.main"]) == 0
+    assert serve_calls == [("gcp", {"fn": "here_module:main"}, "dagster-pipes")]
+
+
 def test_a_bad_gcp_function_is_a_usage_error_naming_it(
     serve_calls: list[tuple[Any, ...]], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dagster_pipes_cloud.adapters.errors import MissingDependencyError
 from dagster_pipes_cloud.local._process import (
     LOCALHOST,
     LocalEmulator,
@@ -53,8 +54,6 @@ def find_azurite_blob() -> str:
     Raises `MissingDependencyError` with the install line when there is none, or when Node.js,
     which runs it, is not on PATH.
     """
-    from dagster_pipes_cloud.adapters.errors import MissingDependencyError
-
     given = os.environ.get(AZURITE_BLOB_ENV, "").strip()
     if given:
         found = shutil.which(given)

@@ -161,9 +161,7 @@ class HttpFunctionInvoker(ABC):
             return self.unanswered(url, exc, time.monotonic() - started)
         return self.answered(url, response, time.monotonic() - started)
 
-    def answered(
-        self, url: str, response: requests.Response, elapsed: float
-    ) -> FunctionInvocation:
+    def answered(self, url: str, response: requests.Response, elapsed: float) -> FunctionInvocation:
         """The invocation `response` reports; it came `elapsed` seconds after the request left."""
         return self._invocation(url, response)
 

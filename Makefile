@@ -10,10 +10,13 @@ CLOUD ?= all
 PACKAGE_DIRS := $(shell find adapters external orchestration local examples -type d -not -name __pycache__)
 STRICT_EDITABLE := -e . --config-settings editable_mode=strict
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench clean .checkov
 
 # Node tools of the local stack (Azurite), as package-lock.json pins them, in node_modules/.
 NODE_TOOLS := node_modules/.installed
+# checkov scans infra/ from a venv of its own, so it cannot change the project's dependencies.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := .checkov/bin/checkov
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,12 +49,19 @@ typecheck: $(VENV)/.linked
 	cd build/__editable__.dagster_pipes_cloud-*/ && \
 		$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p dagster_pipes_cloud
 
-pytest: $(VENV)/.linked $(NODE_TOOLS)
+$(CHECKOV):
+	$(PYTHON) -m venv .checkov
+	.checkov/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+
+.checkov: $(CHECKOV)
+
+pytest: $(VENV)/.linked $(NODE_TOOLS) $(CHECKOV)
 	$(BIN)/pytest
 
 bench: $(VENV)/.linked $(NODE_TOOLS)
 	$(BIN)/python benchmarks/aws_channel.py
 	$(BIN)/python benchmarks/gcp_channel.py
+	$(BIN)/python benchmarks/azure_channel.py
 
 clean:
-	rm -rf $(VENV) build node_modules
+	rm -rf $(VENV) build node_modules .checkov

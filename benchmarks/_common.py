@@ -67,26 +67,51 @@ def median_round_trip(call: Callable[[], object], runs: int) -> float:
     return statistics.median(seconds[1:])
 
 
-def timed_run(client: Any, **run_args: Any) -> float:
-    """Materialize one asset that calls `client.run(context=..., event={}, **run_args)`; the
-    seconds `client.run` took."""
+@dataclass(frozen=True)
+class Run:
+    """One materialization: the seconds `client.run` took (until it returned or raised), whether
+    the step succeeded, and the messages of the run's event log."""
+
+    seconds: float
+    success: bool
+    logs: list[str]
+
+
+def recorded_run(client: Any, event: Mapping[str, Any], **run_args: Any) -> Run:
+    """Materialize one asset that calls `client.run(context=..., event=event, **run_args)`; a
+    failed step is recorded, not raised."""
     seconds: list[float] = []
 
     @asset(required_resource_keys={"pipes_client"})
     def benchmark_asset(context: AssetExecutionContext) -> Any:
         started = time.perf_counter()
-        invocation = context.resources.pipes_client.run(context=context, event={}, **run_args)
-        seconds.append(time.perf_counter() - started)
+        try:
+            invocation = context.resources.pipes_client.run(
+                context=context, event=event, **run_args
+            )
+        finally:
+            seconds.append(time.perf_counter() - started)
         return invocation.get_materialize_result()
 
+    instance = DagsterInstance.ephemeral()
     result = materialize(
         [benchmark_asset],
         resources={"pipes_client": client},
-        instance=DagsterInstance.ephemeral(),
+        instance=instance,
         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        raise_on_error=False,
     )
-    assert result.success
-    return seconds[0]
+    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    return Run(seconds[0] if seconds else float("nan"), result.success, logs)
+
+
+def timed_run(client: Any, **run_args: Any) -> float:
+    """Materialize one asset that calls `client.run(context=..., event={}, **run_args)`; the
+    seconds `client.run` took. A failed step raises."""
+    run = recorded_run(client, {}, **run_args)
+    if not run.success:
+        raise RuntimeError("the benchmark run failed:\n" + "\n".join(run.logs[-20:]))
+    return run.seconds
 
 
 def measure(

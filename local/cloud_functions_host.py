@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import shutil
 import sys
-import tempfile
-import threading
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dagster_pipes_cloud.local._env import function_env
 from dagster_pipes_cloud.local._process import (
     LOCALHOST,
-    LocalService,
     ManagedProcess,
-    ProcessStartError,
     http_ready,
-    remove_at_owner_exit,
     require_local_extra,
-    start_on_free_port,
 )
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
-
-logger = logging.getLogger(__name__)
+from dagster_pipes_cloud.local._supervised import SupervisedServer
 
 DEFAULT_CONCURRENCY = 8
 """Requests one instance serves at once unless told otherwise (gunicorn threads)."""
@@ -37,11 +23,11 @@ _TARGET = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>
 # functions-framework loads a source file as its own module (named after the file); ours only
 # imports the user's module, so its name must not be one a user's code could import.
 _SOURCE_NAME = "_local_cloud_function_source"
-_POLL_INTERVAL = 0.2
-_MAX_RESTART_DELAY = 5.0
 
 
-class LocalCloudFunctionHost(LocalService):
+class LocalCloudFunctionHost(SupervisedServer):
+    kind = "Cloud Function"
+
     """An HTTP Cloud Function (`fn(request)`, a Flask request) served locally, as a context manager.
 
     `target` is `"package.module:function"`. The server is functions-framework's own
@@ -92,93 +78,32 @@ class LocalCloudFunctionHost(LocalService):
         require_local_extra(
             "LocalCloudFunctionHost (functions-framework)", ("functions_framework",)
         )
+        super().__init__(
+            name or match["function"].replace("_", "-").lower(),
+            startup_timeout=startup_timeout,
+            log_path=log_path,
+        )
         self.target = target
         self.module: str = match["module"]
         self.function: str = match["function"]
-        self.name = name or self.function.replace("_", "-").lower()
         self.env = dict(env or {})
         self.concurrency = concurrency
-        self.startup_timeout = startup_timeout
-        self._log_path = Path(log_path) if log_path is not None else None
-        self._temp_dir: Path | None = None
-        self._port: int | None = None
-        self._process: ManagedProcess | None = None
-        self._stopping = threading.Event()
-        self._supervisor: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        """`http://127.0.0.1:PORT`, where the function answers (at `/` and at any path)."""
-        if self._port is None:
-            raise RuntimeError("LocalCloudFunctionHost has not been started")
-        return f"http://{LOCALHOST}:{self._port}"
-
-    @property
-    def log_path(self) -> Path:
-        """The file with the server's stdout and stderr, across restarts."""
-        if self._log_path is None:
-            raise RuntimeError("LocalCloudFunctionHost has not been started")
-        return self._log_path
-
-    @property
-    def pid(self) -> int:
-        """The process id of the running server (gunicorn's arbiter, or the Flask server)."""
-        if self._process is None:
-            raise RuntimeError("LocalCloudFunctionHost has not been started")
-        return self._process.pid
-
-    def start(self) -> Self:
-        """Start the server on a free port, wait until it serves, and start its supervisor."""
-        if self._temp_dir is not None:
-            raise RuntimeError("LocalCloudFunctionHost was already started")
-        self._stopping.clear()
-        self._temp_dir = Path(tempfile.mkdtemp(prefix=f"local-cloud-function-{self.name}-"))
-        remove_at_owner_exit(self._temp_dir)  # even if this process is killed
-        try:
-            source = self._temp_dir / f"{_SOURCE_NAME}.py"
-            source.write_text(f"from {self.module} import {self.function}\n")
-            (self._temp_dir / "gcloud").mkdir()
-            if self._log_path is None:
-                self._log_path = self._temp_dir / "function.log"
-            self._process, self._port = start_on_free_port(self._server)
-        except BaseException:
-            self.stop()
-            raise
-        self._supervisor = threading.Thread(
-            target=self._supervise, name=f"cloud-function-{self.name}", daemon=True
+    def _prepare(self) -> None:
+        (self.folder / f"{_SOURCE_NAME}.py").write_text(
+            f"from {self.module} import {self.function}\n"
         )
-        self._supervisor.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop the supervisor and the server (with any process it started). Idempotent."""
-        self._stopping.set()
-        if self._supervisor is not None:
-            self._supervisor.join()
-            self._supervisor = None
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-        if self._temp_dir is not None:
-            if self._log_path is not None and self._log_path.parent == self._temp_dir:
-                self._log_path = None
-            shutil.rmtree(self._temp_dir, ignore_errors=True)
-            self._temp_dir = None
+        (self.folder / "gcloud").mkdir()
 
     def _server(self, port: int) -> ManagedProcess:
-        assert self._temp_dir is not None
         probe = http_ready(f"http://{LOCALHOST}:{port}/robots.txt")  # a 404 that skips the function
-
-        def ready() -> bool:
-            return self._stopping.is_set() or probe()
-
         return ManagedProcess(
             [
                 sys.executable,
                 "-m",
                 "functions_framework",
                 "--source",
-                str(self._temp_dir / f"{_SOURCE_NAME}.py"),
+                str(self.folder / f"{_SOURCE_NAME}.py"),
                 "--target",
                 self.function,
                 "--signature-type",
@@ -190,7 +115,7 @@ class LocalCloudFunctionHost(LocalService):
             ],
             name=f"cloud-function-{self.name}",
             env=self._function_env(port),
-            ready=ready,
+            ready=self._ready_or_stopping(probe),
             startup_timeout=self.startup_timeout,
             log_path=self.log_path,
         )
@@ -200,44 +125,15 @@ class LocalCloudFunctionHost(LocalService):
 
         `PORT`, `WORKERS` and `THREADS` are the server's own: they win over `env`.
         """
-        assert self._temp_dir is not None
         platform_vars = {
             "K_SERVICE": self.name,
             "K_REVISION": f"{self.name}-00001-loc",
             "K_CONFIGURATION": self.name,
             "FUNCTION_TARGET": self.function,
             "FUNCTION_SIGNATURE_TYPE": "http",
-            "CLOUDSDK_CONFIG": str(self._temp_dir / "gcloud"),
+            "CLOUDSDK_CONFIG": str(self.folder / "gcloud"),
             "PYTHONUNBUFFERED": "1",
         }
         env = function_env(platform_vars, self.env)
         env.update({"PORT": str(port), "WORKERS": "1", "THREADS": str(self.concurrency)})
         return env
-
-    def _supervise(self) -> None:
-        """Start the server again on the same port whenever it has exited, until `stop`."""
-        while not self._stopping.wait(_POLL_INTERVAL):
-            process = self._process
-            if process is None or process.running:
-                continue
-            logger.warning(
-                "Cloud Function %s: server exited with code %s; starting it again on %s",
-                self.name,
-                process.returncode,
-                self.url,
-            )
-            process.kill()  # what is left of its group (a gunicorn worker) holds the port
-            process.stop()
-            self._restart()
-
-    def _restart(self) -> None:
-        assert self._port is not None
-        delay = _POLL_INTERVAL
-        while not self._stopping.is_set():
-            try:
-                self._process = self._server(self._port).start()
-                return
-            except ProcessStartError as error:
-                logger.warning("Cloud Function %s could not be started again: %s", self.name, error)
-            self._stopping.wait(delay)
-            delay = min(delay * 2, _MAX_RESTART_DELAY)

@@ -7,34 +7,21 @@ it imports neither azure.functions nor the app.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import secrets
-import shutil
 import sys
-import tempfile
-import threading
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dagster_pipes_cloud.local._env import function_env
 from dagster_pipes_cloud.local._process import (
     LOCALHOST,
-    LocalService,
     ManagedProcess,
     ProcessStartError,
     http_ready,
-    remove_at_owner_exit,
     require_local_extra,
-    start_on_free_port,
 )
-
-if TYPE_CHECKING:
-    from typing_extensions import Self
-
-logger = logging.getLogger(__name__)
+from dagster_pipes_cloud.local._supervised import SupervisedServer
 
 DEFAULT_CONCURRENCY: int = min(32, (getattr(os, "process_cpu_count", os.cpu_count)() or 1) + 4)
 """Sync invocations one instance runs at once unless told otherwise: the Azure Python worker's
@@ -49,8 +36,6 @@ PING_PATH = "/admin/host/ping"
 
 _SERVER = "dagster_pipes_cloud.local.azure_functions_host.server"
 _TARGET = re.compile(r"(?P<module>\w+(?:\.\w+)*):(?P<app>[A-Za-z_]\w*)")
-_SUPERVISION_INTERVAL = 0.2
-_MOST_RESTART_DELAY = 5.0
 
 
 class FunctionAppIndexError(ProcessStartError):
@@ -68,7 +53,7 @@ class FunctionAppIndexError(ProcessStartError):
         self.output = output
 
 
-class LocalAzureFunctionHost(LocalService):
+class LocalAzureFunctionHost(SupervisedServer):
     """A FunctionApp's HTTP functions served locally, as a context manager.
 
     `target` is `"package.module:app"` (only that spelling; another is a ValueError naming it);
@@ -113,6 +98,8 @@ class LocalAzureFunctionHost(LocalService):
     `MissingDependencyError` with the install line.
     """
 
+    kind = "Azure Functions app"
+
     def __init__(
         self,
         target: str,
@@ -133,98 +120,36 @@ class LocalAzureFunctionHost(LocalService):
         if front_end_timeout <= 0:
             raise ValueError(f"front_end_timeout must be positive, got {front_end_timeout}")
         require_local_extra("LocalAzureFunctionHost (azure-functions)", ("azure.functions",))
+        super().__init__(
+            name or match["module"].rsplit(".", 1)[-1].replace("_", "-").lower(),
+            startup_timeout=startup_timeout,
+            log_path=log_path,
+        )
         self.target = target
         self.module: str = match["module"]
         self.app: str = match["app"]
-        self.name = name or self.module.rsplit(".", 1)[-1].replace("_", "-").lower()
         self.env = dict(env or {})
         self.concurrency = concurrency
         self.front_end_timeout = front_end_timeout
         self.function_key = function_key
-        self.startup_timeout = startup_timeout
-        self._given_log_path = Path(log_path) if log_path is not None else None
         self._instance_id = secrets.token_hex(32)
-        self._stopping = threading.Event()
-        self._supervisor: threading.Thread | None = None
-        # while started: the temporary folder, the port and the server process on it
-        self._folder: Path | None = None
-        self._port = 0
-        self._process: ManagedProcess | None = None
-
-    def _server_process(self) -> ManagedProcess:
-        if self._process is None:
-            raise RuntimeError("LocalAzureFunctionHost has not been started")
-        return self._process
-
-    @property
-    def url(self) -> str:
-        """`http://127.0.0.1:PORT` (known once started); the functions answer under `/api/`."""
-        self._server_process()
-        return f"http://{LOCALHOST}:{self._port}"
 
     @property
     def function_urls(self) -> dict[str, str]:
         """Each HTTP-triggered function's URL by function name (a route template's parameters
         stay in braces: `.../api/items/{id}`), as the app was indexed at start."""
-        self._server_process()
-        assert self._folder is not None
-        paths: dict[str, str] = json.loads((self._folder / "functions.json").read_text())
+        paths: dict[str, str] = json.loads((self.folder / "functions.json").read_text())
         return {name: f"{self.url}{path}" for name, path in paths.items()}
 
-    @property
-    def log_path(self) -> Path:
-        """The file with the server's output across restarts (known once started)."""
-        return self._server_process().log_path
+    def _prepare(self) -> None:
+        self._write_settings()
 
-    @property
-    def pid(self) -> int:
-        """The process id of the server (the app's process); after a restart, the new one's."""
-        return self._server_process().pid
-
-    def start(self) -> Self:
-        """Start the server on a free port, wait until it serves, and start its supervisor.
-
-        Raises `FunctionAppIndexError` where the app is refused at indexing, `ProcessStartError`
-        where the server does not start otherwise.
-        """
-        if self._folder is not None:
-            raise RuntimeError("LocalAzureFunctionHost was already started")
-        self._stopping.clear()
-        self._folder = Path(tempfile.mkdtemp(prefix=f"local-azure-functions-{self.name}-"))
-        remove_at_owner_exit(self._folder)  # even if this process is killed
-        try:
-            self._write_settings()
-            self._process, self._port = start_on_free_port(self._server)
-        except BaseException as error:
-            refusal = self._refusal(error)
-            self.stop()
-            if refusal is not None:
-                raise refusal from None
-            raise
-        self._supervisor = threading.Thread(
-            target=self._keep_serving, name=f"azure-functions-{self.name}", daemon=True
-        )
-        self._supervisor.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop the supervisor and the server, with any function still running; remove the
-        temporary folder (and the log, unless `log_path` was given). Idempotent."""
-        self._stopping.set()
-        if self._supervisor is not None:
-            self._supervisor.join()
-            self._supervisor = None
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
+    def _start_error(self, error: BaseException) -> BaseException | None:
+        return self._refusal(error)
 
     def _write_settings(self) -> None:
         """The server's settings, in a file only this user reads (it may hold the key)."""
-        assert self._folder is not None
-        settings = self._folder / "settings.json"
+        settings = self.folder / "settings.json"
         settings.touch(mode=0o600)
         settings.write_text(
             json.dumps(
@@ -241,7 +166,7 @@ class LocalAzureFunctionHost(LocalService):
         if not isinstance(error, ProcessStartError) or self._folder is None:
             return None
         try:
-            reason = (self._folder / "refusal.txt").read_text().strip()
+            reason = (self.folder / "refusal.txt").read_text().strip()
         except OSError:
             return None
         return FunctionAppIndexError(
@@ -249,20 +174,19 @@ class LocalAzureFunctionHost(LocalService):
         )
 
     def _server(self, port: int) -> ManagedProcess:
-        assert self._folder is not None
-        refusal = self._folder / "refusal.txt"
+        refusal = self.folder / "refusal.txt"
         refusal.unlink(missing_ok=True)
         probe = http_ready(f"http://{LOCALHOST}:{port}{PING_PATH}")
         arguments = ["--module", self.module, "--app", self.app, "--port", str(port)]
-        arguments += ["--settings", str(self._folder / "settings.json"), "--refusal", str(refusal)]
-        arguments += ["--index", str(self._folder / "functions.json")]
+        arguments += ["--settings", str(self.folder / "settings.json"), "--refusal", str(refusal)]
+        arguments += ["--index", str(self.folder / "functions.json")]
         return ManagedProcess(
             [sys.executable, "-m", _SERVER, *arguments],
             name=f"azure-functions-{self.name}",
             env=self._function_env(port),
-            ready=lambda: self._stopping.is_set() or probe(),
+            ready=self._ready_or_stopping(probe),
             startup_timeout=self.startup_timeout,
-            log_path=self._given_log_path or self._folder / "function.log",
+            log_path=self.log_path,
         )
 
     def _function_env(self, port: int) -> dict[str, str]:
@@ -280,27 +204,3 @@ class LocalAzureFunctionHost(LocalService):
         env["WEBSITE_HOSTNAME"] = f"{LOCALHOST}:{port}"
         env["PYTHON_THREADPOOL_THREAD_COUNT"] = str(self.concurrency)
         return env
-
-    def _keep_serving(self) -> None:
-        """Until `stop`: whenever the server has exited, start it again on the same port (with
-        a growing pause while it fails to start). `pid` names the exited one until then."""
-        pause = _SUPERVISION_INTERVAL
-        while not self._stopping.wait(pause):
-            exited = self._process
-            if exited is None or exited.running:
-                continue
-            if pause == _SUPERVISION_INTERVAL:
-                logger.warning(
-                    "Azure Functions app %s: server exited with code %s; starting it on %s again",
-                    self.name,
-                    exited.returncode,
-                    self.url,
-                )
-            exited.kill()  # whatever is left of its group
-            exited.stop()
-            try:
-                self._process = self._server(self._port).start()
-                pause = _SUPERVISION_INTERVAL
-            except ProcessStartError as error:
-                logger.warning("Azure Functions app %s did not start again: %s", self.name, error)
-                pause = min(pause * 2, _MOST_RESTART_DELAY)

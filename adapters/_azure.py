@@ -86,7 +86,8 @@ def blob_retry_policy(
 ) -> ExponentialRetry:
     """The storage SDK retry policy our default client is built with: the one retry layer.
 
-    The SDK's own default (`ExponentialRetry()`) waits 15 s before its first retry and gives up
+    The SDK's own default (`ExponentialRetry()`) waits 15 s plus 3 s or more before its first
+    retry (18, then 24, then 42 s, each ±3 s of jitter) and gives up
     after 3 status retries; this one waits a random time up to `first_backoff` (0.1 s) before
     the first retry, doubling the bound on each retry up to `max_backoff` (1 s), for
     `retry_total` retries (12: at most 9.5 s of waiting in all). The SDK retries what it

@@ -74,7 +74,7 @@ class AzureBlobStore:
 
     Retries: the default client's SDK policy is `blob_retry_policy()` (backoff from up to 0.1 s,
     doubling to 1 s, 12 retries). A client passed in is used as it is, with its own retry policy:
-    the SDK's default waits 15 s before its first retry, so build yours with
+    the SDK's default waits about 18 s before its first retry, so build yours with
     `retry_policy=blob_retry_policy()`. Every call gives the SDK a per-request timeout
     (`REQUEST_TIMEOUT`: 5 s to connect, 30 s per read). A failure that outlives the policy is a
     `TransientError`, for the caller's next pass.

@@ -86,9 +86,9 @@ def blob_retry_policy(
 ) -> ExponentialRetry:
     """The storage SDK retry policy our default client is built with: the one retry layer.
 
-    The SDK's own default (`ExponentialRetry()`) waits 15 s plus 3 s or more before its first
-    retry (18, then 24, then 42 s, each ±3 s of jitter) and gives up
-    after 3 status retries; this one waits a random time up to `first_backoff` (0.1 s) before
+    The SDK's own default (`ExponentialRetry()`) waits about 18 s before its first retry (15 s
+    plus 3 to the retry's number, ±3 s: then 24 s and 42 s) and gives up after 3 status
+    retries; this one waits a random time up to `first_backoff` (0.1 s) before
     the first retry, doubling the bound on each retry up to `max_backoff` (1 s), for
     `retry_total` retries (12: at most 9.5 s of waiting in all). The SDK retries what it
     considers retryable: 408, 5xx other than 501/505 (503 ServerBusy is how Blob Storage

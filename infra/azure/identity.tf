@@ -1,8 +1,9 @@
 # Who may touch the Pipes channel, and nothing more.
 #
-# Every grant is `Storage Blob Data Contributor` on the message *container*, never on the account
-# (which would reach every container in it) or the group. Azure has no built-in role narrower than
-# a container for blob writes; with var.key_prefix set, a role assignment condition narrows reads,
+# Every grant on the channel is `Storage Blob Data Contributor` on the message *container*, never
+# on the account (which would reach every container in it) or the group; the only other storage
+# grant is the function's read of its own package container. A container is the narrowest scope a
+# role assignment takes; with var.key_prefix set, a role assignment condition narrows reads,
 # writes and deletes to blobs under that prefix (listing stays container-wide: the reader's
 # preflight lists the container).
 

@@ -168,19 +168,23 @@ CLOUDS: dict[str, LocalCloud] = {
     "aws": LocalCloud(
         stack=_aws_stack,
         check_function=_aws_function,
-        example={"dagster-pipes-example": "dagster_pipes_cloud.examples.aws.handler:handler"},
+        example={
+            "dagster-pipes-example": "dagster_pipes_cloud.examples.aws.function.handler:handler"
+        },
         definitions="dagster_pipes_cloud.examples.aws.definitions",
     ),
     "gcp": LocalCloud(
         stack=_gcp_stack,
         check_function=_gcp_function,
-        example={"dagster-pipes-example": "dagster_pipes_cloud.examples.gcp.main:main"},
+        example={"dagster-pipes-example": "dagster_pipes_cloud.examples.gcp.function.main:main"},
         definitions="dagster_pipes_cloud.examples.gcp.definitions",
     ),
     "azure": LocalCloud(
         stack=_azure_stack,
         check_function=_azure_app,
-        example={"dagster-pipes-example": "dagster_pipes_cloud.examples.azure.function_app:app"},
+        example={
+            "dagster-pipes-example": "dagster_pipes_cloud.examples.azure.function.function_app:app"
+        },
         definitions="dagster_pipes_cloud.examples.azure.definitions",
     ),
 }

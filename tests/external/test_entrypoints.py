@@ -10,9 +10,9 @@ import flask
 import pytest
 from dagster_pipes import PipesContext
 
-from dagster_pipes_cloud.examples.aws.handler import handler as example_lambda_handler
-from dagster_pipes_cloud.examples.azure.function_app import app as example_azure_app
-from dagster_pipes_cloud.examples.gcp.main import main as example_cloud_function
+from dagster_pipes_cloud.examples.aws.function.handler import handler as example_lambda_handler
+from dagster_pipes_cloud.examples.azure.function.function_app import app as example_azure_app
+from dagster_pipes_cloud.examples.gcp.function.main import main as example_cloud_function
 from dagster_pipes_cloud.external import azure_function, cloud_function, lambda_handler
 from dagster_pipes_cloud.local.azure_functions_host.indexing import index_app
 

@@ -129,7 +129,7 @@ def serve_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
 
 def test_functions_and_bucket_from_the_command_line(serve_calls: list[tuple[Any, ...]]) -> None:
-    module = "dagster_pipes_cloud.examples.aws.handler"
+    module = "dagster_pipes_cloud.examples.aws.function.handler"
     argv = ["local", "--cloud", "aws", "--bucket", "mine"]
     argv += ["--function", f"dotted={module}.handler", "--function", f"colon={module}:handler"]
     assert cli.main(argv) == 0
@@ -144,7 +144,7 @@ def test_the_example_function_by_default(serve_calls: list[tuple[Any, ...]]) -> 
     [(_, functions, bucket)] = serve_calls
     assert bucket == "dagster-pipes"
     assert functions == {
-        "dagster-pipes-example": "dagster_pipes_cloud.examples.aws.handler:handler"
+        "dagster-pipes-example": "dagster_pipes_cloud.examples.aws.function.handler:handler"
     }
 
 

@@ -1,8 +1,9 @@
-"""An HTTP Google Cloud Function that Dagster runs through Pipes.
+"""An HTTP Google Cloud Function (2nd gen) that Dagster runs through Pipes.
 
-Deploy this file as `main.py` with `dagster-pipes-cloud[gcp]` in `requirements.txt` and the
-entry point `main`; the function's service account needs object create and read on the message
-bucket (`roles/storage.objectUser`, or a custom role).
+This folder is what gets deployed: `dagster-pipes-cloud package --cloud gcp` zips this file with
+`requirements.txt`, and the function's entry point is `main`. The function's service account
+needs object create and read on the message bucket (infra/gcp grants them on the pipes prefix
+only).
 """
 
 from typing import Any

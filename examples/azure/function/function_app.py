@@ -1,9 +1,9 @@
 """An HTTP-triggered Azure Function (Python v2 programming model) that Dagster runs through Pipes.
 
-Deploy this file as `function_app.py` of a Python function app, with `dagster-pipes-cloud[azure]`
-in `requirements.txt`. The function writes its messages with the app's storage settings:
-`AZURE_STORAGE_ACCOUNT_URL` (with the app's managed identity, which needs Storage Blob Data
-Contributor on the message container) or `AZURE_STORAGE_CONNECTION_STRING`.
+This folder is what gets deployed: `dagster-pipes-cloud package --cloud azure` builds a function
+app from this file, `host.json` and `requirements.txt`. The function writes its messages with the
+app's storage settings: `AZURE_STORAGE_ACCOUNT_URL` (with the app's managed identity, which needs
+Storage Blob Data Contributor on the message container) or `AZURE_STORAGE_CONNECTION_STRING`.
 """
 
 from typing import Any

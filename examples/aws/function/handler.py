@@ -1,7 +1,9 @@
 """An AWS Lambda function that Dagster runs through Pipes.
 
-Deploy this module with `dagster-pipes-cloud[aws]` in the bundle and the handler set to
-`handler.handler`; the function's role needs `s3:PutObject` on the message bucket.
+This folder is what gets deployed: `dagster-pipes-cloud package --cloud aws` zips this module with
+`requirements.txt` installed beside it, and the function's handler is `handler.handler`. The
+function's role needs `s3:PutObject` on the message bucket (infra/aws grants it on the pipes
+prefix only).
 """
 
 from typing import Any

@@ -330,6 +330,10 @@ def _materialize(definitions_module: str) -> bool:
         materialization = event.step_materialization_data.materialization
         metadata = {key: value.value for key, value in materialization.metadata.items()}
         print(f"   asset {materialization.asset_key.to_user_string()}: {metadata}")
+    for evaluation in result.get_asset_check_evaluations():
+        verdict = "passed" if evaluation.passed else "failed"
+        metadata = {key: value.value for key, value in evaluation.metadata.items()}
+        print(f"   check {evaluation.check_name}: {verdict} {metadata}")
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
         print(f"   FAILED {event.step_key}:\n{error.to_string() if error else ''}")

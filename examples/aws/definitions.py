@@ -1,36 +1,49 @@
-"""Dagster definitions that run the example Lambda function through Pipes.
+"""Dagster definitions that run the example Lambda function (`function/handler.py`) through Pipes.
 
-Configured by the environment, as a deployment would be: `PIPES_BUCKET` (the message bucket),
-`PIPES_LAMBDA_FUNCTION` (the function's name or ARN), and boto3's own variables (credentials,
-region, and `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL_LAMBDA` for a local stack).
+Settings come from the environment, as infra/aws outputs them: `PIPES_BUCKET` (the message
+bucket), `PIPES_KEY_PREFIX` (the prefix sessions go under, the only one the function may write
+to) and `PIPES_LAMBDA_FUNCTION` (the function's name or ARN), with boto3's own variables for
+credentials and `AWS_REGION`. Unset, they fall back to the local stack's names, sessions at the
+bucket's root (`dagster-pipes-cloud local --cloud aws` also prints its `AWS_ENDPOINT_URL_*`).
 """
 
 import os
-from typing import Any
 
-from dagster import AssetExecutionContext, Definitions, MaterializeResult, asset
+from dagster import AssetCheckSpec, AssetExecutionContext, Definitions, MaterializeResult, asset
 
 from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader
 
 
-@asset
+@asset(
+    check_specs=[
+        AssetCheckSpec(
+            "total_is_positive", asset="lambda_total", description="Reported by the function."
+        )
+    ]
+)
+# Bare `MaterializeResult`: for an asset with checks, Dagster accepts the one result under
+# that annotation only, not `MaterializeResult[Any]`.
 def lambda_total(
     context: AssetExecutionContext, lambda_pipes: PipesLambdaClient
-) -> MaterializeResult[Any]:
-    """Sums rows in Lambda; the function reports the materialization and returns the total."""
+) -> MaterializeResult:  # type: ignore[type-arg]
+    """Sums rows in Lambda. The function reports the materialization's metadata (rows, total)
+    and the `total_is_positive` check, and returns the total."""
     invocation = lambda_pipes.run(
         context=context,
         function_name=os.environ.get("PIPES_LAMBDA_FUNCTION", "dagster-pipes-example"),
         event={"rows": 1000},
     )
     context.log.info(f"the function returned {invocation.response}")
-    return invocation.get_materialize_result()
+    return invocation.get_materialize_result()  # the check's result travels with it
 
 
 assets = [lambda_total]
 resources = {
     "lambda_pipes": PipesLambdaClient(
-        message_reader=PipesS3MessageReader(bucket=os.environ.get("PIPES_BUCKET", "dagster-pipes"))
+        message_reader=PipesS3MessageReader(
+            bucket=os.environ.get("PIPES_BUCKET", "dagster-pipes"),
+            key_prefix=os.environ.get("PIPES_KEY_PREFIX"),
+        )
     )
 }
 defs = Definitions(assets=assets, resources=resources)

@@ -1,30 +1,42 @@
-"""Dagster definitions that run the example Cloud Function through Pipes.
+"""Dagster definitions that run the example Cloud Function (`function/main.py`) through Pipes.
 
-Configured by the environment, as a deployment would be: `PIPES_BUCKET` (the message bucket),
-`PIPES_FUNCTION_URL` (the function's URL), and google-auth's own variables (application default
-credentials; `STORAGE_EMULATOR_HOST` for a local stack).
+Settings come from the environment, as infra/gcp outputs them: `PIPES_BUCKET` (the message
+bucket) and `PIPES_FUNCTION_URL` (the function's URL), with google-auth's application default
+credentials. Unset, they fall back to the local stack's bucket and to functions-framework's
+default local URL (`dagster-pipes-cloud local --cloud gcp` prints the URL it serves, and the GCS
+emulator's `STORAGE_EMULATOR_HOST`).
 """
 
 import os
-from typing import Any
 
-from dagster import AssetExecutionContext, Definitions, MaterializeResult, asset
+from dagster import AssetCheckSpec, AssetExecutionContext, Definitions, MaterializeResult, asset
 
 from dagster_pipes_cloud.orchestration import PipesCloudFunctionClient, PipesGCSMessageReader
 
 
-@asset
+@asset(
+    check_specs=[
+        AssetCheckSpec(
+            "total_is_positive",
+            asset="cloud_function_total",
+            description="Reported by the function.",
+        )
+    ]
+)
+# Bare `MaterializeResult`: for an asset with checks, Dagster accepts the one result under
+# that annotation only, not `MaterializeResult[Any]`.
 def cloud_function_total(
     context: AssetExecutionContext, cloud_function_pipes: PipesCloudFunctionClient
-) -> MaterializeResult[Any]:
-    """Sums rows in a Cloud Function; it reports the materialization and returns the total."""
+) -> MaterializeResult:  # type: ignore[type-arg]
+    """Sums rows in a Cloud Function. The function reports the materialization's metadata
+    (rows, total) and the `total_is_positive` check, and returns the total."""
     invocation = cloud_function_pipes.run(
         context=context,
         function_url=os.environ.get("PIPES_FUNCTION_URL", "http://127.0.0.1:8080"),
         event={"rows": 1000},
     )
     context.log.info(f"the function returned {invocation.response}")
-    return invocation.get_materialize_result()
+    return invocation.get_materialize_result()  # the check's result travels with it
 
 
 assets = [cloud_function_total]

@@ -11,6 +11,7 @@ def test_the_aws_demo_materializes_the_example_asset(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "summing 1000 rows for run" in out
     assert "asset lambda_total: {'rows': 1000, 'total': 499500" in out
+    assert "check total_is_positive: passed {'total': 499500" in out
     assert "printed by the function: 1000 rows" in out
     assert "demo aws: succeeded" in out
 
@@ -20,6 +21,7 @@ def test_the_gcp_demo_materializes_the_example_asset(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "summing 1000 rows for run" in out
     assert "asset cloud_function_total: {'rows': 1000, 'total': 499500" in out
+    assert "check total_is_positive: passed {'total': 499500" in out
     assert "demo gcp: succeeded" in out
 
 
@@ -28,6 +30,7 @@ def test_the_azure_demo_materializes_the_example_asset(capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "summing 1000 rows for run" in out
     assert "asset azure_function_total: {'rows': 1000, 'total': 499500" in out
+    assert "check total_is_positive: passed {'total': 499500" in out
     assert "the function returned {'total': 499500}" in out
     assert "demo azure: succeeded" in out
 

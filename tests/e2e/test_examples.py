@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import dagster_pipes_cloud
+from dagster_pipes_cloud.examples.azure import definitions as azure_definitions
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).with_name("dagster")
@@ -84,6 +85,20 @@ def test_a_function_folder_loads_as_its_platform_loads_it(cloud: str, tmp_path: 
     )
     assert loaded.returncode == 0, loaded.stderr
     assert json.loads(loaded.stdout.splitlines()[-1]) == {"total": 6}
+
+
+def test_the_azure_host_json_sets_the_timeout_the_client_waits_for() -> None:
+    host = json.loads(function_files("azure")["host.json"])
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"] == {
+        "id": "Microsoft.Azure.Functions.ExtensionBundle",
+        "version": "[4.*, 5.0.0)",
+    }
+    hours, minutes, seconds = (int(part) for part in host["functionTimeout"].split(":"))
+    timeout = hours * 3600 + minutes * 60 + seconds
+    assert timeout == 600  # the Consumption plan's maximum
+    client = azure_definitions.resources["azure_function_pipes"]
+    assert client.function_timeout == azure_definitions.FUNCTION_TIMEOUT == timeout
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)

@@ -22,4 +22,7 @@ def main(pipes: PipesContext, payload: dict[str, Any]) -> dict[str, Any]:
     print(f"printed by the function: {rows} rows")
     total = sum(range(rows))
     pipes.report_asset_materialization(metadata={"rows": rows, "total": total})
+    pipes.report_asset_check(
+        check_name="total_is_positive", passed=total > 0, metadata={"total": total}
+    )
     return {"total": total}

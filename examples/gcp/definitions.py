@@ -1,7 +1,8 @@
 """Dagster definitions that run the example Cloud Function (`function/main.py`) through Pipes.
 
 Settings come from the environment, as infra/gcp outputs them: `PIPES_BUCKET` (the message
-bucket) and `PIPES_FUNCTION_URL` (the function's URL), with google-auth's application default
+bucket), `PIPES_KEY_PREFIX` (the prefix sessions go under, the only one the function may write
+under) and `PIPES_FUNCTION_URL` (the function's URL), with google-auth's application default
 credentials. Unset, they fall back to the local stack's bucket and to functions-framework's
 default local URL (`dagster-pipes-cloud local --cloud gcp` prints the URL it serves, and the GCS
 emulator's `STORAGE_EMULATOR_HOST`).
@@ -42,7 +43,10 @@ def cloud_function_total(
 assets = [cloud_function_total]
 resources = {
     "cloud_function_pipes": PipesCloudFunctionClient(
-        message_reader=PipesGCSMessageReader(bucket=os.environ.get("PIPES_BUCKET", "dagster-pipes"))
+        message_reader=PipesGCSMessageReader(
+            bucket=os.environ.get("PIPES_BUCKET", "dagster-pipes"),
+            key_prefix=os.environ.get("PIPES_KEY_PREFIX"),
+        )
     )
 }
 defs = Definitions(assets=assets, resources=resources)

@@ -583,14 +583,10 @@ def test_outputs_are_dagsters_environment() -> None:
     assert not any("sensitive" in output.attributes for output in outputs.values())
 
 
-@pytest.mark.xfail(
-    reason="examples/gcp/definitions.py does not yet pass key_prefix=PIPES_KEY_PREFIX to its "
-    "reader: its sessions land at the bucket's root, where the function may not write",
-    strict=False,
-)
 def test_the_example_puts_sessions_where_the_function_may_write() -> None:
     text = DEFINITIONS.read_text()
-    assert re.search(r"PipesGCSMessageReader\([^)]*key_prefix=", text, re.DOTALL)
+    call = r"PipesGCSMessageReader\((?:[^()]|\([^()]*\))*key_prefix="  # one level of (...)
+    assert re.search(call, text, re.DOTALL)
     assert "PIPES_KEY_PREFIX" in environment_read_by_definitions()
 
 

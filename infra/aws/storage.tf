@@ -1,0 +1,105 @@
+# The message bucket: Dagster writes each session's context under key_prefix, the function writes
+# its numbered message chunks there, and Dagster reads and deletes them. Nothing else lives in it.
+
+resource "aws_s3_bucket" "messages" {
+  #checkov:skip=CKV_AWS_21:No versioning: session blobs are written once (create-if-absent) and deleted after reading or expiry; old versions would only keep deleted messages.
+  #checkov:skip=CKV_AWS_144:No cross-region replication: the blobs are a transient channel, worthless once their run has ended.
+  #checkov:skip=CKV_AWS_18:No server access logging: it needs a second bucket per deployment; audit S3 access with CloudTrail data events where required.
+  #checkov:skip=CKV2_AWS_62:No event notifications: Dagster polls for chunks; nothing consumes bucket events.
+  bucket        = var.bucket_name
+  bucket_prefix = var.bucket_name == null ? "dagster-pipes-" : null
+}
+
+resource "aws_s3_bucket_public_access_block" "messages" {
+  bucket = aws_s3_bucket.messages.id
+
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+# ACLs off: every object belongs to the bucket owner, access is decided by IAM alone.
+resource "aws_s3_bucket_ownership_controls" "messages" {
+  bucket = aws_s3_bucket.messages.id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "messages" {
+  bucket = aws_s3_bucket.messages.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = var.kms_key_arn == null ? "AES256" : "aws:kms"
+      kms_master_key_id = var.kms_key_arn
+    }
+    # With KMS: one data key per bucket for a while, not one KMS call per chunk.
+    bucket_key_enabled = var.kms_key_arn != null
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "messages" {
+  bucket = aws_s3_bucket.messages.id
+
+  rule {
+    id     = "expire-pipes-sessions"
+    status = "Enabled"
+
+    filter {
+      prefix = "${var.key_prefix}/"
+    }
+
+    expiration {
+      days = var.retention_days
+    }
+  }
+
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+
+    # The whole bucket: an upload cut short is billed wherever it was headed.
+    filter {
+      prefix = ""
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+}
+
+# Requests over plain HTTP are refused, whoever sends them.
+data "aws_iam_policy_document" "messages_tls_only" {
+  statement {
+    sid     = "DenyInsecureTransport"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    resources = [
+      aws_s3_bucket.messages.arn,
+      "${aws_s3_bucket.messages.arn}/*",
+    ]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "messages" {
+  bucket = aws_s3_bucket.messages.id
+  policy = data.aws_iam_policy_document.messages_tls_only.json
+
+  # S3 refuses a bucket policy while the public access block is being put.
+  depends_on = [aws_s3_bucket_public_access_block.messages]
+}

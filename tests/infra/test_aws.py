@@ -1,0 +1,527 @@
+"""infra/aws: formatted, valid, applied to moto and destroyed, least privilege, and checkov clean.
+
+The apply runs the module unchanged against moto's server (S3, IAM, Lambda, CloudWatch Logs and
+STS on one local port): a test-only `override.tf` in the module's copy points the AWS provider
+there. 55 s of the apply are the provider's own: after putting a bucket lifecycle
+configuration it waits 10 s and then for 10 equal reads 5 s apart, whatever the endpoint.
+
+The policy documents terraform rendered are read from the applied state and evaluated by
+`PolicyEvaluator`, a small model of IAM's rules (explicit deny wins, else an allow, else denied;
+action and resource wildcards; the condition operators the module uses): moto's own evaluation
+knows only StringEquals conditions and none of S3's request keys (`s3:prefix`,
+`aws:SecureTransport`), nor bucket policies.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_testing import local_client
+from botocore.exceptions import ClientError
+from terraform_testing import INFRA, checkov_failures, module_copy, require_terraform, terraform
+
+from dagster_pipes_cloud.local import S3Emulator
+
+MODULE = "aws"
+ENV_OUTPUTS = {"PIPES_BUCKET", "PIPES_KEY_PREFIX", "PIPES_LAMBDA_FUNCTION", "AWS_REGION"}
+"""The outputs that are the Dagster process's environment; the module's others are lower case."""
+IDENTITY_OUTPUTS = {"orchestrator_policy_arn", "orchestrator_role_arn"}
+ORCHESTRATOR_PRINCIPAL = "arn:aws:iam::123456789012:role/dagster"
+TEST_SERVICES = ("s3", "iam", "lambda", "logs", "sts")
+
+
+def module_folders() -> list[str]:
+    return sorted(path.name for path in INFRA.iterdir() if path.is_dir()) if INFRA.is_dir() else []
+
+
+@pytest.mark.parametrize("module", module_folders())
+def test_module_is_formatted(module: str, tmp_path: Path) -> None:
+    """`terraform fmt -check -recursive` per module under infra/, so a failure names its module."""
+    terraform(tmp_path, "fmt", "-check", "-diff", "-recursive", "-no-color", str(INFRA / module))
+
+
+def test_module_validates(tmp_path: Path) -> None:
+    workdir = module_copy(MODULE, tmp_path)
+    terraform(workdir, "init", "-backend=false", "-input=false", "-no-color")
+    terraform(workdir, "validate", "-no-color")
+
+
+def test_checkov_finds_nothing() -> None:
+    assert checkov_failures(MODULE) == []
+
+
+# --- applied to moto ------------------------------------------------------------------------
+
+
+def provider_override(endpoint_url: str) -> str:
+    """An `override.tf` sending the module's AWS provider to moto with dummy credentials."""
+    endpoints = "\n".join(f'    {service} = "{endpoint_url}"' for service in TEST_SERVICES)
+    return (
+        'provider "aws" {\n'
+        f'  region                      = "{S3Emulator.region}"\n'
+        f'  access_key                  = "{S3Emulator.access_key_id}"\n'
+        f'  secret_key                  = "{S3Emulator.secret_access_key}"\n'
+        "  skip_credentials_validation = true\n"
+        "  skip_requesting_account_id  = true\n"
+        "  skip_metadata_api_check     = true\n"
+        "  s3_use_path_style           = true\n"
+        f"  endpoints {{\n{endpoints}\n  }}\n"
+        "}\n"
+    )
+
+
+@dataclass
+class Deployment:
+    """The module applied to moto: its outputs, its state's resources and clients to moto."""
+
+    workdir: Path
+    variables: list[str]
+    endpoint_url: str
+    outputs: dict[str, Any]
+    resources: dict[str, dict[str, Any]]
+    destroyed: bool = False
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        if service not in self.clients:
+            self.clients[service] = local_client(service, self.endpoint_url)
+        return self.clients[service]
+
+    def policy(self, address: str) -> dict[str, Any]:
+        """The policy document of the resource at `address`, as terraform rendered it."""
+        document: dict[str, Any] = json.loads(self.resources[address]["policy"])
+        return document
+
+    def destroy(self) -> None:
+        if not self.destroyed:
+            # the state is as the apply wrote it: no need to read everything back again
+            terraform(self.workdir, "destroy", "-auto-approve", "-refresh=false", *self.variables)
+            self.destroyed = True
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """infra/aws applied to a moto server of its own, with the orchestrator role; destroyed by
+    `test_destroy_removes_everything` (the last test here) or, failing that, on teardown."""
+    require_terraform()
+    root = tmp_path_factory.mktemp("infra-aws")
+    workdir = module_copy(MODULE, root)
+    function_zip = root / "function.zip"
+    with zipfile.ZipFile(function_zip, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return {}\n")
+    variables = [
+        "-input=false",
+        "-no-color",
+        f"-var=function_zip={function_zip}",
+        "-var=create_orchestrator_role=true",
+        f"-var=orchestrator_principal_arns=[{json.dumps(ORCHESTRATOR_PRINCIPAL)}]",
+    ]
+    with S3Emulator() as moto:
+        (workdir / "override.tf").write_text(provider_override(moto.endpoint_url))
+        terraform(workdir, "init", "-backend=false", "-input=false", "-no-color")
+        terraform(workdir, "apply", "-auto-approve", *variables)
+        outputs = json.loads(terraform(workdir, "output", "-json").stdout)
+        state = json.loads(terraform(workdir, "show", "-json").stdout)
+        resources = {
+            resource["address"]: resource["values"]
+            for resource in state["values"]["root_module"]["resources"]
+        }
+        deployed = Deployment(
+            workdir,
+            variables,
+            moto.endpoint_url,
+            {name: output["value"] for name, output in outputs.items()},
+            resources,
+        )
+        try:
+            yield deployed
+        finally:
+            deployed.destroy()
+
+
+def test_outputs_are_the_environment(deployment: Deployment) -> None:
+    outputs = deployment.outputs
+    assert {name for name in outputs if name.isupper()} == ENV_OUTPUTS
+    assert set(outputs) - ENV_OUTPUTS == IDENTITY_OUTPUTS
+    assert outputs["PIPES_BUCKET"].startswith("dagster-pipes-")
+    assert outputs["PIPES_KEY_PREFIX"] == "dagster-pipes"
+    assert outputs["PIPES_LAMBDA_FUNCTION"] == "dagster-pipes-example"
+    assert outputs["AWS_REGION"] == S3Emulator.region
+    assert outputs["orchestrator_role_arn"].endswith(":role/dagster-pipes-example-orchestrator")
+
+
+def test_apply_is_stable(deployment: Deployment) -> None:
+    """A second plan finds nothing to change (no attribute the provider reads back differently)."""
+    plan = terraform(deployment.workdir, "plan", "-detailed-exitcode", *deployment.variables)
+    assert "No changes." in plan.stdout
+
+
+def test_bucket_is_private_encrypted_and_expires_sessions(deployment: Deployment) -> None:
+    s3 = deployment.client("s3")
+    bucket = deployment.outputs["PIPES_BUCKET"]
+    s3.head_bucket(Bucket=bucket)
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert block == {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]
+    assert ownership["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+    default = encryption["Rules"][0]["ApplyServerSideEncryptionByDefault"]
+    assert default["SSEAlgorithm"] == "AES256"
+
+    rules = {
+        rule["ID"]: rule for rule in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    }
+    sessions = rules["expire-pipes-sessions"]
+    assert sessions["Status"] == "Enabled"
+    assert sessions["Filter"] == {"Prefix": "dagster-pipes/"}
+    assert sessions["Expiration"] == {"Days": 7}
+    uploads = rules["abort-incomplete-uploads"]
+    assert uploads["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    (statement,) = policy["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_function_runs_once_per_event(deployment: Deployment) -> None:
+    lambda_ = deployment.client("lambda")
+    name = deployment.outputs["PIPES_LAMBDA_FUNCTION"]
+    configuration = lambda_.get_function(FunctionName=name)["Configuration"]
+    assert configuration["Handler"] == "handler.handler"
+    assert configuration["Runtime"] == "python3.12"
+    assert configuration["Timeout"] == 300
+    assert configuration["Role"].endswith(":role/dagster-pipes-example-function")
+    assert "Environment" not in configuration or not configuration["Environment"].get("Variables")
+    invoke_config = lambda_.get_function_event_invoke_config(FunctionName=name)
+    assert invoke_config["MaximumRetryAttempts"] == 0
+    assert invoke_config["MaximumEventAgeInSeconds"] == 900
+
+    (group,) = deployment.client("logs").describe_log_groups(
+        logGroupNamePrefix=f"/aws/lambda/{name}"
+    )["logGroups"]
+    assert group["retentionInDays"] == 30
+
+
+def test_orchestrator_role_has_the_policy(deployment: Deployment) -> None:
+    iam = deployment.client("iam")
+    role = iam.get_role(RoleName="dagster-pipes-example-orchestrator")["Role"]
+    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"AWS": ORCHESTRATOR_PRINCIPAL}
+    attached = iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"]
+    assert [policy["PolicyArn"] for policy in attached] == [
+        deployment.outputs["orchestrator_policy_arn"]
+    ]
+
+
+# --- least privilege ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """One API call to authorise: its action, resource ARN and request context."""
+
+    action: str
+    resource: str
+    context: Mapping[str, str] = field(default_factory=dict)
+
+
+class PolicyEvaluator:
+    """IAM's evaluation over policy documents: an explicit Deny in any wins; else an Allow in
+    any; else the implicit deny. Action and Resource (and their Not forms) match with `*` and
+    `?`, actions case-insensitively. Conditions: the String, Arn and Bool operators, their
+    `IfExists` forms and `Null`; a condition key absent from the request matches no positive
+    operator and every negated one. Any other operator raises, rather than guess.
+    """
+
+    def __init__(self, *documents: Mapping[str, Any]) -> None:
+        self.statements: list[Mapping[str, Any]] = []
+        for document in documents:
+            statements = document["Statement"]
+            self.statements += [statements] if isinstance(statements, Mapping) else statements
+
+    def decide(self, request: Request) -> str:
+        effects = {
+            statement["Effect"] for statement in self.statements if _applies(statement, request)
+        }
+        if "Deny" in effects:
+            return "Deny"
+        return "Allow" if "Allow" in effects else "ImplicitDeny"
+
+    def allows(self, request: Request) -> bool:
+        return self.decide(request) == "Allow"
+
+
+def _as_list(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _glob(pattern: str, value: str, *, case_sensitive: bool = True) -> bool:
+    if not case_sensitive:
+        pattern, value = pattern.lower(), value.lower()
+    return fnmatch.fnmatchcase(value, pattern.replace("[", "[[]"))
+
+
+def _applies(statement: Mapping[str, Any], request: Request) -> bool:
+    if "Action" in statement:
+        matched = any(
+            _glob(action, request.action, case_sensitive=False)
+            for action in _as_list(statement["Action"])
+        )
+    else:
+        matched = not any(
+            _glob(action, request.action, case_sensitive=False)
+            for action in _as_list(statement["NotAction"])
+        )
+    if not matched:
+        return False
+    if "Resource" in statement:
+        matched = any(_glob(arn, request.resource) for arn in _as_list(statement["Resource"]))
+    else:
+        matched = not any(
+            _glob(arn, request.resource) for arn in _as_list(statement["NotResource"])
+        )
+    if not matched:
+        return False
+    conditions: Mapping[str, Mapping[str, Any]] = statement.get("Condition", {})
+    return all(
+        _condition(operator, key, _as_list(values), request.context)
+        for operator, keys in conditions.items()
+        for key, values in keys.items()
+    )
+
+
+_POSITIVE = {
+    "StringEquals": lambda pattern, value: pattern == value,
+    "StringLike": lambda pattern, value: _glob(pattern, value),
+    "ArnEquals": lambda pattern, value: pattern == value,
+    "ArnLike": lambda pattern, value: _glob(pattern, value),
+    "Bool": lambda pattern, value: pattern.lower() == value.lower(),
+}
+_NEGATED = {
+    "StringNotEquals": "StringEquals",
+    "StringNotLike": "StringLike",
+    "ArnNotEquals": "ArnEquals",
+    "ArnNotLike": "ArnLike",
+}
+
+
+def _condition(operator: str, key: str, values: list[str], context: Mapping[str, str]) -> bool:
+    if operator == "Null":
+        (expected,) = values
+        return (key not in context) == (expected.lower() == "true")
+    if_exists = operator.endswith("IfExists")
+    base = operator.removesuffix("IfExists")
+    if base not in _POSITIVE and base not in _NEGATED:
+        raise NotImplementedError(f"condition operator {operator} is not modelled")
+    if key not in context:
+        return if_exists or base in _NEGATED
+    value = context[key]
+    if base in _NEGATED:
+        match = _POSITIVE[_NEGATED[base]]
+        return not any(match(pattern, value) for pattern in values)
+    return any(_POSITIVE[base](pattern, value) for pattern in values)
+
+
+TLS = {"aws:SecureTransport": "true"}
+PLAIN_HTTP = {"aws:SecureTransport": "false"}
+
+
+def s3_object(bucket: str, key: str) -> str:
+    return f"arn:aws:s3:::{bucket}/{key}"
+
+
+def test_the_evaluator_follows_iams_rules() -> None:
+    """The evaluator itself, on documents whose answers IAM's documentation gives."""
+    evaluator = PolicyEvaluator(
+        {
+            "Statement": [
+                {"Effect": "Allow", "Action": "s3:Get*", "Resource": "arn:aws:s3:::b/p/*"},
+                {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/p/secret"},
+                {
+                    "Effect": "Allow",
+                    "Action": "s3:ListBucket",
+                    "Resource": "arn:aws:s3:::b",
+                    "Condition": {"StringNotLike": {"s3:prefix": "hidden/*"}},
+                },
+            ]
+        }
+    )
+    assert evaluator.allows(Request("S3:GETOBJECT", "arn:aws:s3:::b/p/x/y"))
+    assert evaluator.decide(Request("s3:GetObject", "arn:aws:s3:::b/p/secret")) == "Deny"
+    assert evaluator.decide(Request("s3:GetObject", "arn:aws:s3:::b/q")) == "ImplicitDeny"
+    assert evaluator.allows(Request("s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "p/"}))
+    assert not evaluator.allows(
+        Request("s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "hidden/a"})
+    )
+    assert evaluator.allows(Request("s3:ListBucket", "arn:aws:s3:::b"))  # negated, key absent
+    with pytest.raises(NotImplementedError):
+        PolicyEvaluator(
+            {
+                "Statement": {
+                    "Effect": "Allow",
+                    "Action": "*",
+                    "Resource": "*",
+                    "Condition": {"NumericLessThan": {"s3:max-keys": "10"}},
+                }
+            }
+        ).decide(Request("s3:ListBucket", "arn:aws:s3:::b", {"s3:max-keys": "5"}))
+
+
+def test_function_role_writes_under_the_prefix_only(deployment: Deployment) -> None:
+    bucket = deployment.outputs["PIPES_BUCKET"]
+    prefix = deployment.outputs["PIPES_KEY_PREFIX"]
+    function_arn = deployment.resources["aws_lambda_function.example"]["arn"]
+    log_group_arn = deployment.resources["aws_cloudwatch_log_group.function"]["arn"]
+    # the bucket policy takes part: it could only deny
+    role = PolicyEvaluator(
+        deployment.policy("aws_iam_role_policy.function"),
+        deployment.policy("aws_s3_bucket_policy.messages"),
+    )
+    chunk = s3_object(bucket, f"{prefix}/messages-0a1b/1.json")
+    context = s3_object(bucket, f"{prefix}/context-2c3d/context.json")
+
+    assert role.allows(Request("s3:PutObject", chunk, TLS))
+    assert role.allows(Request("s3:GetObject", context, TLS))
+    assert role.decide(Request("s3:PutObject", chunk, PLAIN_HTTP)) == "Deny"
+    for elsewhere in (
+        s3_object(bucket, "messages-0a1b/1.json"),  # the bucket's root
+        s3_object(bucket, f"{prefix}-other/1.json"),  # a key that only starts like the prefix
+        s3_object(bucket, f"other/{prefix}/1.json"),
+        s3_object("another-bucket", f"{prefix}/messages-0a1b/1.json"),
+    ):
+        assert not role.allows(Request("s3:PutObject", elsewhere, TLS)), elsewhere
+        assert not role.allows(Request("s3:GetObject", elsewhere, TLS)), elsewhere
+    assert not role.allows(Request("s3:DeleteObject", chunk, TLS))
+    assert not role.allows(
+        Request("s3:ListBucket", f"arn:aws:s3:::{bucket}", {**TLS, "s3:prefix": f"{prefix}/"})
+    )
+    assert not role.allows(Request("s3:PutBucketPolicy", f"arn:aws:s3:::{bucket}", TLS))
+    assert not role.allows(Request("lambda:InvokeFunction", function_arn))
+    assert not role.allows(Request("iam:PassRole", "arn:aws:iam::123456789012:role/any"))
+
+    assert role.allows(Request("logs:PutLogEvents", f"{log_group_arn}:log-stream:2026/01/01/x"))
+    assert role.allows(Request("logs:CreateLogStream", f"{log_group_arn}:log-stream:x"))
+    assert not role.allows(Request("logs:CreateLogGroup", log_group_arn))
+    other_group = log_group_arn.replace("dagster-pipes-example", "another-function")
+    assert not role.allows(Request("logs:PutLogEvents", f"{other_group}:log-stream:x"))
+    assert not role.allows(Request("xray:PutTraceSegments", "*"))  # tracing_mode PassThrough
+
+
+def test_orchestrator_invokes_the_function_and_manages_the_prefix(deployment: Deployment) -> None:
+    bucket = deployment.outputs["PIPES_BUCKET"]
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    prefix = deployment.outputs["PIPES_KEY_PREFIX"]
+    function_arn = deployment.resources["aws_lambda_function.example"]["arn"]
+    orchestrator = PolicyEvaluator(
+        deployment.policy("aws_iam_policy.orchestrator"),
+        deployment.policy("aws_s3_bucket_policy.messages"),
+    )
+
+    assert orchestrator.allows(Request("lambda:InvokeFunction", function_arn))
+    assert orchestrator.allows(Request("lambda:InvokeFunction", f"{function_arn}:live"))
+    assert orchestrator.allows(Request("lambda:InvokeFunction", f"{function_arn}:3"))
+    for other in (
+        function_arn.replace("dagster-pipes-example", "another-function"),
+        f"{function_arn}-2",  # a function whose name only starts like this one's
+    ):
+        assert not orchestrator.allows(Request("lambda:InvokeFunction", other)), other
+    assert not orchestrator.allows(Request("lambda:UpdateFunctionCode", function_arn))
+
+    session = f"{prefix}/messages-0a1b"
+    for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"):
+        assert orchestrator.allows(Request(action, s3_object(bucket, f"{session}/1.json"), TLS))
+        for elsewhere in (
+            s3_object(bucket, "messages-0a1b/1.json"),
+            s3_object(bucket, f"{prefix}-other/1.json"),
+            s3_object("another-bucket", f"{session}/1.json"),
+        ):
+            assert not orchestrator.allows(Request(action, elsewhere, TLS)), (action, elsewhere)
+    plain_http = Request("s3:PutObject", s3_object(bucket, f"{session}/1.json"), PLAIN_HTTP)
+    assert orchestrator.decide(plain_http) == "Deny"
+
+    def listing(prefix_asked: str | None, arn: str = bucket_arn) -> Request:
+        asked = {} if prefix_asked is None else {"s3:prefix": prefix_asked}
+        return Request("s3:ListBucket", arn, {**TLS, **asked})
+
+    assert orchestrator.allows(listing(session))  # as delete_prefix lists a session
+    assert orchestrator.allows(listing(f"{prefix}/"))
+    assert not orchestrator.allows(listing("other/"))
+    assert not orchestrator.allows(listing(f"{prefix}-other/"))
+    assert not orchestrator.allows(listing(f"{session}/", "arn:aws:s3:::another-bucket"))
+    # HeadBucket (the reader's bucket check) is s3:ListBucket without a prefix
+    assert orchestrator.allows(listing(None))
+    assert not orchestrator.allows(Request("s3:DeleteBucket", bucket_arn, TLS))
+    assert not orchestrator.allows(Request("s3:PutBucketPolicy", bucket_arn, TLS))
+    assert not orchestrator.allows(
+        Request("iam:PassRole", deployment.resources["aws_iam_role.function"]["arn"])
+    )
+
+
+KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_kms_key_and_active_tracing_are_granted(deployment: Deployment) -> None:
+    """Planned over the deployment: a KMS key turns the bucket to SSE-KMS and grants the
+    function's role that key only; Active tracing grants X-Ray's write actions. (The
+    orchestrator's policy waits for the function's update here, so its plan is not known.)"""
+    plan_file = deployment.workdir / "variant.plan"
+    terraform(
+        deployment.workdir,
+        "plan",
+        "-refresh=false",
+        f"-out={plan_file}",
+        f"-var=kms_key_arn={KMS_KEY}",
+        "-var=tracing_mode=Active",
+        *deployment.variables,
+    )
+    plan = json.loads(terraform(deployment.workdir, "show", "-json", str(plan_file)).stdout)
+    after = {change["address"]: change["change"]["after"] for change in plan["resource_changes"]}
+
+    (rule,) = after["aws_s3_bucket_server_side_encryption_configuration.messages"]["rule"]
+    assert rule["bucket_key_enabled"] is True
+    assert rule["apply_server_side_encryption_by_default"] == [
+        {"sse_algorithm": "aws:kms", "kms_master_key_id": KMS_KEY}
+    ]
+    assert after["aws_lambda_function.example"]["tracing_config"] == [{"mode": "Active"}]
+
+    role = PolicyEvaluator(json.loads(after["aws_iam_role_policy.function"]["policy"]))
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        assert role.allows(Request(action, KMS_KEY))
+        assert not role.allows(Request(action, KMS_KEY.replace("1234abcd", "99999999")))
+    assert not role.allows(Request("kms:Encrypt", KMS_KEY))
+    assert role.allows(Request("xray:PutTraceSegments", "*"))
+    assert not role.allows(Request("xray:GetTraceSummaries", "*"))
+    bucket = deployment.outputs["PIPES_BUCKET"]
+    assert role.allows(Request("s3:PutObject", s3_object(bucket, "dagster-pipes/m/1.json")))
+    assert not role.allows(Request("s3:PutObject", s3_object(bucket, "m/1.json")))
+
+
+def test_destroy_removes_everything(deployment: Deployment) -> None:
+    """Last in this file: destroys the deployment the tests above share."""
+    deployment.destroy()
+    outputs = deployment.outputs
+    with pytest.raises(ClientError, match=r"404|NoSuchBucket|Not Found"):
+        deployment.client("s3").head_bucket(Bucket=outputs["PIPES_BUCKET"])
+    with pytest.raises(ClientError, match="ResourceNotFound"):
+        deployment.client("lambda").get_function(FunctionName=outputs["PIPES_LAMBDA_FUNCTION"])
+    iam = deployment.client("iam")
+    for role in ("dagster-pipes-example-function", "dagster-pipes-example-orchestrator"):
+        with pytest.raises(ClientError, match="NoSuchEntity"):
+            iam.get_role(RoleName=role)
+    with pytest.raises(ClientError, match="NoSuchEntity"):
+        iam.get_policy(PolicyArn=outputs["orchestrator_policy_arn"])
+    groups = deployment.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/")
+    assert groups["logGroups"] == []

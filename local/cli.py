@@ -220,7 +220,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_BUCKET,
         help=f"the message bucket (the container on Azure); default: {DEFAULT_BUCKET}",
     )
+    from dagster_pipes_cloud.local import packaging
+
+    package = commands.add_parser(
+        "package",
+        help="build what a platform deploys from a function folder (a Lambda zip, a Cloud"
+        " Functions source zip, an Azure function app)",
+    )
+    packaging.add_arguments(package)
     args = parser.parse_args(argv)
+    if args.command == "package":
+        return packaging.command(args, package)
     # Functions and definitions in the folder the command runs in import as `python -m` and
     # `dagster dev` import them; the hosts pass this path on to the function processes.
     if os.getcwd() not in sys.path and "" not in sys.path:

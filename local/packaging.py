@@ -164,8 +164,8 @@ class _Build:
         installed beside them, less LAMBDA_RUNTIME_PACKAGES (a copy would shadow the runtime's)."""
         notes = []
         if not (self.source / "handler.py").is_file():
-            modules = ", ".join(sorted(path.stem for path in self.source.glob("*.py")))
-            notes.append(f"no handler.py: name the function's handler in one of {modules}")
+            modules = ", ".join(sorted(path.name for path in self.source.glob("*.py")))
+            notes.append(f"no handler.py: set the handler to module.function of {modules}")
         root = self.stage / "lambda"
         self._install(self._requirements("aws", notes, drop=LAMBDA_RUNTIME_PACKAGES), root, target)
         removed = remove_distributions(root, LAMBDA_RUNTIME_PACKAGES)
@@ -320,7 +320,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the function folder (default: the example's, as installed)",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("dist"), metavar="DIR", help="default: dist"
+        "--out",
+        type=Path,
+        default=Path("dist"),
+        metavar="DIR",
+        help="the folder the artifact is written to (default: dist)",
     )
     parser.add_argument(
         "--python-version",

@@ -234,12 +234,15 @@ def answer_of(function: IndexedFunction, result: Any, arguments: Mapping[str, An
 
 @dataclass(frozen=True)
 class Invocation:
-    """One call of a function: its id, when it started and the future of its answer."""
+    """One call of a function: its id, when it started, the future of its answer, and `logged`,
+    set once its outcome is in the log (wait on it, not on the future, before answering: a
+    host stopped right after the answer must not lose the traceback)."""
 
     function: IndexedFunction
     invocation_id: str
     future: Future[Answer]
     started: float
+    logged: threading.Event = field(default_factory=threading.Event)
 
 
 class Invoker:
@@ -297,6 +300,13 @@ class Invoker:
 
 
 def _log_outcome(invocation: Invocation) -> None:
+    try:
+        _write_outcome(invocation)
+    finally:
+        invocation.logged.set()
+
+
+def _write_outcome(invocation: Invocation) -> None:
     duration = round((time.monotonic() - invocation.started) * 1000)
     name, invocation_id = invocation.function.name, invocation.invocation_id
     error = invocation.future.exception()

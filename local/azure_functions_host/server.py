@@ -27,7 +27,6 @@ import secrets
 import sys
 import time
 import traceback
-from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -161,8 +160,7 @@ class FunctionAppHandler(RequestHandler):
         )
         invocation = self.server.invoker.start(function, request)
         remaining = self.server.front_end_timeout - (time.monotonic() - received)
-        done, _ = wait([invocation.future], timeout=max(0.0, remaining))
-        if not done:
+        if not invocation.logged.wait(timeout=max(0.0, remaining)):
             logger.warning(
                 "The front end ended the request to Functions.%s (Id=%s) after %g s with a 500;"
                 " the function runs on",

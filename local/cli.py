@@ -1,5 +1,6 @@
-"""`dagster-pipes-cloud`: the example assets on the local stack (`demo`), or the stack alone
-(`local`) for a `dagster dev` of your own.
+"""`dagster-pipes-cloud`: the example assets on the local stack (`demo`), the stack alone
+(`local`) for a `dagster dev` of your own, and a function folder built into what its platform
+deploys (`package`, in `packaging`).
 
 Each cloud is one `LocalCloud` entry in `CLOUDS`: how its stand-ins start, which example it runs.
 """

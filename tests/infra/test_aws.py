@@ -1,4 +1,5 @@
-"""infra/aws: formatted, valid, applied to moto and destroyed, least privilege, and checkov clean.
+"""infra/aws: valid, applied to moto and destroyed, least privilege, and checkov clean
+(formatting: `test_format.py`).
 
 The apply runs the module unchanged against moto's server (S3, IAM, Lambda, CloudWatch Logs and
 STS on one local port): a test-only `override.tf` in the module's copy points the AWS provider
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 from aws_testing import local_client
 from botocore.exceptions import ClientError
-from terraform_testing import INFRA, checkov_failures, module_copy, require_terraform, terraform
+from terraform_testing import checkov_failures, module_copy, require_terraform, terraform
 
 from dagster_pipes_cloud.local import S3Emulator
 
@@ -35,16 +36,6 @@ ENV_OUTPUTS = {"PIPES_BUCKET", "PIPES_KEY_PREFIX", "PIPES_LAMBDA_FUNCTION", "AWS
 IDENTITY_OUTPUTS = {"orchestrator_policy_arn", "orchestrator_role_arn"}
 ORCHESTRATOR_PRINCIPAL = "arn:aws:iam::123456789012:role/dagster"
 TEST_SERVICES = ("s3", "iam", "lambda", "logs", "sts")
-
-
-def module_folders() -> list[str]:
-    return sorted(path.name for path in INFRA.iterdir() if path.is_dir()) if INFRA.is_dir() else []
-
-
-@pytest.mark.parametrize("module", module_folders())
-def test_module_is_formatted(module: str, tmp_path: Path) -> None:
-    """`terraform fmt -check -recursive` per module under infra/, so a failure names its module."""
-    terraform(tmp_path, "fmt", "-check", "-diff", "-recursive", "-no-color", str(INFRA / module))
 
 
 def test_module_validates(tmp_path: Path) -> None:

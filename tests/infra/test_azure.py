@@ -1,23 +1,20 @@
-"""infra/azure: formatting, checkov, and what a security reviewer checks by reading the module.
+"""infra/azure: checkov, and what a security reviewer checks by reading the module.
 
 The azurerm provider is not in the offline provider mirror, so `terraform init` and `validate`
 cannot run here: `terraform fmt` and checkov are the module's validation, and the tests below
 read the .tf files for the properties the module exists to guarantee (least privilege, the
 outputs Dagster's environment takes, an HTTPS-only app reached with a function key).
 
-The files are read block by block: `terraform fmt` (checked first) puts every top-level block's
+The files are read block by block: `terraform fmt` (checked in `test_format.py`) puts every top-level block's
 header and closing brace at the start of a line, which is what `blocks` relies on.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from functools import cache
 from pathlib import Path
 
-import pytest
 from terraform_testing import INFRA, ROOT, checkov_failures
 
 from dagster_pipes_cloud.adapters.azure_blob import ACCOUNT_URL_ENV
@@ -76,18 +73,6 @@ def attribute(block: str, name: str) -> str:
     values: list[str] = re.findall(rf"^\s*{name}\s*=\s*(.+?)\s*$", block, re.MULTILINE)
     assert len(values) == 1, f"expected one `{name} = ...` in:\n{block}"
     return values[0]
-
-
-def test_terraform_fmt() -> None:
-    if shutil.which("terraform") is None:
-        pytest.skip("terraform is not installed: `terraform fmt -check` cannot run")
-    process = subprocess.run(
-        ["terraform", "fmt", "-check", "-recursive", "-diff", str(MODULE)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert process.returncode == 0, f"run `terraform fmt -recursive infra/azure`:\n{process.stdout}"
 
 
 def test_checkov_finds_nothing() -> None:

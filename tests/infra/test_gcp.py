@@ -1,4 +1,4 @@
-"""infra/gcp: formatting, checkov, and the module's guarantees read from its .tf files.
+"""infra/gcp: checkov, and the module's guarantees read from its .tf files.
 
 The google provider is not in the offline provider mirror, so `terraform init` and `validate`
 cannot run here: `terraform fmt` and checkov are the module's validation. The tests below read
@@ -11,13 +11,10 @@ may write and read under the pipes prefix only and Dagster may also list and del
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-import pytest
 from terraform_testing import INFRA, ROOT, checkov_failures
 
 from dagster_pipes_cloud.adapters.cloud_functions import CLOUD_FUNCTIONS_MAX_SECONDS
@@ -319,18 +316,6 @@ OTHER_OBJECTS = (
 
 
 # --- the tests --------------------------------------------------------------------------------
-
-
-def test_terraform_fmt() -> None:
-    if shutil.which("terraform") is None:
-        pytest.skip("terraform is not installed: `terraform fmt -check` cannot run")
-    process = subprocess.run(
-        ["terraform", "fmt", "-check", "-recursive", "-diff", str(MODULE)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert process.returncode == 0, f"run `terraform fmt -recursive infra/gcp`:\n{process.stdout}"
 
 
 def test_checkov_finds_nothing() -> None:

@@ -7,9 +7,11 @@ install line to run.
 from dagster_pipes_cloud.adapters.blob_store import BlobStore
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
+    AlreadyExistsError,
     MissingDependencyError,
     PipesCloudError,
     ResourceNotFoundError,
+    ThrottledError,
     TransientError,
 )
 from dagster_pipes_cloud.adapters.invocation import FunctionInvocation, RemoteError
@@ -17,6 +19,7 @@ from dagster_pipes_cloud.adapters.local import LocalBlobStore
 
 __all__ = [
     "AccessDeniedError",
+    "AlreadyExistsError",
     "BlobStore",
     "FunctionInvocation",
     "LocalBlobStore",
@@ -24,5 +27,6 @@ __all__ = [
     "PipesCloudError",
     "RemoteError",
     "ResourceNotFoundError",
+    "ThrottledError",
     "TransientError",
 ]

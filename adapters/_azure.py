@@ -24,6 +24,7 @@ TRANSIENT_CODES = frozenset({"ServerBusy", "OperationTimedOut", "InternalError"}
 DENIED_STATUSES = frozenset({401, 403})
 CONTAINER_NOT_FOUND = "ContainerNotFound"
 BLOB_NOT_FOUND = "BlobNotFound"
+BLOB_EXISTS = "BlobAlreadyExists"
 
 RETRY_TOTAL = 12
 """Retries after a call's first attempt (13 attempts in all)."""

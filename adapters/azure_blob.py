@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from dagster_pipes_cloud.adapters._azure import (
     ACCOUNT_HINT,
+    BLOB_EXISTS,
     BLOB_NOT_FOUND,
     CONTAINER_NOT_FOUND,
     blob_module,
@@ -20,6 +21,7 @@ from dagster_pipes_cloud.adapters._azure import (
 )
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
+    AlreadyExistsError,
     PipesCloudError,
     ResourceNotFoundError,
 )
@@ -142,6 +144,18 @@ class AzureBlobStore:
                 key, data, overwrite=True, content_settings=settings, **REQUEST_TIMEOUT
             )
         except Exception as exc:
+            raise self._error(exc, key) from exc
+
+    def create(self, key: str, data: bytes) -> None:
+        container = self._container()
+        settings = blob_module().ContentSettings(content_type="application/json")
+        try:
+            container.upload_blob(
+                key, data, overwrite=False, content_settings=settings, **REQUEST_TIMEOUT
+            )
+        except Exception as exc:
+            if error_code(exc) == BLOB_EXISTS:
+                raise AlreadyExistsError(f"{self.url(key)} exists already") from exc
             raise self._error(exc, key) from exc
 
     def get(self, key: str) -> bytes | None:

@@ -28,6 +28,12 @@ class BlobStore(Protocol):
 
     def put(self, key: str, data: bytes) -> None: ...
 
+    def create(self, key: str, data: bytes) -> None:
+        """Write `key` only if it is not there yet, in one conditional request (S3
+        `If-None-Match: *`, GCS generation 0, Azure `overwrite=False`); raise
+        `AlreadyExistsError` if it is."""
+        ...
+
     def get(self, key: str) -> bytes | None: ...
 
     def list(self, prefix: str) -> list[str]:

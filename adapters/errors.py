@@ -23,5 +23,18 @@ class TransientError(PipesCloudError):
     """A failure that may succeed when retried: throttling, a 5xx, a dropped connection."""
 
 
+class AlreadyExistsError(PipesCloudError):
+    """A create-only write found the key there already (`BlobStore.create`)."""
+
+
+class ThrottledError(TransientError):
+    """The platform refused an invocation before the function ran, because of a concurrency
+    or rate limit. `retry_after` is the delay in seconds it suggested, where it suggested one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class MissingDependencyError(PipesCloudError, ImportError):
     """An optional SDK is not installed; the message gives the exact install line."""

@@ -11,7 +11,11 @@ from dagster_pipes_cloud.adapters._google import (
     storage_module,
     translate,
 )
-from dagster_pipes_cloud.adapters.errors import PipesCloudError, ResourceNotFoundError
+from dagster_pipes_cloud.adapters.errors import (
+    AlreadyExistsError,
+    PipesCloudError,
+    ResourceNotFoundError,
+)
 
 if TYPE_CHECKING:
     from google.api_core.retry import Retry
@@ -122,6 +126,17 @@ class GCSBlobStore:
         try:
             blob.upload_from_string(data, content_type="application/json", **self._options())
         except Exception as exc:
+            raise self._error(exc, key) from exc
+
+    def create(self, key: str, data: bytes) -> None:
+        blob = self._bucket().blob(key)
+        try:
+            blob.upload_from_string(
+                data, content_type="application/json", if_generation_match=0, **self._options()
+            )
+        except Exception as exc:
+            if status_of(exc) == 412:
+                raise AlreadyExistsError(f"{self.url(key)} exists already") from exc
             raise self._error(exc, key) from exc
 
     def get(self, key: str) -> bytes | None:

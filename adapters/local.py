@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dagster_pipes_cloud.adapters.errors import ResourceNotFoundError
+from dagster_pipes_cloud.adapters.errors import AlreadyExistsError, ResourceNotFoundError
 
 
 class LocalBlobStore:
@@ -37,13 +37,27 @@ class LocalBlobStore:
             raise ResourceNotFoundError(f"local bucket folder {str(self._dir)!r} does not exist")
 
     def put(self, key: str, data: bytes) -> None:
+        path, tmp = self._written_aside(key, data)
+        os.replace(tmp, path)
+
+    def create(self, key: str, data: bytes) -> None:
+        path, tmp = self._written_aside(key, data)
+        try:
+            os.link(tmp, path)  # fails if `path` exists; never half written
+        except FileExistsError:
+            raise AlreadyExistsError(f"{self.url(key)} exists already") from None
+        finally:
+            os.unlink(tmp)
+
+    def _written_aside(self, key: str, data: bytes) -> tuple[Path, str]:
+        """The path of `key`, and a temporary file beside it holding `data`."""
         self.check()
         path = self._dir / key
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
+        return path, tmp
 
     def get(self, key: str) -> bytes | None:
         self.check()

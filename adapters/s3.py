@@ -6,11 +6,13 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from dagster_pipes_cloud.adapters._aws import boto3_module, error_code, translate
+from dagster_pipes_cloud.adapters.errors import AlreadyExistsError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client as S3Client
 
 _MISSING_KEY_CODES = {"NoSuchKey", "404"}
+_EXISTS_CODES = {"PreconditionFailed", "412"}
 
 
 def default_s3_client() -> S3Client:
@@ -68,6 +70,14 @@ class S3BlobStore:
         try:
             self._client.put_object(Bucket=self._bucket, Key=key, Body=data)
         except Exception as exc:
+            raise translate(exc, self.url(key)) from exc
+
+    def create(self, key: str, data: bytes) -> None:
+        try:
+            self._client.put_object(Bucket=self._bucket, Key=key, Body=data, IfNoneMatch="*")
+        except Exception as exc:
+            if error_code(exc) in _EXISTS_CODES:
+                raise AlreadyExistsError(f"{self.url(key)} exists already") from exc
             raise translate(exc, self.url(key)) from exc
 
     def get(self, key: str) -> bytes | None:

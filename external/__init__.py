@@ -9,6 +9,7 @@ from dagster_pipes_cloud.external.azure_blob import (
 )
 from dagster_pipes_cloud.external.azure_functions import azure_function
 from dagster_pipes_cloud.external.cloud_functions import cloud_function
+from dagster_pipes_cloud.external.errors import PipesCancelledError, PipesSessionConflictError
 from dagster_pipes_cloud.external.gcs import PipesGCSContextLoader, PipesGCSMessageWriter
 from dagster_pipes_cloud.external.lambda_ import lambda_handler
 from dagster_pipes_cloud.external.loader import PipesBlobStoreContextLoader
@@ -22,12 +23,14 @@ __all__ = [
     "PipesAzureBlobStorageContextLoader",
     "PipesAzureBlobStorageMessageWriter",
     "PipesBlobStoreContextLoader",
+    "PipesCancelledError",
     "PipesChunkedMessageWriter",
     "PipesChunkedMessageWriterChannel",
     "PipesGCSContextLoader",
     "PipesGCSMessageWriter",
     "PipesS3ContextLoader",
     "PipesS3MessageWriter",
+    "PipesSessionConflictError",
     "azure_function",
     "cloud_function",
     "lambda_handler",

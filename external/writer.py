@@ -8,6 +8,7 @@ readers read it too.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,13 +20,20 @@ from dagster_pipes import (
     PIPES_PROTOCOL_VERSION_FIELD,
     DagsterPipesError,
     PipesBlobStoreMessageWriter,
+    PipesExtras,
     PipesMessage,
     PipesMessageWriter,
     PipesMessageWriterChannel,
     PipesParams,
 )
 
-from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError, TransientError
+from dagster_pipes_cloud.adapters import (
+    AlreadyExistsError,
+    BlobStore,
+    PipesCloudError,
+    TransientError,
+)
+from dagster_pipes_cloud.external.errors import PipesSessionConflictError
 from dagster_pipes_cloud.external.stdio import Stream, capture_stdio
 
 INCLUDE_STDIO_KEY = PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY
@@ -33,6 +41,9 @@ INCLUDE_STDIO_KEY = PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY
 DEFAULT_INTERVAL = 0.5
 DEFAULT_MAX_CHUNK_BYTES = 256 * 1024
 DEFAULT_FLUSH_TIMEOUT = 30.0
+WRITER_ID_EXTRA = "dagster_pipes_cloud_writer"
+"""The "opened" message's extra naming the invocation that writes the session: it makes the
+first chunk of each invocation its own, so a second delivery of the same event differs there."""
 
 
 class WriterOptions(TypedDict, total=False):
@@ -49,7 +60,10 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
     `store_for_bucket` gives the `BlobStore` for a bucket name. A chunk is uploaded when the
     "opened" message is written, every `interval` seconds while messages flow (default 0.5), as
     soon as `max_chunk_bytes` are buffered (default 256 KiB), and always before the block ends.
-    Each upload is retried once, by the store's own SDK policy; a `TransientError` that survives
+    Chunks are created only where absent (`BlobStore.create`), so a second invocation of the
+    same session (an event delivered twice) is refused with `PipesSessionConflictError` at its
+    first chunk, and the first one's messages stand. Each upload is retried by the store's own
+    SDK policy; a `TransientError` that survives
     it is tried again on the next pass, in order, at the same index with the same bytes, and at
     the end of the block for up to `flush_timeout` seconds (default 30). Any other failure (a
     denied or missing bucket) makes the next message written raise `PipesCloudError`, and the
@@ -70,6 +84,10 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
         self.interval = interval
         self.max_chunk_bytes = max_chunk_bytes
         self.flush_timeout = flush_timeout
+
+    def get_opened_extras(self) -> PipesExtras:
+        """A random id of this invocation's writing (see `WRITER_ID_EXTRA`)."""
+        return {WRITER_ID_EXTRA: secrets.token_hex(16)}
 
     @contextmanager
     def open(self, params: PipesParams) -> Iterator[PipesChunkedMessageWriterChannel]:
@@ -238,14 +256,31 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
             while self._unsent:
                 index, chunk = self._unsent[0]
                 try:
-                    self._store.put(self.chunk_key(index), chunk)
+                    self._create(self.chunk_key(index), chunk)
                 except TransientError as exc:
                     self._transient = exc  # the next pass tries the same chunk again
+                    return
+                except PipesSessionConflictError as exc:
+                    self._failure = exc
                     return
                 except PipesCloudError as exc:
                     self._failure = self._undelivered(f": {exc}")
                     return
                 self._unsent.pop(0)
+
+    def _create(self, key: str, chunk: bytes) -> None:
+        """Create chunk `key`, never overwriting one: where it exists, it is this writer's own
+        if it holds the same bytes (an earlier try landed and its answer was lost); else
+        another invocation writes this session, and `PipesSessionConflictError` says so."""
+        try:
+            self._store.create(key, chunk)
+        except AlreadyExistsError:
+            if self._store.get(key) != chunk:
+                raise PipesSessionConflictError(
+                    f"{self._store.url(key)} was written by another invocation of this Pipes"
+                    " session (an event delivered twice, or sent again): its messages stand,"
+                    " and this invocation's are not delivered"
+                ) from None
 
     def _split(self, lines: list[str]) -> Iterator[bytes]:
         chunk: list[str] = []

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from dagster_pipes import PipesMessage
+from dagster_pipes import PIPES_PROTOCOL_VERSION, PipesMessage
 from inprocess_platform import local_store
 
 from dagster_pipes_cloud.adapters import (
@@ -17,7 +17,8 @@ from dagster_pipes_cloud.adapters import (
     PipesCloudError,
     TransientError,
 )
-from dagster_pipes_cloud.external.writer import PipesChunkedMessageWriter
+from dagster_pipes_cloud.external.errors import PipesSessionConflictError
+from dagster_pipes_cloud.external.writer import WRITER_ID_EXTRA, PipesChunkedMessageWriter
 
 
 def log_message(i: int) -> PipesMessage:
@@ -82,7 +83,7 @@ def test_interval_uploads_while_the_function_runs(tmp_path: Path) -> None:
 
 
 class FlakyStore(LocalBlobStore):
-    """Fails the first `failures` puts of every key with a transient error."""
+    """Fails the first `failures` creates of every key with a transient error."""
 
     def __init__(self, root: Path, bucket: str, failures: int, error: Exception) -> None:
         super().__init__(root, bucket)
@@ -91,13 +92,13 @@ class FlakyStore(LocalBlobStore):
         self.attempts: dict[str, list[bytes]] = {}
         self.lock = threading.Lock()
 
-    def put(self, key: str, data: bytes) -> None:
+    def create(self, key: str, data: bytes) -> None:
         with self.lock:
             attempts = self.attempts.setdefault(key, [])
             attempts.append(data)
             if len(attempts) <= self.failures:
                 raise self.error
-        super().put(key, data)
+        super().create(key, data)
 
 
 def test_transient_failures_are_retried_in_order_with_the_same_bytes(tmp_path: Path) -> None:
@@ -223,3 +224,67 @@ def test_two_invocations_at_once_keep_their_output_apart(tmp_path: Path) -> None
             for m in chunk
         )
         assert text == "".join(f"{name} {i}\n" for i in range(200))
+
+
+class LostAnswerStore(LocalBlobStore):
+    """Creates each chunk, then reports the first create of every key as failed (the request
+    landed; its answer was lost on the way back)."""
+
+    def __init__(self, root: Path, bucket: str) -> None:
+        super().__init__(root, bucket)
+        self.answered: set[str] = set()
+
+    def create(self, key: str, data: bytes) -> None:
+        super().create(key, data)
+        if key not in self.answered:
+            self.answered.add(key)
+            raise TransientError(f"connection reset after writing {key}")
+
+
+def test_a_chunk_whose_answer_was_lost_is_not_an_error(tmp_path: Path) -> None:
+    (tmp_path / "bucket").mkdir()
+    store = LostAnswerStore(tmp_path, "bucket")
+    writer = PipesChunkedMessageWriter(lambda b: store, interval=0.01, max_chunk_bytes=200)
+    with writer.open({"bucket": "bucket", "key_prefix": "p"}) as channel:
+        for i in range(10):
+            channel.write_message(log_message(i))
+        channel.write_message(CLOSED)
+    messages = [m for chunk in read_chunks(store, "p") for m in chunk]
+    assert [m["method"] for m in messages] == ["log"] * 10 + ["closed"]
+    assert len(store.answered) >= 2
+
+
+def test_a_second_writer_of_a_session_is_refused_at_its_first_chunk(tmp_path: Path) -> None:
+    (tmp_path / "bucket").mkdir()
+    store = LocalBlobStore(tmp_path, "bucket")
+    params = {"bucket": "bucket", "key_prefix": "p"}
+    first = PipesChunkedMessageWriter(lambda b: store, interval=0.01)
+    second = PipesChunkedMessageWriter(lambda b: store, interval=0.01)
+    with first.open(params) as channel:
+        channel.write_message(opened_message(first))
+        channel.write_message(log_message(0))
+        channel.write_message(CLOSED)
+    written = {key: store.get(key) for key in store.list("p")}
+    with (
+        pytest.raises(PipesSessionConflictError, match=r"p/1\.json was written by another"),
+        second.open(params) as channel,
+    ):
+        channel.write_message(opened_message(second))  # the same event, delivered again
+        time.sleep(0.2)
+        with pytest.raises(PipesSessionConflictError):
+            channel.write_message(log_message(1))
+    assert {key: store.get(key) for key in store.list("p")} == written
+
+
+def test_each_writing_opens_with_its_own_id() -> None:
+    writer = PipesChunkedMessageWriter(lambda b: LocalBlobStore("/nonexistent", "b"))
+    ids = {writer.get_opened_extras()[WRITER_ID_EXTRA] for _ in range(3)}
+    assert len(ids) == 3
+
+
+def opened_message(writer: PipesChunkedMessageWriter) -> PipesMessage:
+    return {
+        "__dagster_pipes_version": PIPES_PROTOCOL_VERSION,
+        "method": "opened",
+        "params": writer.get_opened_payload(),
+    }

@@ -5,8 +5,9 @@ cannot run here: `terraform fmt` and checkov are the module's validation, and th
 read the .tf files for the properties the module exists to guarantee (least privilege, the
 outputs Dagster's environment takes, an HTTPS-only app reached with a function key).
 
-The files are read block by block: `terraform fmt` (checked in `test_format.py`) puts every top-level block's
-header and closing brace at the start of a line, which is what `blocks` relies on.
+The files are read block by block: `terraform fmt` (checked in `test_format.py`) puts every
+top-level block's header and closing brace at the start of a line, which is what `blocks` relies
+on.
 """
 
 from __future__ import annotations

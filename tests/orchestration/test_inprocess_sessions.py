@@ -83,15 +83,15 @@ def test_a_raised_error_fails_the_step_after_its_messages(tmp_path: Path) -> Non
 def test_malformed_line_is_reported_and_the_rest_kept(tmp_path: Path) -> None:
     store = local_store(tmp_path)
     client = InProcessClient(store)
-    original_put = store.put
+    original_create = store.create
 
-    def corrupting_put(key: str, data: bytes) -> None:
+    def corrupting_create(key: str, data: bytes) -> None:
         if key.endswith("/1.json"):
             lines = data.split(b"\n")
             data = b"\n".join([lines[0], b"{not json", *lines[1:]])
-        original_put(key, data)
+        original_create(key, data)
 
-    store.put = corrupting_put  # type: ignore[method-assign]
+    store.create = corrupting_create  # type: ignore[method-assign]
 
     def fn(pipes: PipesContext, payload: Any) -> None:
         pipes.log.info("kept message")
@@ -128,14 +128,14 @@ def test_closed_never_arriving_fails_after_the_drain_timeout(tmp_path: Path) -> 
     store = local_store(tmp_path)
     reader = PipesChunkedMessageReader(store, interval=0.02, drain_timeout=0.5)
     client = InProcessClient(store, reader=reader)
-    original_put = store.put
+    original_create = store.create
 
     def dropping_closed(key: str, data: bytes) -> None:
         lines = [line for line in data.split(b"\n") if b'"method": "closed"' not in line]
         if lines:
-            original_put(key, b"\n".join(lines))
+            original_create(key, b"\n".join(lines))
 
-    store.put = dropping_closed  # type: ignore[method-assign]
+    store.create = dropping_closed  # type: ignore[method-assign]
 
     def fn(pipes: PipesContext, payload: Any) -> None:
         pipes.log.info("opened but never closed")

@@ -1,0 +1,20 @@
+"""The errors a function's own code may meet at a Pipes call, beyond the storage errors of
+`dagster_pipes_cloud.adapters`."""
+
+from __future__ import annotations
+
+from dagster_pipes import DagsterPipesError
+
+from dagster_pipes_cloud.adapters import PipesCloudError
+
+
+class PipesSessionConflictError(PipesCloudError):
+    """Another invocation writes this Pipes session already: a chunk this one was about to
+    create exists with other bytes. It is a second delivery of one event (a retried `Event`
+    invocation, an event sent again); the first invocation's messages are left as they are, and
+    this one's are not delivered."""
+
+
+class PipesCancelledError(DagsterPipesError):
+    """Dagster asked this invocation to stop: its run was terminated, or its step failed while
+    the function ran. Raised by the next Pipes call after the request is seen."""

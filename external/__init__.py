@@ -9,6 +9,7 @@ from dagster_pipes_cloud.external.azure_blob import (
 )
 from dagster_pipes_cloud.external.azure_functions import azure_function
 from dagster_pipes_cloud.external.cloud_functions import cloud_function
+from dagster_pipes_cloud.external.context import PipesCloudContext
 from dagster_pipes_cloud.external.errors import PipesCancelledError, PipesSessionConflictError
 from dagster_pipes_cloud.external.gcs import PipesGCSContextLoader, PipesGCSMessageWriter
 from dagster_pipes_cloud.external.lambda_ import lambda_handler
@@ -26,6 +27,7 @@ __all__ = [
     "PipesCancelledError",
     "PipesChunkedMessageWriter",
     "PipesChunkedMessageWriterChannel",
+    "PipesCloudContext",
     "PipesGCSContextLoader",
     "PipesGCSMessageWriter",
     "PipesS3ContextLoader",

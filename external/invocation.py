@@ -29,6 +29,7 @@ from dagster_pipes import (
     encode_param,
 )
 
+from dagster_pipes_cloud.external.context import PipesCloudContext
 from dagster_pipes_cloud.external.stdio import write_to_platform_log
 
 BOOTSTRAP_KEYS = (DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR)
@@ -67,7 +68,7 @@ def run_invocation(
     if bootstrap is None:
         with _detached_context() as pipes:
             return fn(pipes, payload)
-    with PipesContext(_EventParamsLoader(bootstrap), context_loader, message_writer) as pipes:
+    with PipesCloudContext(_EventParamsLoader(bootstrap), context_loader, message_writer) as pipes:
         write_to_platform_log(f"[dagster-pipes] Dagster run {pipes.run_id}")
         return fn(pipes, payload)
 

@@ -57,6 +57,7 @@ class ReaderOptions(TypedDict, total=False):
     max_interval: float
     drain_timeout: float
     include_stdio_in_messages: bool
+    cleanup: bool
 
 
 class PipesChunkedMessageReader(PipesMessageReader):
@@ -70,6 +71,11 @@ class PipesChunkedMessageReader(PipesMessageReader):
     seconds (default 10) for it, and then fails the step if it never came. A line that is not
     JSON is reported with its chunk key and line number; the other messages are kept. The bucket
     is checked before the session opens, so a missing bucket or denied credentials fail first.
+
+    With `cleanup` (default True) a session's blobs are deleted once it has been read to its
+    "closed" message (the function's exception, if any, is in Dagster by then); a session that
+    did not end that way is kept for a look, and the bucket's lifecycle rule ends it. A failed
+    delete is a warning in the step's log, never a failed step.
     """
 
     def __init__(
@@ -81,6 +87,7 @@ class PipesChunkedMessageReader(PipesMessageReader):
         max_interval: float = 1.0,
         drain_timeout: float = 10.0,
         include_stdio_in_messages: bool = True,
+        cleanup: bool = True,
     ) -> None:
         self._store = store
         self._key_prefix = key_prefix
@@ -88,6 +95,7 @@ class PipesChunkedMessageReader(PipesMessageReader):
         self.max_interval = max_interval
         self.drain_timeout = drain_timeout
         self.include_stdio_in_messages = include_stdio_in_messages
+        self.cleanup = cleanup
         self._pollers: dict[str, _ChunkPoller] = {}
         self._pollers_lock = threading.Lock()
 
@@ -130,6 +138,8 @@ class PipesChunkedMessageReader(PipesMessageReader):
         finally:
             with self._pollers_lock:
                 self._pollers.pop(poller.prefix, None)
+            if self.cleanup and poller.read_to_the_end:
+                poller.delete_session()
 
     def limit_drain(self, params: PipesParams, seconds: float) -> None:
         """Wait at most `seconds` for the "closed" message of the session opened with `params`
@@ -179,6 +189,20 @@ class _ChunkPoller:
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def read_to_the_end(self) -> bool:
+        """Whether every message of the session, up to "closed", has been read."""
+        return self._closed and self._error is None
+
+    def delete_session(self) -> None:
+        """Delete the session's blobs; a failure is a warning in the step's log."""
+        try:
+            self._store.delete_prefix(f"{self.prefix}/")
+        except PipesCloudError as exc:
+            # after "closed" a Pipes message would be reported as unexpected: log to the step
+            context = self._handler._context
+            context.log.warning(f"[pipes] could not delete the read session's messages: {exc}")
 
     def finish(self, *, failing: bool) -> None:
         """Drain, then raise `PipesSessionError` if the session did not end well (unless the

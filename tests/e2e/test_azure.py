@@ -58,7 +58,7 @@ def test_a_warm_function_serves_six_invocations_in_a_row(azure_stack: Any) -> No
 
 
 def test_3000_messages_and_200kb_of_stdout_all_arrive(azure_stack: Any) -> None:
-    client = pipes_client(azure_stack, key_prefix="chatty")
+    client = pipes_client(azure_stack, key_prefix="chatty", cleanup=False)
     result = run(
         azure_stack, "chatty", client=client, event={"messages": 3000, "stdout_bytes": 200_000}
     )
@@ -75,7 +75,7 @@ def test_3000_messages_and_200kb_of_stdout_all_arrive(azure_stack: Any) -> None:
 
 
 def test_reading_crosses_chunk_10_and_100_on_azurite(azure_stack: Any) -> None:
-    client = pipes_client(azure_stack, key_prefix="many-chunks")
+    client = pipes_client(azure_stack, key_prefix="many-chunks", cleanup=False)
     result = run(azure_stack, "many_chunks", client=client, event={"messages": 600})
     assert result.success, failure_text(result)
     logs = logs_of(result)
@@ -151,7 +151,7 @@ def test_two_invocations_at_once_keep_their_messages_and_output_apart(azure_stac
     results: dict[str, Any] = {}
 
     def invoke(tag: str) -> None:
-        client = pipes_client(azure_stack, key_prefix=f"apart-{tag}")
+        client = pipes_client(azure_stack, key_prefix=f"apart-{tag}", cleanup=False)
         results[tag] = run(azure_stack, "tagged", client=client, event={"tag": tag})
 
     threads = [threading.Thread(target=invoke, args=(tag,)) for tag in ("aaa", "bbb")]

@@ -68,7 +68,7 @@ def test_3000_messages_and_200kb_of_stdout_all_arrive(
 
 
 def test_reading_crosses_chunk_10_and_100_on_the_emulator(gcp_stack: Any) -> None:
-    client = pipes_client(gcp_stack, key_prefix="many-chunks")
+    client = pipes_client(gcp_stack, key_prefix="many-chunks", cleanup=False)
     result = run(gcp_stack, "many_chunks", client=client, event={"messages": 600})
     assert result.success, failure_text(result)
     logs = logs_of(result)
@@ -135,7 +135,7 @@ def test_two_invocations_at_once_keep_their_messages_and_output_apart(
     prefix = f"apart-{execution_id}"
 
     def invoke(tag: str) -> None:
-        client = pipes_client(gcp_stack, key_prefix=f"{prefix}-{tag}")
+        client = pipes_client(gcp_stack, key_prefix=f"{prefix}-{tag}", cleanup=False)
         results[tag] = materialize_run(
             client, "gcf_asset", function_url=host.url, event={"tag": tag}
         )

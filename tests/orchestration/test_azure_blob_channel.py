@@ -84,7 +84,8 @@ def test_every_message_once_in_order_through_server_busy_on_both_sides(
         return str(pipes.get_extra("who"))
 
     result = materialize_session(
-        **reader_and_injector(container, azurite_client(dagster_proxy.url)),
+        # the session is kept (cleanup=False) to count its chunks
+        **reader_and_injector(container, azurite_client(dagster_proxy.url), cleanup=False),
         function=our_function_side(fn, max_chunk_bytes=400),  # two lines a chunk
         extras={"who": "azure"},
     )

@@ -51,7 +51,9 @@ def test_messages_metadata_and_response_arrive(tmp_path: Path) -> None:
 
 
 def test_reading_crosses_chunk_10_and_100(tmp_path: Path) -> None:
-    client = InProcessClient(local_store(tmp_path), writer_interval=3600, max_chunk_bytes=400)
+    store = local_store(tmp_path)
+    reader = PipesChunkedMessageReader(store, interval=0.02, cleanup=False)  # to count chunks
+    client = InProcessClient(store, reader=reader, writer_interval=3600, max_chunk_bytes=400)
 
     def fn(pipes: PipesContext, payload: Any) -> None:
         for i in range(600):
@@ -318,3 +320,44 @@ def test_a_run_raises_no_preview_warning(tmp_path: Path) -> None:
     assert result.success, failure_text(result)
     previews = [w for w in caught if issubclass(w.category, PreviewWarning)]
     assert not previews, [str(w.message) for w in previews]
+
+
+def test_cleanup_deletes_what_was_read_to_the_end_and_keeps_the_rest(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    client = InProcessClient(store, reader=PipesChunkedMessageReader(store, key_prefix="runs"))
+
+    def fine(pipes: PipesContext, payload: Any) -> None:
+        pipes.log.info("a message")
+
+    def raising(pipes: PipesContext, payload: Any) -> None:
+        raise ValueError("the function's own error")
+
+    for _ in range(3):
+        assert run_asset(client, fine).success
+    failed = run_asset(client, raising)
+    assert "ValueError: the function's own error" in failure_text(failed)
+    assert store.list("runs/") == [], "read to its closed message: deleted, error or not"
+
+    original_create = store.create
+
+    def dropping_closed(key: str, data: bytes) -> None:
+        lines = [line for line in data.split(b"\n") if b'"method": "closed"' not in line]
+        original_create(key, b"\n".join(lines))
+
+    store.create = dropping_closed  # type: ignore[method-assign]
+    client.message_reader.drain_timeout = 0.3  # type: ignore[attr-defined]
+    assert not run_asset(client, fine).success
+    assert store.list("runs/") != [], "a session that never closed is kept"
+
+
+def test_a_failed_cleanup_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+
+    def refusing(prefix: str) -> None:
+        raise AccessDeniedError(f"may not delete {prefix}")
+
+    store.delete_prefix = refusing  # type: ignore[method-assign]
+    client = InProcessClient(store, reader=PipesChunkedMessageReader(store, interval=0.02))
+    result = run_asset(client, lambda pipes, payload: None)
+    assert result.success, failure_text(result)
+    assert "could not delete the read session's messages: may not delete" in logs_of(result)

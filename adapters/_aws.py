@@ -36,6 +36,9 @@ TRANSIENT_CODES = {
     "InternalError",
     "ServiceUnavailable",
     "ServiceException",
+    # S3's answer to a conditional write racing another on the same key: sent again, it lands or
+    # meets the other's object (412); S3 asks for a retry, botocore's policy does not make one
+    "ConditionalRequestConflict",
     "503",
     "500",
 }

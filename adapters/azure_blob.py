@@ -81,7 +81,9 @@ class AzureBlobStore:
     (`REQUEST_TIMEOUT`: 5 s to connect, 30 s per read). A failure that outlives the policy is a
     `TransientError`, for the caller's next pass.
 
-    `put` is one Put Blob (`Content-Type: application/json`, replacing what is there); `get` one
+    `put` is one Put Blob (`Content-Type: application/json`, replacing what is there); `create`
+    the same with `If-None-Match: *`, `AlreadyExistsError` where the blob exists (as after a
+    lost answer the SDK's policy sends it again and meets its own blob); `get` one
     download, None for a missing blob; a missing container is a `ResourceNotFoundError` naming it,
     told apart from a missing blob by Azure's error code. `check()` lists at most one blob, so it
     needs only the blob read/list data permission (Storage Blob Data Reader), not container
@@ -137,21 +139,19 @@ class AzureBlobStore:
             raise self._error(exc) from exc
 
     def put(self, key: str, data: bytes) -> None:
-        container = self._container()
-        settings = blob_module().ContentSettings(content_type="application/json")
-        try:
-            container.upload_blob(
-                key, data, overwrite=True, content_settings=settings, **REQUEST_TIMEOUT
-            )
-        except Exception as exc:
-            raise self._error(exc, key) from exc
+        self._upload(key, data, overwrite=True)
 
     def create(self, key: str, data: bytes) -> None:
+        self._upload(key, data, overwrite=False)
+
+    def _upload(self, key: str, data: bytes, *, overwrite: bool) -> None:
+        """One Put Blob of `data` as JSON; without `overwrite` it is sent with `If-None-Match: *`,
+        and Azure's 409 `BlobAlreadyExists` is `AlreadyExistsError`."""
         container = self._container()
         settings = blob_module().ContentSettings(content_type="application/json")
         try:
             container.upload_blob(
-                key, data, overwrite=False, content_settings=settings, **REQUEST_TIMEOUT
+                key, data, overwrite=overwrite, content_settings=settings, **REQUEST_TIMEOUT
             )
         except Exception as exc:
             if error_code(exc) == BLOB_EXISTS:

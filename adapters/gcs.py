@@ -60,6 +60,10 @@ class GCSBlobStore:
     A failure that outlives the policy is a `TransientError`, for the caller's next pass; a call
     lasts at most about `retry_deadline` plus one request's timeout.
 
+    `create` is one upload with `ifGenerationMatch=0`: GCS's 412 (the object exists) is
+    `AlreadyExistsError`, also when the policy sent it again after a lost answer and met its
+    own object. gcp-storage-emulator ignores that precondition; `GCSEmulator` makes it honour it.
+
     `get` is one download; a missing blob is None. Where a missing bucket also answers 404 without
     saying so (gcp-storage-emulator does on download, listing and upload), `get` cannot tell it
     from a missing blob: `check()` is where a missing bucket is found. `check()` lists at most one

@@ -35,6 +35,12 @@ def default_s3_client() -> S3Client:
 class S3BlobStore:
     """One S3 bucket. `client` defaults to `default_s3_client()`, made on first use.
 
+    `create` is one `PutObject` with `If-None-Match: *`: 412 `PreconditionFailed` (the key
+    exists) is `AlreadyExistsError`; 409 `ConditionalRequestConflict` (another conditional write
+    of that key is under way) is a `TransientError`, since sent again it lands or meets the other
+    one's object. After a lost answer botocore sends it again and meets its own object:
+    `AlreadyExistsError` then too, so the caller reads the key back to tell the two apart.
+
     `get` of a missing key returns None; note that S3 answers 403, not 404, for a missing key
     when the credentials lack `s3:ListBucket`, which then reads as `AccessDeniedError`.
     """

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
 
 from dagster_pipes_cloud.local._process import (
     LOCALHOST,
@@ -20,6 +24,19 @@ from dagster_pipes_cloud.local._process import (
 
 _ADDRESS_IN_USE = "address already in use"
 _STARTED = "all services started"
+_SERVE = (
+    "import sys; from dagster_pipes_cloud.local.gcs import serve_with_preconditions;"
+    " serve_with_preconditions(sys.argv[2:])"
+)
+_NOT_MET = "At least one of the pre-conditions you specified did not hold."
+_PRECONDITION_FAILED = {
+    "error": {
+        "code": 412,
+        "message": _NOT_MET,
+        "errors": [{"domain": "global", "reason": "conditionNotMet", "message": _NOT_MET}],
+    }
+}
+"""GCS's answer to an upload whose `ifGenerationMatch` does not hold."""
 
 
 class GCSEmulator(LocalEmulator):
@@ -32,6 +49,10 @@ class GCSEmulator(LocalEmulator):
     uses anonymous credentials) and names a placeholder project, so other google clients look for
     none. Needs gcp-storage-emulator (the `[local]` extra): constructing one without it raises
     `MissingDependencyError` with the install line.
+
+    Uploads with `ifGenerationMatch=0` (create only if absent) are refused with 412 where the
+    object exists, as GCS does: the emulator itself ignores that precondition, so it runs with
+    `honour_generation_0` applied in its process. Other generation preconditions stay ignored.
     """
 
     project = "pipes-local"
@@ -60,8 +81,9 @@ class GCSEmulator(LocalEmulator):
         return [
             sys.executable,
             "-u",
-            "-m",
-            "gcp_storage_emulator",
+            "-c",
+            _SERVE,
+            "gcp_storage_emulator",  # argv[1]: names what runs, for `ps`
             "start",
             "--host",
             LOCALHOST,
@@ -92,3 +114,63 @@ def _started(process: ManagedProcess, ready: ReadinessProbe) -> ReadinessProbe:
         return _STARTED in output and ready()
 
     return probe
+
+
+def serve_with_preconditions(argv: list[str]) -> None:
+    """gcp-storage-emulator's own command line (`start --port ...`), with `honour_generation_0`."""
+    from gcp_storage_emulator.__main__ import main  # type: ignore[import-untyped]
+
+    honour_generation_0()
+    main(argv)
+
+
+def honour_generation_0() -> None:
+    """Make this process's gcp-storage-emulator honour `ifGenerationMatch=0` on JSON API uploads
+    (media, multipart, and resumable, whose upload URL keeps the query): the upload is refused
+    with GCS's 412 `conditionNotMet` where the object exists, and nothing is written.
+
+    gcp-storage-emulator (2026.7.19) accepts the parameter and overwrites. This wraps its two
+    upload handlers, which tell `Storage.create_file` (where every upload ends) the request's
+    precondition. The emulator serves one request at a time; a thread-local and a lock around
+    the check and the write keep it right should it serve several at once.
+    """
+    from gcp_storage_emulator import server  # type: ignore[import-untyped]
+    from gcp_storage_emulator.handlers import objects  # type: ignore[import-untyped]
+    from gcp_storage_emulator.storage import Storage  # type: ignore[import-untyped]
+
+    request_state = threading.local()
+    lock = threading.Lock()
+    create_file = Storage.create_file
+
+    class ConditionNotMet(Exception):
+        pass
+
+    def create_if_absent(storage: Any, bucket: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            exists = name in storage.objects.get(bucket, {})
+            if exists and getattr(request_state, "absent_only", False):
+                raise ConditionNotMet
+            return create_file(storage, bucket, name, *args, **kwargs)
+
+    def conditional(handler: Callable[..., Any]) -> Callable[..., Any]:
+        def handle(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+            request_state.absent_only = request.query.get("ifGenerationMatch") == ["0"]
+            try:
+                return handler(request, response, storage, *args, **kwargs)
+            except ConditionNotMet:
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                response.json(_PRECONDITION_FAILED)
+            finally:
+                request_state.absent_only = False
+            return None
+
+        return handle
+
+    wrapped = {objects.insert: conditional(objects.insert)}
+    wrapped[objects.upload_partial] = conditional(objects.upload_partial)
+    Storage.create_file = create_if_absent
+    server.HANDLERS = tuple(
+        (pattern, {method: wrapped.get(handler, handler) for method, handler in handlers.items()})
+        for pattern, handlers in server.HANDLERS
+    )
+    objects.insert = wrapped[objects.insert]  # the router's fallback for uploads without /upload

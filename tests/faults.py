@@ -3,7 +3,9 @@
 Put in front of any HTTP emulator (gcp-storage-emulator, Azurite, moto) so that an SDK's own HTTP
 stack, retry policy and error parsing meet real failures. Every request is forwarded to the
 upstream unless a fault is due: then the proxy reads the request's body and answers with the
-fault's status, headers and body instead, without forwarding. Faults come from a script (the next
+fault's status, headers and body instead, without forwarding (or, for a fault with `landed=True`,
+after forwarding it and throwing the upstream's answer away: a request that took effect whose
+answer was lost). Faults come from a script (the next
 requests, in order) and then from `probability`, drawn from a seeded generator, so a run is
 deterministic for a given order of requests. `where` limits which requests may be faulted.
 
@@ -58,13 +60,15 @@ class Fault:
     """What the proxy answers instead of forwarding: `status`, `headers` and `body`.
 
     `drop=True` closes the client's connection without any answer (a reset, as a crashed front end
-    would), ignoring the rest.
+    would), ignoring the rest. `landed=True` forwards the request first, so it takes effect
+    upstream, and throws the upstream's answer away: the client gets the fault instead.
     """
 
     status: int = 503
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
     drop: bool = False
+    landed: bool = False
 
 
 def gcs_error(status: int = 503, message: str | None = None, reason: str = "backendError") -> Fault:
@@ -91,7 +95,20 @@ def azure_error(status: int = 503, code: str = "ServerBusy", message: str | None
     )
 
 
+def s3_error(status: int = 503, code: str = "ServiceUnavailable", message: str = "") -> Fault:
+    """A fault shaped like an S3 REST error: an XML `<Error><Code>..</Code>..</Error>` body."""
+    text = escape(message or HTTPStatus(status).phrase)
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f"<Error><Code>{escape(code)}</Code><Message>{text}</Message></Error>"
+    )
+    return Fault(status, body.encode(), {"Content-Type": "application/xml"})
+
+
 DROP = Fault(drop=True)
+LOST_ANSWER = Fault(drop=True, landed=True)
+"""The request reaches the upstream and takes effect; the client's connection is then closed
+without an answer, as when a response is lost on the way back."""
 
 RequestFilter = Callable[[str, str], bool]
 """Called with a request's method and path (with query); True if the request may be faulted."""
@@ -262,6 +279,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         body = self._read_body()
         fault = proxy._decide(self.command, self.path)
+        if fault is not None and fault.landed:
+            self._send_upstream(body).read()  # it lands; its answer goes no further
         # each request is recorded before the client gets its answer, so a client that has its
         # answer finds it in `requests`
         if fault is not None and fault.drop:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from faults import DROP, Fault, FaultProxy, gcs_error
+from faults import DROP, LOST_ANSWER, Fault, FaultProxy, gcs_error
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
@@ -168,6 +168,24 @@ def test_a_dropped_connection_gets_no_answer(bucket: str, proxy: FaultProxy) -> 
         call(connection, "GET", download_path(bucket, "x"))
     connection.close()
     assert call(connection, "GET", download_path(bucket, "x"))[0] == 404  # reconnected
+
+
+def test_a_lost_answer_lands_upstream_and_reaches_no_client(bucket: str, proxy: FaultProxy) -> None:
+    proxy.script([LOST_ANSWER, Fault(503, landed=True)])
+    connection = connect(proxy)
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        call(connection, "POST", upload_path(bucket, "lost.json"), body=b"first")
+    connection.close()
+    status, _, _ = call(connection, "POST", upload_path(bucket, "replaced.json"), body=b"second")
+    assert status == 503
+    assert call(connection, "GET", download_path(bucket, "lost.json"))[1] == b"first"
+    assert call(connection, "GET", download_path(bucket, "replaced.json"))[1] == b"second"
+    assert [(r.method, r.status, r.injected) for r in proxy.requests] == [
+        ("POST", 0, True),
+        ("POST", 503, True),
+        ("GET", 200, False),
+        ("GET", 200, False),
+    ]
 
 
 def test_an_unreachable_upstream_is_a_502() -> None:

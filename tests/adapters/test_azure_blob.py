@@ -16,6 +16,7 @@ from faults import DROP, FaultProxy, azure_error
 
 from dagster_pipes_cloud.adapters import (
     AccessDeniedError,
+    AlreadyExistsError,
     MissingDependencyError,
     PipesCloudError,
     ResourceNotFoundError,
@@ -265,3 +266,12 @@ def test_a_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     store = AzureBlobStore("ctr")
     with pytest.raises(MissingDependencyError, match=r"pip install 'dagster-pipes-cloud\[azure\]'"):
         store.get("k")
+
+
+def test_azurite_answers_a_create_of_an_existing_blob_with_409(
+    store: AzureBlobStore, proxy: FaultProxy
+) -> None:
+    store.put("k.json", b"kept")
+    with pytest.raises(AlreadyExistsError):
+        store.create("k.json", b"x")
+    assert [(r.method, r.status) for r in proxy.requests] == [("PUT", 201), ("PUT", 409)]

@@ -6,17 +6,22 @@ import json
 import secrets
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from faults import DROP, Fault, FaultProxy, gcs_error
+from google.api_core.exceptions import PreconditionFailed
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2.credentials import Credentials
 
 from dagster_pipes_cloud.adapters import (
     AccessDeniedError,
+    AlreadyExistsError,
     MissingDependencyError,
     ResourceNotFoundError,
     TransientError,
@@ -223,3 +228,58 @@ def test_a_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     store = GCSBlobStore("bkt")
     with pytest.raises(MissingDependencyError, match=r"pip install 'dagster-pipes-cloud\[gcp\]'"):
         store.get("k")
+
+
+def upload(emulator: GCSEmulator, bucket: str, key: str, data: bytes, query: str) -> int:
+    """A media upload over plain HTTP, as GCS's JSON API takes it; its status."""
+    request = urllib.request.Request(
+        f"{emulator.endpoint_url}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={key}"
+        + query,
+        data=data,
+        headers={"Content-Type": "text/plain"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as error:
+        assert json.load(error)["error"]["errors"][0]["reason"] == "conditionNotMet"
+        return error.code
+
+
+def test_the_emulator_refuses_generation_0_where_the_object_exists(
+    gcs_emulator: GCSEmulator, bucket: str
+) -> None:
+    """gcp-storage-emulator ignores `ifGenerationMatch`; `GCSEmulator` runs it honouring 0."""
+    assert upload(gcs_emulator, bucket, "g.json", b"first", "&ifGenerationMatch=0") == 200
+    assert upload(gcs_emulator, bucket, "g.json", b"second", "&ifGenerationMatch=0") == 412
+    client = storage.Client(
+        project="p",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": gcs_emulator.endpoint_url},
+    )
+    assert client.bucket(bucket).blob("g.json").download_as_bytes() == b"first"
+    assert upload(gcs_emulator, bucket, "g.json", b"third", "") == 200  # no precondition
+    assert client.bucket(bucket).blob("g.json").download_as_bytes() == b"third"
+
+
+def test_a_resumable_upload_honours_generation_0(store: GCSBlobStore) -> None:
+    store.put("big.bin", b"kept")
+    blob = storage.Client().bucket(store.bucket).blob("big.bin", chunk_size=256 * 1024)
+    with pytest.raises(PreconditionFailed):
+        blob.upload_from_string(secrets.token_bytes(300 * 1024), if_generation_match=0)
+    assert store.get("big.bin") == b"kept"
+
+
+def test_of_eight_creates_at_once_one_wins(store: GCSBlobStore) -> None:
+    def create(i: int) -> int | None:
+        try:
+            store.create("race.json", f"writer {i}".encode())
+        except AlreadyExistsError:
+            return None
+        return i
+
+    with ThreadPoolExecutor(8) as pool:
+        winners = [i for i in pool.map(create, range(8)) if i is not None]
+    assert len(winners) == 1
+    assert store.get("race.json") == f"writer {winners[0]}".encode()

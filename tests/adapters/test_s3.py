@@ -1,13 +1,16 @@
 """`S3BlobStore` against moto's S3 server."""
 
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aws_testing import local_client, unreachable_client
+from faults import FaultProxy, s3_error
 
 from dagster_pipes_cloud.adapters import ResourceNotFoundError, TransientError
 from dagster_pipes_cloud.adapters.s3 import S3BlobStore
+from dagster_pipes_cloud.local import S3Emulator
 
 
 @pytest.fixture
@@ -20,6 +23,21 @@ def store(s3_client: Any) -> S3BlobStore:
     bucket = f"adapters-{secrets.token_hex(4)}"
     s3_client.create_bucket(Bucket=bucket)
     return S3BlobStore(bucket, s3_client)
+
+
+@pytest.fixture
+def proxy(s3_emulator: S3Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """A fault proxy in front of moto, where the default client is pointed; only PUTs faulted."""
+    with FaultProxy(s3_emulator.endpoint_url, where=lambda method, _: method == "PUT") as proxy:
+        for name, value in {**s3_emulator.env, "AWS_ENDPOINT_URL_S3": proxy.url}.items():
+            monkeypatch.setenv(name, value)
+        yield proxy
+
+
+@pytest.fixture
+def proxied_store(store: S3BlobStore, proxy: FaultProxy) -> S3BlobStore:
+    """`store`'s bucket through the proxy, with the default client (botocore's standard retries)."""
+    return S3BlobStore(store.bucket)
 
 
 def test_put_get_list_delete(store: S3BlobStore) -> None:
@@ -49,3 +67,25 @@ def test_an_unreachable_endpoint_is_transient() -> None:
     client = unreachable_client("s3")
     with pytest.raises(TransientError, match="s3://b/k"):
         S3BlobStore("b", client).put("k", b"x")
+
+
+def test_moto_honours_if_none_match_on_put_object(store: S3BlobStore, s3_client: Any) -> None:
+    """What `create` sends, as moto answers it: 412 PreconditionFailed where the key exists."""
+    store.put("k.json", b"kept")
+    with pytest.raises(s3_client.exceptions.ClientError) as raised:
+        s3_client.put_object(Bucket=store.bucket, Key="k.json", Body=b"x", IfNoneMatch="*")
+    assert raised.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+
+
+def test_a_conditional_write_racing_another_is_transient(
+    proxied_store: S3BlobStore, proxy: FaultProxy
+) -> None:
+    """S3's 409 ConditionalRequestConflict: another conditional write of the key is under way.
+    botocore does not retry it; sent again, it lands or meets the other's object."""
+    proxy.script([s3_error(409, "ConditionalRequestConflict")])
+    with pytest.raises(TransientError, match="ConditionalRequestConflict"):
+        proxied_store.create("s/1.json", b"mine")
+    assert proxied_store.get("s/1.json") is None
+    proxied_store.create("s/1.json", b"mine")
+    assert proxied_store.get("s/1.json") == b"mine"

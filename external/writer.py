@@ -11,7 +11,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import TypedDict
 
@@ -28,19 +28,25 @@ from dagster_pipes import (
 )
 
 from dagster_pipes_cloud.adapters import (
+    AccessDeniedError,
     AlreadyExistsError,
     BlobStore,
     PipesCloudError,
     TransientError,
 )
-from dagster_pipes_cloud.external.errors import PipesSessionConflictError
-from dagster_pipes_cloud.external.stdio import Stream, capture_stdio
+from dagster_pipes_cloud.external.errors import PipesCancelledError, PipesSessionConflictError
+from dagster_pipes_cloud.external.stdio import Stream, capture_stdio, write_to_platform_log
 
 INCLUDE_STDIO_KEY = PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY
 
 DEFAULT_INTERVAL = 0.5
 DEFAULT_MAX_CHUNK_BYTES = 256 * 1024
 DEFAULT_FLUSH_TIMEOUT = 30.0
+DEFAULT_CANCEL_CHECK_INTERVAL = 2.0
+MIN_CANCEL_CHECK_INTERVAL = 1.0
+"""At most 60 storage calls a minute for an idle function watching for the cancel marker."""
+CANCEL_MARKER = "cancel.json"
+"""The blob under a session's key prefix by which Dagster asks its function to stop."""
 WRITER_ID_EXTRA = "dagster_pipes_cloud_writer"
 """The "opened" message's extra naming the invocation that writes the session: it makes the
 first chunk of each invocation its own, so a second delivery of the same event differs there."""
@@ -52,6 +58,7 @@ class WriterOptions(TypedDict, total=False):
     interval: float
     max_chunk_bytes: int
     flush_timeout: float
+    cancel_check_interval: float | None
 
 
 class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterChannel"]):
@@ -70,6 +77,16 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
     end of the block raise it. When the
     reader asks for it (`include_stdio_in_messages`), what the invocation prints is sent too,
     before the "closed" message.
+
+    Cancellation: the writer watches for `<key_prefix>/cancel.json`, which Dagster writes when
+    the run is terminated (or the step fails) while the function runs. It looks once as the
+    block starts (beside the user's code, adding no latency) and then every
+    `cancel_check_interval` seconds (default 2, at least 1: 30 storage GETs a minute while the
+    function runs), so the request is seen within that interval plus one storage call. From
+    then, every Pipes call but the closing one raises `PipesCancelledError`, and
+    `pipes.is_cancelled` is True. None turns the watching off. A missing bucket stops the
+    watching with one line in the platform's log; a transient error, or a refusal (S3 answers
+    403 for an absent key to a role that may not list the bucket), waits for the next look.
     """
 
     def __init__(
@@ -79,11 +96,18 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
         interval: float = DEFAULT_INTERVAL,
         max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
         flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+        cancel_check_interval: float | None = DEFAULT_CANCEL_CHECK_INTERVAL,
     ) -> None:
+        if cancel_check_interval is not None and cancel_check_interval < MIN_CANCEL_CHECK_INTERVAL:
+            raise ValueError(
+                f"cancel_check_interval must be at least {MIN_CANCEL_CHECK_INTERVAL:g}s (or None"
+                f" to not watch), not {cancel_check_interval!r}"
+            )
         self._store_for_bucket = store_for_bucket
         self.interval = interval
         self.max_chunk_bytes = max_chunk_bytes
         self.flush_timeout = flush_timeout
+        self.cancel_check_interval = cancel_check_interval
 
     def get_opened_extras(self) -> PipesExtras:
         """A random id of this invocation's writing (see `WRITER_ID_EXTRA`)."""
@@ -105,6 +129,7 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
             interval=self.interval,
             max_chunk_bytes=self.max_chunk_bytes,
             flush_timeout=self.flush_timeout,
+            cancel_check_interval=self.cancel_check_interval,
         )
         capture = capture_stdio(channel.write_text) if params.get(INCLUDE_STDIO_KEY) else None
         with channel.uploading(), capture or nullcontext():
@@ -115,7 +140,8 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
     """Buffers messages and uploads them in numbered chunks; see `PipesChunkedMessageWriter`.
 
     The "opened" message is uploaded at once; the "closed" message is held back and written
-    last, after the captured output.
+    last, after the captured output. `cancellation` is the `PipesCancelledError` of a stop
+    request once one is seen (None until then; a session without a key prefix is not watched).
     """
 
     def __init__(
@@ -126,12 +152,15 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
         interval: float = DEFAULT_INTERVAL,
         max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
         flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+        cancel_check_interval: float | None = DEFAULT_CANCEL_CHECK_INTERVAL,
     ) -> None:
         self._store = store
         self._key_prefix = key_prefix
         self._interval = interval
         self._max_chunk_bytes = max_chunk_bytes
         self._flush_timeout = flush_timeout
+        self._cancel_check_interval = cancel_check_interval if key_prefix else None
+        self.cancellation: PipesCancelledError | None = None
         self._lock = threading.Lock()
         self._upload_lock = threading.Lock()
         self._wake = threading.Event()
@@ -150,18 +179,23 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
     def write_message(self, message: PipesMessage) -> None:
         """Buffer `message`. Raises `PipesCloudError` once a chunk has failed for good (denied,
         a missing bucket, or transient errors past every attempt): the run cannot be reported,
-        so the function learns it at its next Pipes call instead of at the end."""
+        so the function learns it at its next Pipes call instead of at the end. Raises
+        `PipesCancelledError` once Dagster asked the function to stop ("opened" and "closed"
+        pass: the session still opens and closes, with the error in "closed")."""
         line = json.dumps(message)
+        method = message.get("method")
         with self._lock:
-            if message.get("method") == "closed":
+            if method == "closed":
                 self._closed_line = line
                 return
+            if self.cancellation is not None and method != "opened":
+                raise self.cancellation
             if self._failure is not None:
                 raise self._failure
             self._seal_text()
             self._lines.append(line)
             self._add_bytes(len(line) + 1)
-        if message.get("method") == "opened":
+        if method == "opened":
             self._wake.set()  # Dagster hears "opened" at once, and a denied bucket shows early
 
     def write_text(self, stream: Stream, text: str) -> None:
@@ -191,19 +225,68 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
 
     @contextmanager
     def uploading(self) -> Iterator[None]:
-        """Upload in the background while the block runs; upload the rest when it ends."""
+        """Upload (and watch for a stop request) in the background while the block runs; upload
+        the rest when it ends."""
         stop = threading.Event()
-        thread = threading.Thread(
-            target=self._upload_loop, args=(stop,), name="pipes-chunk-writer", daemon=True
-        )
-        thread.start()
+        threads = [
+            threading.Thread(
+                target=self._upload_loop, args=(stop,), name="pipes-chunk-writer", daemon=True
+            )
+        ]
+        if self._cancel_check_interval is not None:
+            # a thread of its own: an upload retrying for seconds must not delay the next look
+            watch = threading.Thread(
+                target=self._watch_for_cancel,
+                args=(stop, self._cancel_check_interval),
+                name="pipes-cancel-watch",
+                daemon=True,
+            )
+            threads.append(watch)
+        for thread in threads:
+            thread.start()
         try:
             yield
         finally:
             stop.set()
             self._wake.set()
-            thread.join()
+            for thread in threads:
+                thread.join()
             self._final_flush()
+
+    def cancel_key(self) -> str:
+        return f"{self._key_prefix}/{CANCEL_MARKER}"
+
+    def _watch_for_cancel(self, stop: threading.Event, interval: float) -> None:
+        """Look for the cancel marker now and every `interval` s until it is seen or the block
+        ends; stop looking (one line in the platform's log) where the store refuses."""
+        key = self.cancel_key()
+        said_denied = False
+        while not stop.is_set():
+            try:
+                body = self._store.get(key)
+            except TransientError:
+                body = None  # look again next time
+            except AccessDeniedError as exc:
+                # S3 answers 403, not 404, for an absent key to a role without s3:ListBucket:
+                # "denied" may mean "not there yet", so keep looking (one line, once)
+                body = None
+                if not said_denied:
+                    said_denied = True
+                    write_to_platform_log(
+                        f"[dagster-pipes] reading {self._store.url(key)} (Dagster's stop request)"
+                        f" was refused; taken as absent, still watching: {exc}"
+                    )
+            except Exception as exc:  # a missing bucket: cancellation is off, not the run
+                write_to_platform_log(
+                    f"[dagster-pipes] not watching {self._store.url(key)} for a stop request"
+                    f" from Dagster: {type(exc).__name__}: {exc}"
+                )
+                return
+            if body is not None:
+                self.cancellation = PipesCancelledError(cancel_reason(body))
+                write_to_platform_log(f"[dagster-pipes] {self.cancellation}")
+                return
+            stop.wait(interval)
 
     def _final_flush(self) -> None:
         """Upload everything left, trying transient failures again for `flush_timeout` s."""
@@ -293,3 +376,22 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
             size += len(line) + 1
         if chunk:
             yield "\n".join(chunk).encode()
+
+
+def cancel_reason(marker: bytes) -> str:
+    """The `PipesCancelledError` text for a cancel marker's body (`reason`, `run_id`,
+    `requested_at`; any other body still asks the function to stop)."""
+    try:
+        fields = json.loads(marker)
+    except ValueError:
+        fields = None
+    if not isinstance(fields, Mapping):
+        fields = {}
+    reason = str(fields.get("reason") or "the run was terminated")
+    text = f"Dagster asked this function to stop: {reason}"
+    details = [
+        f"{label} {fields[key]}"
+        for key, label in (("run_id", "run"), ("requested_at", "requested at"))
+        if fields.get(key)
+    ]
+    return f"{text} ({', '.join(details)})" if details else text

@@ -60,7 +60,10 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
     runs on. A 5xx answer that is not the function's own error, arriving after 95 % of that time,
     or no answer within `read_timeout` (default: the front-end limit plus 30 s), is reported as an
     unfinished invocation (`completed=False`; `details["unfinished"]` says why) rather than a
-    failure: the function's end is then known from its Pipes "closed" message.
+    failure: the function's end is then known from its Pipes "closed" message. The Functions host
+    answers 429 when its HTTP throttle is reached (host.json `extensions.http`
+    `maxConcurrentRequests` / `maxOutstandingRequests`), before the function runs: resent
+    briefly, then `ThrottledError` (see `HttpFunctionInvoker`).
     """
 
     extra = "azure"

@@ -89,7 +89,9 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
     no token is fetched. `read_timeout` defaults to the 60-minute limit of 2nd gen functions plus
     a margin. `resolve_url` turns a full resource name into the function's URL with
     `functions_client` (default: a google-cloud-functions `FunctionServiceClient`, made on
-    first use).
+    first use). Cloud Run answers 429 when every instance it may start (max instances) is
+    serving all the requests it may (concurrency): resent briefly, then `ThrottledError` (see
+    `HttpFunctionInvoker`).
     """
 
     extra = "gcp"

@@ -2,7 +2,9 @@
 
 The base of the HTTP function platforms' invokers (Cloud Functions, Azure Functions). A subclass
 says how long its platform lets a request run (`read_timeout`), which headers authenticate a call
-(`auth_headers`) and which response header carries the platform's request id.
+(`auth_headers`) and which response header carries the platform's request id. The headers that
+attribute an invocation to its Dagster run (`ATTRIBUTION_HEADERS`) are named here, once, for the
+clients that send them and the entrypoints that read them.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from dagster_pipes_cloud.adapters._imports import require
-from dagster_pipes_cloud.adapters.errors import PipesCloudError
+from dagster_pipes_cloud.adapters.errors import PipesCloudError, ThrottledError
 from dagster_pipes_cloud.adapters.invocation import (
     FunctionInvocation,
     RemoteError,
@@ -29,7 +33,59 @@ if TYPE_CHECKING:
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RESEND_ATTEMPTS = 3
 RESEND_BACKOFF_SECONDS = 0.25
+THROTTLED_WAIT_MAX_SECONDS = 5.0
+"""The longest wait before resending a throttled request: a platform asking for more (its
+`Retry-After`) is answered by raising `ThrottledError` at once, for Dagster's retry to wait."""
 ERROR_BODY_MAX_CHARS = 4000
+
+ATTRIBUTION_HEADERS: Mapping[str, str] = {
+    "run_id": "X-Dagster-Run-Id",
+    "asset_keys": "X-Dagster-Asset-Keys",
+    "retry_number": "X-Dagster-Retry-Number",
+}
+"""The request headers naming the Dagster run, its asset keys (comma-separated) and the step's
+retry number, by attribution field: sent with every invocation, logged by the entrypoint."""
+
+
+def attribution_headers(attribution: Mapping[str, str]) -> dict[str, str]:
+    """The `ATTRIBUTION_HEADERS` for the fields of `attribution` (unknown fields are ignored)."""
+    return {
+        header: attribution[field]
+        for field, header in ATTRIBUTION_HEADERS.items()
+        if field in attribution
+    }
+
+
+def attribution_from_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The attribution fields a request's headers carry (`headers` matched without case)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    return {
+        field: lowered[header.lower()]
+        for field, header in ATTRIBUTION_HEADERS.items()
+        if header.lower() in lowered
+    }
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: a number of seconds or an HTTP-date (then
+    counted from `now`, default the current time; a date past is 0). None when absent or
+    unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return None
+    return max(0.0, seconds)
 
 
 def remote_error(status: int, body: bytes) -> RemoteError:
@@ -57,12 +113,17 @@ def bounded_text(body: bytes) -> str:
 class HttpFunctionInvoker(ABC):
     """POST a JSON payload to a function's URL, once, and report what came back.
 
-    Without `session=`, a session is made on first use that resends only what never reached the
-    function: a connection that could not be opened, and a 429 (the platform found no instance),
-    each up to `resend_attempts` times with a short backoff and the platform's `Retry-After`. A
-    read timeout or a connection dropped after sending raises `PipesCloudError`: the function may
-    be running, so it is never sent again. Redirects are not followed. A given `session` is used
-    as it is: nothing is mounted on it and no credentials are fetched. Timeouts (`connect_timeout`,
+    Only what never reached the function is sent again. Throttling: a 429, or a 503 with
+    `Retry-After`, is the platform refusing the request before any instance ran it; it is resent
+    up to `resend_attempts` times, after the platform's `Retry-After` where that is at most
+    `THROTTLED_WAIT_MAX_SECONDS`, else after a short backoff (0.25 s, doubling). A longer
+    `Retry-After`, or a refusal after the last resend, raises `ThrottledError` carrying the
+    suggested delay (`retry_after`, None where the platform gave none), for a Dagster
+    `RetryPolicy` to retry the step. Without `session=`, a session is made on first use that also
+    resends a connection that could not be opened, up to `resend_attempts` times. A read timeout
+    or a connection dropped after sending raises `PipesCloudError`: the function may be running,
+    so it is never sent again. Redirects are not followed. A given `session` is used as it is:
+    nothing is mounted on it and no credentials are fetched. Timeouts (`connect_timeout`,
     `read_timeout`, in seconds) apply to every request either way.
     """
 
@@ -107,7 +168,8 @@ class HttpFunctionInvoker(ABC):
             return self._default_session
 
     def default_session(self) -> requests.Session:
-        """A session whose adapter resends connect failures and 429s, never a read failure."""
+        """A session whose adapter resends connect failures, never a read failure (throttled
+        answers are resent by `invoke`, whatever the session)."""
         requests_module = require("requests", self.extra)
         retry_module = require("urllib3.util.retry", self.extra)
         retry = retry_module.Retry(
@@ -115,11 +177,9 @@ class HttpFunctionInvoker(ABC):
             connect=self.resend_attempts,
             read=False,
             other=0,
-            status=self.resend_attempts,
-            status_forcelist={429},
+            status=0,
             allowed_methods={"POST"},
             backoff_factor=RESEND_BACKOFF_SECONDS,
-            respect_retry_after_header=True,
             raise_on_status=False,
         )
         adapter = requests_module.adapters.HTTPAdapter(max_retries=retry)
@@ -140,7 +200,9 @@ class HttpFunctionInvoker(ABC):
     ) -> FunctionInvocation:
         """POST `payload` (JSON) to `url` once; a 2xx gives `response`, any other status `error`.
 
-        `details` holds `status_code`, and on an error also the start of the `body`.
+        `headers` are sent too (for example `attribution_headers`). A throttled answer is resent
+        as the class says, then raises `ThrottledError`. `details` holds `status_code`, and on an
+        error also the start of the `body`.
         """
         requests_exceptions = require("requests.exceptions", self.extra)
         session = self.session
@@ -148,18 +210,27 @@ class HttpFunctionInvoker(ABC):
         if self._given_session is None:
             send_headers.update(self.auth_headers(url))
         send_headers.update(headers or {})
-        started = time.monotonic()
-        try:
-            response = session.post(
-                url,
-                data=payload,
-                headers=send_headers,
-                timeout=(self.connect_timeout, self.read_timeout),
-                allow_redirects=False,
-            )
-        except requests_exceptions.RequestException as exc:
-            return self.unanswered(url, exc, time.monotonic() - started)
-        return self.answered(url, response, time.monotonic() - started)
+        for resend in range(self.resend_attempts + 1):
+            started = time.monotonic()
+            try:
+                response = session.post(
+                    url,
+                    data=payload,
+                    headers=send_headers,
+                    timeout=(self.connect_timeout, self.read_timeout),
+                    allow_redirects=False,
+                )
+            except requests_exceptions.RequestException as exc:
+                return self.unanswered(url, exc, time.monotonic() - started)
+            if not is_throttled(response.status_code, response.headers):
+                return self.answered(url, response, time.monotonic() - started)
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            wait = RESEND_BACKOFF_SECONDS * 2**resend if retry_after is None else retry_after
+            if resend == self.resend_attempts or wait > THROTTLED_WAIT_MAX_SECONDS:
+                raise self._throttled(url, response, resend + 1, retry_after)
+            response.close()
+            time.sleep(wait)
+        raise AssertionError("unreachable")
 
     def answered(self, url: str, response: requests.Response, elapsed: float) -> FunctionInvocation:
         """The invocation `response` reports; it came `elapsed` seconds after the request left."""
@@ -188,6 +259,15 @@ class HttpFunctionInvoker(ABC):
             error=remote_error(status, body),
             request_id=request_id,
             details={"status_code": status, "body": bounded_text(body)},
+        )
+
+    def _throttled(
+        self, url: str, response: requests.Response, attempts: int, retry_after: float | None
+    ) -> ThrottledError:
+        body = bounded_text(response.content).strip()
+        answer = f"HTTP {response.status_code}" + (f": {body}" if body else "")
+        return ThrottledError(
+            throttled_message(f"{url}", answer, attempts, retry_after), retry_after=retry_after
         )
 
     def _send_error(self, url: str, exc: Exception) -> PipesCloudError:
@@ -220,3 +300,26 @@ def underlying_cause(exc: Exception) -> Any:
     """The urllib3 error a requests exception wraps (through `MaxRetryError`), else `exc`."""
     cause: Any = exc.args[0] if exc.args and isinstance(exc.args[0], Exception) else exc
     return getattr(cause, "reason", None) or cause
+
+
+def is_throttled(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether an answer is the platform refusing the request before the function ran: a 429,
+    or a 503 with `Retry-After` (a function's own failure is a 500, or a 503 without it)."""
+    return status == 429 or (status == 503 and headers.get("Retry-After") is not None)
+
+
+def throttled_message(what: str, answer: str, attempts: int, retry_after: float | None) -> str:
+    """The message of a `ThrottledError`: who throttled, what it answered, how often it was
+    tried, and that a Dagster `RetryPolicy` retries it."""
+    tries = "once" if attempts == 1 else f"{attempts} times"
+    suggested = (
+        f"; the platform suggested retrying after {retry_after:g}s"
+        if retry_after is not None
+        else ""
+    )
+    return (
+        f"{what} throttled the invocation ({answer}), tried {tries}; the function did not run"
+        f"{suggested}. Throttling is transient: a Dagster RetryPolicy on the asset or op retries"
+        " it (for example RetryPolicy(max_retries=3, delay=10, backoff=Backoff.EXPONENTIAL,"
+        " jitter=Jitter.PLUS_MINUS))"
+    )

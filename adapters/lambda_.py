@@ -17,7 +17,12 @@ from dagster_pipes_cloud.adapters._aws import (
     translate,
 )
 from dagster_pipes_cloud.adapters._imports import require
-from dagster_pipes_cloud.adapters.errors import PipesCloudError
+from dagster_pipes_cloud.adapters.errors import PipesCloudError, ThrottledError
+from dagster_pipes_cloud.adapters.http import (
+    THROTTLED_WAIT_MAX_SECONDS,
+    parse_retry_after,
+    throttled_message,
+)
 from dagster_pipes_cloud.adapters.invocation import (
     FunctionInvocation,
     decode_function_error,
@@ -38,7 +43,15 @@ REQUEST_LIMITS: dict[InvocationType, int] = {
 RESPONSE_LIMIT = 6 * 1024 * 1024 + 100
 """The largest response Lambda's Runtime API accepts from a function (6 MB and 100 bytes)."""
 CLIENT_CONTEXT_MAX_BYTES = 3583  # base64-encoded, as Lambda counts it
-_RESEND_ATTEMPTS = 4
+CLIENT_CONTEXT_KEYS: Mapping[str, str] = {
+    "run_id": "dagster_run_id",
+    "asset_keys": "dagster_asset_keys",
+    "retry_number": "dagster_retry_number",
+}
+"""The `ClientContext.custom` keys naming the Dagster run, its asset keys (comma-separated) and
+the step's retry number, by attribution field: sent with every synchronous invocation."""
+DEFAULT_RESEND_ATTEMPTS = 3
+RESEND_BACKOFF_SECONDS = 0.5
 
 
 def _invoke_config() -> Any:
@@ -96,6 +109,28 @@ def encode_client_context(custom: Mapping[str, str]) -> str | None:
     return encoded if len(encoded) <= CLIENT_CONTEXT_MAX_BYTES else None
 
 
+def attribution_client_context(attribution: Mapping[str, str]) -> str | None:
+    """A `ClientContext` carrying the attribution fields under `CLIENT_CONTEXT_KEYS`; without the
+    asset keys where all would not fit, None where even that does not."""
+    custom = {
+        key: attribution[field]
+        for field, key in CLIENT_CONTEXT_KEYS.items()
+        if field in attribution
+    }
+    encoded = encode_client_context(custom)
+    if encoded is None:
+        custom.pop(CLIENT_CONTEXT_KEYS["asset_keys"], None)
+        encoded = encode_client_context(custom)
+    return encoded
+
+
+def attribution_from_client_context(custom: Mapping[str, Any] | None) -> dict[str, str]:
+    """The attribution fields in a function's `context.client_context.custom`."""
+    if not custom:
+        return {}
+    return {field: str(custom[key]) for field, key in CLIENT_CONTEXT_KEYS.items() if key in custom}
+
+
 @functools.cache
 def _shared_data_loader() -> Any:
     """One botocore data loader, which keeps the service models it has read: each new botocore
@@ -150,12 +185,25 @@ class LambdaInvoker:
     A given `client` says where and as whom (endpoint, region, credentials): invokes go through
     a copy of it with our invoke settings (`invoke_client_like`), so its own read timeout and
     retries cannot run a function twice. A request is resent only when it cannot have reached
-    the function: the connection could not be opened, or Lambda throttled it (up to 4 attempts,
-    with backoff). A read timeout or a dropped connection after sending is an error, never a
-    second run. Clients are made on first use, not at construction.
+    the function, up to `resend_attempts` times (default 3) after a short backoff (0.5 s,
+    doubling): the connection could not be opened, or Lambda throttled it
+    (`TooManyRequestsException`: no concurrency left, answered before the function ran). A
+    throttled request still refused after that, or whose `Retry-After` asks for more than
+    `THROTTLED_WAIT_MAX_SECONDS`, raises `ThrottledError` with Lambda's suggested delay
+    (`retry_after`, None where it gave none), for a Dagster `RetryPolicy` to retry the step. A
+    read timeout or a dropped connection after sending is an error, never a second run. Clients
+    are made on first use, not at construction.
     """
 
-    def __init__(self, client: LambdaClient | Any | None = None) -> None:
+    def __init__(
+        self,
+        client: LambdaClient | Any | None = None,
+        *,
+        resend_attempts: int = DEFAULT_RESEND_ATTEMPTS,
+    ) -> None:
+        if resend_attempts < 0:
+            raise ValueError(f"resend_attempts must be 0 or more, not {resend_attempts}")
+        self.resend_attempts = resend_attempts
         self._given_client = client
         self._client: LambdaClient | None = None
         self._lock = threading.Lock()
@@ -215,13 +263,21 @@ class LambdaInvoker:
     def _send(self, kwargs: dict[str, Any], what: str) -> Any:
         exceptions = botocore_exceptions()
         never_arrived = (exceptions.EndpointConnectionError, exceptions.ConnectTimeoutError)
-        for attempt in range(1, _RESEND_ATTEMPTS + 1):
+        for resend in range(self.resend_attempts + 1):
             try:
                 return self.client.invoke(**kwargs)
             except Exception as exc:
-                throttled = error_code(exc) == "TooManyRequestsException"
-                if (isinstance(exc, never_arrived) or throttled) and attempt < _RESEND_ATTEMPTS:
-                    time.sleep(0.5 * 2 ** (attempt - 1))
+                wait = RESEND_BACKOFF_SECONDS * 2**resend
+                if error_code(exc) == "TooManyRequestsException":
+                    retry_after = _retry_after(exc)
+                    wait = wait if retry_after is None else retry_after
+                    last = resend == self.resend_attempts
+                    if last or wait > THROTTLED_WAIT_MAX_SECONDS:
+                        raise _throttled(exc, what, resend + 1, retry_after) from exc
+                    time.sleep(wait)
+                    continue
+                if isinstance(exc, never_arrived) and resend < self.resend_attempts:
+                    time.sleep(wait)
                     continue
                 if error_code(exc) == "RequestTooLargeException":
                     size = len(kwargs["Payload"])
@@ -233,3 +289,26 @@ class LambdaInvoker:
                     ) from exc
                 raise translate(exc, what) from exc
         raise AssertionError("unreachable")
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """The delay Lambda suggested with a throttling error (its `Retry-After` header), if any."""
+    response = getattr(exc, "response", None) or {}
+    value = response.get("retryAfterSeconds")
+    if value is None:
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        value = headers.get("retry-after")
+    return parse_retry_after(None if value is None else str(value))
+
+
+def _throttled(
+    exc: Exception, what: str, attempts: int, retry_after: float | None
+) -> ThrottledError:
+    response = getattr(exc, "response", None) or {}
+    message = response.get("Error", {}).get("Message") or response.get("message") or ""
+    reason = response.get("Reason")
+    answer = "TooManyRequestsException" + (f": {message}" if message else "")
+    answer += f", {reason}" if reason else ""
+    return ThrottledError(
+        throttled_message(what, answer, attempts, retry_after), retry_after=retry_after
+    )

@@ -1,10 +1,14 @@
-"""What the HTTP platforms' entrypoints share: the event from a request body, the error body."""
+"""What the HTTP platforms' entrypoints share: the event from a request body, the run's
+attribution from its headers, the error body."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
+
+from dagster_pipes_cloud.adapters.http import attribution_from_headers
 
 logger = logging.getLogger("dagster_pipes_cloud")
 
@@ -19,6 +23,11 @@ def event_from_body(body: str) -> Any:
         return json.loads(body)
     except ValueError:
         return body
+
+
+def attribution_from_request(headers: Mapping[str, str]) -> dict[str, str]:
+    """The Dagster run id, asset keys and retry number in a request's `X-Dagster-*` headers."""
+    return attribution_from_headers(dict(headers.items()))
 
 
 def error_body(exc: Exception) -> str:

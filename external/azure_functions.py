@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from dagster_pipes_cloud.adapters._imports import require
-from dagster_pipes_cloud.external._http import JSON_CONTENT_TYPE, error_body, event_from_body
+from dagster_pipes_cloud.external._http import (
+    JSON_CONTENT_TYPE,
+    attribution_from_request,
+    error_body,
+    event_from_body,
+)
 from dagster_pipes_cloud.external.azure_blob import (
     PipesAzureBlobStorageContextLoader,
     PipesAzureBlobStorageMessageWriter,
@@ -37,6 +42,10 @@ def _channels(client: Any | None) -> Channels:
 
 def _event(req: func.HttpRequest) -> Any:
     return event_from_body(req.get_body().decode("utf-8", errors="replace"))
+
+
+def _attribution(req: func.HttpRequest) -> Mapping[str, str]:
+    return attribution_from_request(req.headers)
 
 
 def _answer(result: Any) -> func.HttpResponse:
@@ -74,6 +83,7 @@ azure_function: EntrypointDecorator[AzureHttpFunction] = EntrypointDecorator(
         answer=_answer,
         answer_error=_answer_error,
         signature=_signature,
+        attribution=_attribution,
     ),
     "azure_function",
     """Turn `fn(pipes, payload) -> result` into an HTTP-triggered Azure Function
@@ -85,7 +95,9 @@ azure_function: EntrypointDecorator[AzureHttpFunction] = EntrypointDecorator(
     to Dagster in the "closed" message (type, message and trace), logged, and answered with status
     500 and `{"errorType", "errorMessage"}`. Each invocation gets its own `PipesContext`, so a warm
     instance serves request after request, and two requests run at once by the worker's thread
-    pool keep their messages and printed output apart. Invoked without a bootstrap payload, `fn`
+    pool keep their messages and printed output apart. The run id, asset keys and retry number
+    (`X-Dagster-*` headers from `PipesAzureFunctionClient`) go on one line of the function's log,
+    `[dagster-pipes] Dagster run <id> ...`. Invoked without a bootstrap payload, `fn`
     still runs. `client` is the `azure.storage.blob.BlobServiceClient` to use (default: one from
     `AZURE_STORAGE_CONNECTION_STRING`, else from the account URL with `DefaultAzureCredential`,
     made on first use).

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from dagster_pipes_cloud.external._http import JSON_CONTENT_TYPE, error_body, event_from_body
+from dagster_pipes_cloud.external._http import (
+    JSON_CONTENT_TYPE,
+    attribution_from_request,
+    error_body,
+    event_from_body,
+)
 from dagster_pipes_cloud.external.entrypoint import Channels, Entrypoint, EntrypointDecorator
 from dagster_pipes_cloud.external.gcs import PipesGCSContextLoader, PipesGCSMessageWriter
 
@@ -23,6 +28,10 @@ def _event(request: Any) -> Any:
     return event_from_body(request.get_data(as_text=True))
 
 
+def _attribution(request: Any) -> Mapping[str, str]:
+    return attribution_from_request(request.headers)
+
+
 def _answer(result: Any) -> tuple[str, int, dict[str, str]]:
     return json.dumps(result), 200, _JSON
 
@@ -32,7 +41,13 @@ def _answer_error(exc: Exception) -> tuple[str, int, dict[str, str]]:
 
 
 cloud_function: EntrypointDecorator[HttpFunction] = EntrypointDecorator(
-    Entrypoint(channels=_gcs_channels, event=_event, answer=_answer, answer_error=_answer_error),
+    Entrypoint(
+        channels=_gcs_channels,
+        event=_event,
+        answer=_answer,
+        answer_error=_answer_error,
+        attribution=_attribution,
+    ),
     "cloud_function",
     """Turn `fn(pipes, payload) -> result` into an HTTP Cloud Function `(request) -> response`.
 
@@ -41,7 +56,9 @@ cloud_function: EntrypointDecorator[HttpFunction] = EntrypointDecorator(
     with status 200. An exception is reported to Dagster in the "closed" message (type, message and
     trace), logged, and answered with status 500 and `{"errorType", "errorMessage"}`. Each
     invocation gets its own `PipesContext`, so a warm instance serves request after request, and two
-    requests served at once keep their messages and printed output apart. Invoked without a
+    requests served at once keep their messages and printed output apart. The run id, asset keys
+    and retry number (`X-Dagster-*` headers from `PipesCloudFunctionClient`) go on one line of
+    the function's log, `[dagster-pipes] Dagster run <id> ...`. Invoked without a
     bootstrap payload, `fn` still runs. `client` is the `google.cloud.storage.Client` to use
     (default: one from the environment, on first use). Stacks under functions-framework's own
     decorator:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
@@ -35,6 +35,8 @@ class Entrypoint:
     `channels(client)`: the default context loader and message writer over a storage client
     (None: the SDK's default client, made on first use).
     `signature()`: the signature the platform inspects, where it must not be the user's.
+    `attribution(*args, **kwargs)`: the Dagster run id, asset keys and retry number the client
+    sent alongside the event (Lambda's client context, HTTP headers); None: nothing sent.
     """
 
     channels: Callable[[Any], Channels]
@@ -42,6 +44,7 @@ class Entrypoint:
     answer: Callable[[Any], Any] | None = None
     answer_error: Callable[[Exception], Any] | None = None
     signature: Callable[[], inspect.Signature] | None = None
+    attribution: Callable[..., Mapping[str, str]] | None = None
 
 
 class EntrypointDecorator(Generic[H]):
@@ -107,9 +110,14 @@ class EntrypointDecorator(Generic[H]):
         @functools.wraps(user_fn)
         def entrypoint(*args: Any, **kwargs: Any) -> Any:
             event = platform.event(*args, **kwargs)
+            attribution = platform.attribution and platform.attribution(*args, **kwargs)
             try:
                 result = run_invocation(
-                    user_fn, event, context_loader=loader, message_writer=writer
+                    user_fn,
+                    event,
+                    context_loader=loader,
+                    message_writer=writer,
+                    attribution=attribution,
                 )
             except Exception as exc:
                 if platform.answer_error is None:

@@ -55,22 +55,50 @@ def run_invocation(
     *,
     context_loader: PipesContextLoader,
     message_writer: PipesMessageWriter[Any],
+    attribution: Mapping[str, str] | None = None,
 ) -> R:
     """Run `fn(pipes, payload)` for one invocation and return its result.
 
     With a bootstrap payload, messages go to Dagster; an exception is reported in the "closed"
-    message and re-raised; the platform's own log gets a line naming the Dagster run, so the
-    invocation's log lines can be found from the run. Without one (not invoked by Dagster),
-    `pipes` is a detached context whose logs go to the `dagster_pipes_cloud` Python logger and
-    whose reports are dropped.
+    message and re-raised; the platform's own log gets one line naming the Dagster run, its asset
+    keys and the step's retry number (`attribution_line`), so a log search by run id finds the
+    invocation. That line comes from `attribution` (what the client sent alongside the event:
+    `run_id`, `asset_keys`, `retry_number`) before the context is loaded, so an invocation whose
+    context fails to load is found too; where nothing was sent, from the loaded context. Without
+    a bootstrap payload (not invoked by Dagster), `pipes` is a detached context whose logs go to
+    the `dagster_pipes_cloud` Python logger and whose reports are dropped.
     """
     bootstrap, payload = split_event(event)
     if bootstrap is None:
         with _detached_context() as pipes:
             return fn(pipes, payload)
+    sent = bool(attribution and attribution.get("run_id"))
+    if sent:
+        assert attribution is not None
+        write_to_platform_log(attribution_line(attribution))
     with PipesCloudContext(_EventParamsLoader(bootstrap), context_loader, message_writer) as pipes:
-        write_to_platform_log(f"[dagster-pipes] Dagster run {pipes.run_id}")
+        if not sent:
+            write_to_platform_log(attribution_line(_context_attribution(pipes)))
         return fn(pipes, payload)
+
+
+def attribution_line(attribution: Mapping[str, str]) -> str:
+    """`[dagster-pipes] Dagster run <id> asset_keys=<a,b> retry_number=<n>`: the line that ties an
+    invocation's platform log to its Dagster run (fields it lacks are left out)."""
+    line = f"[dagster-pipes] Dagster run {attribution.get('run_id', '')}"
+    for field in ("asset_keys", "retry_number"):
+        if attribution.get(field):
+            line += f" {field}={attribution[field]}"
+    return line
+
+
+def _context_attribution(pipes: PipesContext) -> dict[str, str]:
+    keys = pipes.asset_keys if pipes.is_asset_step else []
+    return {
+        "run_id": pipes.run_id,
+        "asset_keys": ",".join(keys),
+        "retry_number": str(pipes.retry_number),
+    }
 
 
 class _EventParamsLoader(PipesMappingParamsLoader):

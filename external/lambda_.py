@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from dagster_pipes_cloud.adapters.lambda_ import attribution_from_client_context
 from dagster_pipes_cloud.external.entrypoint import Channels, Entrypoint, EntrypointDecorator
 from dagster_pipes_cloud.external.s3 import PipesS3ContextLoader, PipesS3MessageWriter
 
@@ -16,14 +17,23 @@ def _s3_channels(client: Any | None) -> Channels:
     return PipesS3ContextLoader(client), PipesS3MessageWriter(client)
 
 
+def _attribution(event: Any, context: Any) -> Mapping[str, str]:
+    """What `PipesLambdaClient` put in the client context (synchronous invocations only)."""
+    client_context = getattr(context, "client_context", None)
+    custom = getattr(client_context, "custom", None)
+    return attribution_from_client_context(custom if isinstance(custom, Mapping) else None)
+
+
 lambda_handler: EntrypointDecorator[LambdaHandler] = EntrypointDecorator(
-    Entrypoint(channels=_s3_channels, event=lambda event, context: event),
+    Entrypoint(channels=_s3_channels, event=lambda event, context: event, attribution=_attribution),
     "lambda_handler",
     """Turn `fn(pipes, payload) -> result` into a Lambda handler `(event, context) -> result`.
 
     Each invocation gets its own `PipesContext` (messages to S3, context inline in the event or in
     S3); `payload` is the event without Dagster's bootstrap keys; the result is the Lambda result.
     An exception is reported to Dagster and re-raised, so Lambda marks the invocation failed.
+    The run id, asset keys and retry number (from `PipesLambdaClient`'s client context, or the
+    loaded context) go on one line of the function's log, `[dagster-pipes] Dagster run <id> ...`.
     Invoked without a bootstrap payload, `fn` still runs (with a detached context). `client` is the
     boto3 S3 client to use (default: one made from the environment on first use: credentials chain,
     `AWS_REGION`, `AWS_ENDPOINT_URL_S3`). Usable bare (`@lambda_handler`) or with arguments; stacks

@@ -23,6 +23,26 @@ _TARGET = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>
 # functions-framework loads a source file as its own module (named after the file); ours only
 # imports the user's module, so its name must not be one a user's code could import.
 _SOURCE_NAME = "_local_cloud_function_source"
+# With `throttle_first`: the function behind a gate that refuses the first requests as Cloud
+# Run's front end refuses one no instance may take.
+_THROTTLING_SOURCE = """\
+import threading
+
+from {module} import {function} as _function
+
+_lock = threading.Lock()
+_throttles_left = {count}
+
+
+def {function}(request):
+    global _throttles_left
+    with _lock:
+        throttled = _throttles_left > 0
+        _throttles_left -= throttled
+    if throttled:
+        return "Rate exceeded.", 429, {{"Content-Type": "text/html; charset=UTF-8"}}
+    return _function(request)
+"""
 
 
 class LocalCloudFunctionHost(SupervisedServer):
@@ -56,6 +76,11 @@ class LocalCloudFunctionHost(SupervisedServer):
     and stderr are appended to `log_path` (default: a temporary file removed on `stop`). Needs
     functions-framework (the `[local]` extra): constructing one without it raises
     `MissingDependencyError` with the install line.
+
+    `throttle_first` (default 0) rehearses throttling: the server answers its first
+    `throttle_first` requests as Cloud Run answers one no instance may take (max instances all
+    serving `concurrency` requests): 429 with "Rate exceeded.", without running the function.
+    Requests past `concurrency` are otherwise queued by gunicorn, not refused.
     """
 
     def __init__(
@@ -67,6 +92,7 @@ class LocalCloudFunctionHost(SupervisedServer):
         concurrency: int = DEFAULT_CONCURRENCY,
         startup_timeout: float = 30.0,
         log_path: str | os.PathLike[str] | None = None,
+        throttle_first: int = 0,
     ) -> None:
         match = _TARGET.fullmatch(target)
         if match is None:
@@ -75,6 +101,8 @@ class LocalCloudFunctionHost(SupervisedServer):
             )
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if throttle_first < 0:
+            raise ValueError(f"throttle_first must be 0 or more, got {throttle_first}")
         require_local_extra(
             "LocalCloudFunctionHost (functions-framework)", ("functions_framework",)
         )
@@ -88,11 +116,15 @@ class LocalCloudFunctionHost(SupervisedServer):
         self.function: str = match["function"]
         self.env = dict(env or {})
         self.concurrency = concurrency
+        self.throttle_first = throttle_first
 
     def _prepare(self) -> None:
-        (self.folder / f"{_SOURCE_NAME}.py").write_text(
-            f"from {self.module} import {self.function}\n"
-        )
+        source = f"from {self.module} import {self.function}\n"
+        if self.throttle_first:
+            source = _THROTTLING_SOURCE.format(
+                module=self.module, function=self.function, count=self.throttle_first
+            )
+        (self.folder / f"{_SOURCE_NAME}.py").write_text(source)
         (self.folder / "gcloud").mkdir()
 
     def _server(self, port: int) -> ManagedProcess:

@@ -9,7 +9,16 @@ bucket's root (`dagster-pipes-cloud local --cloud aws` also prints its `AWS_ENDP
 
 import os
 
-from dagster import AssetCheckSpec, AssetExecutionContext, Definitions, MaterializeResult, asset
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Backoff,
+    Definitions,
+    Jitter,
+    MaterializeResult,
+    RetryPolicy,
+    asset,
+)
 
 from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader
 
@@ -19,7 +28,13 @@ from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageR
         AssetCheckSpec(
             "total_is_positive", asset="lambda_total", description="Reported by the function."
         )
-    ]
+    ],
+    # A throttled invocation (the platform had no capacity; the function did not run) fails the
+    # step saying so; this policy runs the step again (after any failure, the function's own
+    # too) after about 5 s, 15 s and 35 s, each +/- 5 s.
+    retry_policy=RetryPolicy(
+        max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+    ),
 )
 # Bare `MaterializeResult`: for an asset with checks, Dagster accepts the one result under
 # that annotation only, not `MaterializeResult[Any]`.

@@ -12,7 +12,16 @@ they fall back to the local stack's container and to Azure Functions Core Tools'
 
 import os
 
-from dagster import AssetCheckSpec, AssetExecutionContext, Definitions, MaterializeResult, asset
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Backoff,
+    Definitions,
+    Jitter,
+    MaterializeResult,
+    RetryPolicy,
+    asset,
+)
 
 from dagster_pipes_cloud.orchestration import (
     PipesAzureBlobStorageMessageReader,
@@ -31,7 +40,13 @@ maximum. The client reads messages for this long after Azure's front end cuts th
             asset="azure_function_total",
             description="Reported by the function.",
         )
-    ]
+    ],
+    # A throttled invocation (the platform had no capacity; the function did not run) fails the
+    # step saying so; this policy runs the step again (after any failure, the function's own
+    # too) after about 5 s, 15 s and 35 s, each +/- 5 s.
+    retry_policy=RetryPolicy(
+        max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+    ),
 )
 # Bare `MaterializeResult`: for an asset with checks, Dagster accepts the one result under
 # that annotation only, not `MaterializeResult[Any]`.

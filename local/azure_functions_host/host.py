@@ -96,6 +96,12 @@ class LocalAzureFunctionHost(SupervisedServer):
     line per invocation) is appended to `log_path` (default: a temporary file removed on `stop`).
     Needs azure-functions (the `[local]` extra): constructing one without it raises
     `MissingDependencyError` with the install line.
+
+    `throttle_first` (default 0) rehearses throttling: the host answers its first
+    `throttle_first` function requests (counted once per start) as the Functions host answers
+    when its HTTP throttle is reached (host.json `extensions.http.maxOutstandingRequests` or
+    `maxConcurrentRequests`): 429 with no body, without running the function. Requests past
+    `concurrency` are otherwise queued, not refused.
     """
 
     kind = "Azure Functions app"
@@ -111,6 +117,7 @@ class LocalAzureFunctionHost(SupervisedServer):
         function_key: str | None = None,
         startup_timeout: float = 30.0,
         log_path: str | os.PathLike[str] | None = None,
+        throttle_first: int = 0,
     ) -> None:
         match = _TARGET.fullmatch(target)
         if match is None:
@@ -119,6 +126,8 @@ class LocalAzureFunctionHost(SupervisedServer):
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         if front_end_timeout <= 0:
             raise ValueError(f"front_end_timeout must be positive, got {front_end_timeout}")
+        if throttle_first < 0:
+            raise ValueError(f"throttle_first must be 0 or more, got {throttle_first}")
         require_local_extra("LocalAzureFunctionHost (azure-functions)", ("azure.functions",))
         super().__init__(
             name or match["module"].rsplit(".", 1)[-1].replace("_", "-").lower(),
@@ -132,6 +141,7 @@ class LocalAzureFunctionHost(SupervisedServer):
         self.concurrency = concurrency
         self.front_end_timeout = front_end_timeout
         self.function_key = function_key
+        self.throttle_first = throttle_first
         self._instance_id = secrets.token_hex(32)
 
     @property
@@ -157,6 +167,7 @@ class LocalAzureFunctionHost(SupervisedServer):
                     "front_end_timeout": self.front_end_timeout,
                     "function_key": self.function_key,
                     "route_prefix": ROUTE_PREFIX,
+                    "throttle_first": self.throttle_first,
                 }
             )
         )

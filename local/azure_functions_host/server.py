@@ -13,7 +13,9 @@ anonymous when the settings hold a function key and the request carries neither
 invocation, the host's home page at `/` and 200 at `/admin/host/ping`. No `Server` header, and
 nothing the platform would not send. Azure's front end ends a request its function has not
 answered within `front_end_timeout` seconds (230 on Azure) with a 500 and the App Service text
-below, while the function runs on to its end. Only the standard library and azure.functions.
+below, while the function runs on to its end. With `throttle_first` in the settings, the first
+function requests are answered 429 (empty), as the host's HTTP throttle answers, and not run.
+Only the standard library and azure.functions.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import logging
 import os
 import secrets
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -80,12 +83,22 @@ class FunctionAppServer(LocalHTTPServer):
         *,
         front_end_timeout: float,
         function_key: str | None,
+        throttle_first: int = 0,
     ) -> None:
         super().__init__(FunctionAppHandler, port)
         self.routes = routes
         self.invoker = invoker
         self.front_end_timeout = front_end_timeout
         self.function_key = function_key
+        self._throttles_left = throttle_first
+        self._throttle_lock = threading.Lock()
+
+    def takes_throttle(self) -> bool:
+        """Whether this function request is one of the first `throttle_first`."""
+        with self._throttle_lock:
+            throttled = self._throttles_left > 0
+            self._throttles_left -= throttled
+            return throttled
 
     def authorized(
         self, function: IndexedFunction, headers: dict[str, str], query: dict[str, str]
@@ -154,6 +167,9 @@ class FunctionAppHandler(RequestHandler):
                 ", ".join(function.bindings_not_served),
             )
             return bare(500)
+        if self.server.takes_throttle():
+            logger.info("Functions.%s throttled on purpose (throttle_first): 429", function.name)
+            return bare(429)
         host = self.headers.get("Host") or f"{LOCALHOST}:{self.server.port}"
         request = make_request(
             self.command, f"http://{host}{self.path}", headers, query, route_params, body
@@ -281,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             invoker,
             front_end_timeout=float(settings["front_end_timeout"]),
             function_key=settings.get("function_key"),
+            throttle_first=int(settings.get("throttle_first") or 0),
         )
     except OSError as error:  # "Address already in use": the host tries another port
         print(f"cannot listen on {LOCALHOST}:{args.port}: {error}", file=sys.stderr, flush=True)

@@ -75,6 +75,11 @@ class LocalLambdaHost(LocalService):
     answers Lambda's timeout error. `init_timeout` (default 30 s) bounds loading the handler.
     Each worker's output goes to its own file in `log_path(name)`, the folder `log_dir/<name>`
     (default `log_dir`: a temporary folder removed on exit).
+
+    `throttle_first` (default 0) rehearses throttling: each function refuses its first
+    `throttle_first` synchronous invocations with the answer of exhausted concurrency (429
+    `TooManyRequestsException`) without running them, so a caller's retry policy can be tried
+    locally without starting `concurrency` slow invocations at once.
     """
 
     region = "us-east-1"
@@ -89,6 +94,7 @@ class LocalLambdaHost(LocalService):
         concurrency: int = 10,
         worker: WorkerKind = "auto",
         log_dir: str | Path | None = None,
+        throttle_first: int = 0,
     ) -> None:
         for name in functions:
             if not _FUNCTION_NAME.fullmatch(name):
@@ -97,6 +103,8 @@ class LocalLambdaHost(LocalService):
                 )
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if throttle_first < 0:
+            raise ValueError(f"throttle_first must be 0 or more, got {throttle_first}")
         handlers = {name: _lambda_handler(name, target) for name, target in functions.items()}
         has_awslambdaric = importlib.util.find_spec("awslambdaric") is not None
         if worker == "awslambdaric" and not has_awslambdaric:
@@ -114,6 +122,9 @@ class LocalLambdaHost(LocalService):
         self._server: _InvokeServer | None = None
         self._background: set[threading.Thread] = set()
         self._background_lock = threading.Lock()
+        self.throttle_first = throttle_first
+        self._throttles_left = dict.fromkeys(functions, throttle_first)
+        self._throttle_lock = threading.Lock()
 
     @property
     def endpoint_url(self) -> str:
@@ -175,6 +186,14 @@ class LocalLambdaHost(LocalService):
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
+
+    def _takes_throttle(self, name: str) -> bool:
+        """Whether this invocation of `name` is one of its first `throttle_first`."""
+        with self._throttle_lock:
+            left = self._throttles_left.get(name, 0)
+            if left > 0:
+                self._throttles_left[name] = left - 1
+            return left > 0
 
     def _run_in_background(
         self,
@@ -271,6 +290,8 @@ class _InvokeHandler(RequestHandler):
         qualifier: str | None,
     ) -> None:
         try:
+            if self.server.host._takes_throttle(runtime.name):
+                raise ConcurrencyLimitError("throttled on purpose (throttle_first)")
             result = runtime.invoke(event, client_context, qualifier, self.request_id)
         except ConcurrencyLimitError as error:
             logger.info("invocation of %s refused: %s", runtime.name, error)

@@ -12,7 +12,8 @@ from dagster_pipes_cloud.adapters.azure_functions import (
     AZURE_FUNCTIONS_REQUEST_LIMIT,
     AzureFunctionInvoker,
 )
-from dagster_pipes_cloud.adapters.http import require_http_url
+from dagster_pipes_cloud.adapters.http import attribution_headers, require_http_url
+from dagster_pipes_cloud.orchestration.clients._attribution import run_attribution
 from dagster_pipes_cloud.orchestration.clients.base import (
     Context,
     PipesFunctionClient,
@@ -48,10 +49,13 @@ class PipesAzureFunctionClient(PipesFunctionClient):
     230 s, while the function runs on. The step does not fail then: the client logs that the
     response was cut and reads the function's messages until its "closed" message, up to
     `function_timeout` seconds (default 30 minutes, the Premium plan's default `functionTimeout`;
-    set it to your function app's), and fails the step with the function's own exception if it
-    sent one. `.response` is then None. The request is sent once; only what never reached the
-    function is sent again. The context travels in the event up to the platform's 100 MB request
-    limit, else through the reader's container.
+    set it to your function app's), and fails the step with the function's own exception if it sent
+    one. `.response` is then None. The request is sent once; only what never reached the function is
+    sent again: a 429 (the host's HTTP throttle) a few times within seconds, then the step fails
+    naming the throttling, for a Dagster `RetryPolicy` to retry. Each request carries the run id,
+    asset keys and retry number as `X-Dagster-Run-Id`, `X-Dagster-Asset-Keys` and
+    `X-Dagster-Retry-Number`, which `azure_function` logs. The context travels in the event up to
+    the platform's 100 MB request limit, else through the reader's container.
     """
 
     def __init__(
@@ -81,9 +85,10 @@ class PipesAzureFunctionClient(PipesFunctionClient):
     ) -> PipesFunctionInvocation:
         """Invoke the function at `function_url` (`https://APP.azurewebsites.net/api/ROUTE`)."""
         url = require_http_url(function_url)
+        headers = attribution_headers(run_attribution(context))
 
         def invoke(payload: bytes) -> FunctionInvocation:
-            invocation = self._invoker.invoke(url, payload)
+            invocation = self._invoker.invoke(url, payload, headers=headers)
             if not invocation.completed:
                 context.log.warning(
                     f"The response from {url} was cut: {invocation.details['unfinished']}."

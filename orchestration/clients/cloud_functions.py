@@ -13,6 +13,8 @@ from dagster_pipes_cloud.adapters.cloud_functions import (
     CLOUD_FUNCTIONS_REQUEST_LIMIT,
     CloudFunctionInvoker,
 )
+from dagster_pipes_cloud.adapters.http import attribution_headers
+from dagster_pipes_cloud.orchestration.clients._attribution import run_attribution
 from dagster_pipes_cloud.orchestration.clients.base import (
     Context,
     PipesFunctionClient,
@@ -40,8 +42,11 @@ class PipesCloudFunctionClient(PipesFunctionClient):
     requests are sent with it as it is and no token is fetched. `invoker=` replaces the whole
     `CloudFunctionInvoker` (its timeouts, its token source, its functions client for resource
     names). The request waits out a 2nd gen function's 60 minutes and is sent once; only what never
-    reached the function is sent again. The context travels in the event up to the platform's 32 MB
-    request limit, else through the reader's bucket."""
+    reached the function is sent again: a 429 (no instance free) a few times within seconds, then
+    the step fails naming the throttling, for a Dagster `RetryPolicy` to retry. Each request carries
+    the run id, asset keys and retry number as `X-Dagster-Run-Id`, `X-Dagster-Asset-Keys` and
+    `X-Dagster-Retry-Number`, which `cloud_function` logs. The context travels in the event up to
+    the platform's 32 MB request limit, else through the reader's bucket."""
 
     def __init__(
         self,
@@ -69,13 +74,14 @@ class PipesCloudFunctionClient(PipesFunctionClient):
             url = self._invoker.resolve_url(function_url, function_name)
         except PipesCloudError as exc:
             raise DagsterPipesExecutionError(str(exc)) from exc
+        headers = attribution_headers(run_attribution(context))
         return self._run_function(
             context=context,
             extras=extras,
             event=event,
             request_limit=CLOUD_FUNCTIONS_REQUEST_LIMIT,
             wait_timeout=0,
-            invoke=lambda payload: self._invoker.invoke(url, payload),
+            invoke=lambda payload: self._invoker.invoke(url, payload, headers=headers),
             metadata=lambda invocation: (
                 {"gcp_execution_id": invocation.request_id} if invocation.request_id else {}
             ),

@@ -12,8 +12,9 @@ from dagster_pipes_cloud.adapters.lambda_ import (
     REQUEST_LIMITS,
     InvocationType,
     LambdaInvoker,
-    encode_client_context,
+    attribution_client_context,
 )
+from dagster_pipes_cloud.orchestration.clients._attribution import run_attribution
 from dagster_pipes_cloud.orchestration.clients.base import (
     Context,
     PipesFunctionClient,
@@ -34,17 +35,20 @@ class PipesLambdaClient(PipesFunctionClient):
         return invocation.get_materialize_result()
 
     `client` is a boto3 Lambda client; by default one made on first use that waits out Lambda's
-    15-minute maximum and never sends an invoke twice (`default_lambda_client`; it follows
-    boto3's configuration: credentials chain, `AWS_REGION`, `AWS_ENDPOINT_URL_LAMBDA`). A client
-    you pass says where and as whom: its endpoint, region and credentials are used with those
-    same invoke settings, whatever its own timeout and retries. The context travels in the
-    event up to Lambda's request limit (6 MB synchronous, 1 MB `Event`), else through the
-    reader's bucket. The Dagster run id and asset keys go in the Lambda client context
+    15-minute maximum and never sends an invoke twice (`default_lambda_client`; it follows boto3's
+    configuration: credentials chain, `AWS_REGION`, `AWS_ENDPOINT_URL_LAMBDA`). A client you pass
+    says where and as whom: its endpoint, region and credentials are used with those same invoke
+    settings, whatever its own timeout and retries. The context travels in the event up to Lambda's
+    request limit (6 MB synchronous, 1 MB `Event`), else through the reader's bucket. The Dagster
+    run id, asset keys and retry number go in the Lambda client context
     (`context.client_context.custom`; Lambda passes it to synchronous invocations only, and
-    `pipes.run_id` always has the run id). An `Event` invocation ends on the "closed" message or
-    fails after `event_timeout` seconds (default 16 minutes); Lambda retries a failed `Event`
-    invocation up to twice on its own, so give functions run this way 0 retry attempts
-    (`aws lambda put-function-event-invoke-config --maximum-retry-attempts 0`).
+    `pipes.run_id` always has the run id), and `lambda_handler` logs them. Lambda's throttling
+    (`TooManyRequestsException`) is resent a few times within seconds, then fails the step naming
+    it: a Dagster `RetryPolicy` retries it. `invoker=` replaces the whole `LambdaInvoker` (for
+    example `LambdaInvoker(client, resend_attempts=0)`). An `Event` invocation ends on the "closed"
+    message or fails after `event_timeout` seconds (default 16 minutes); Lambda retries a failed
+    `Event` invocation up to twice on its own, so give functions run this way 0 retry attempts (`aws
+    lambda put-function-event-invoke-config --maximum-retry-attempts 0`).
     """
 
     def __init__(
@@ -54,9 +58,12 @@ class PipesLambdaClient(PipesFunctionClient):
         context_injector: PipesContextInjector | None = None,
         client: LambdaClient | Any | None = None,
         event_timeout: float = LAMBDA_MAX_SECONDS + 60,
+        invoker: LambdaInvoker | None = None,
     ) -> None:
+        if client is not None and invoker is not None:
+            raise ValueError("give client or invoker (which has its own client), not both")
         super().__init__(message_reader=message_reader, context_injector=context_injector)
-        self._invoker = LambdaInvoker(client)
+        self._invoker = invoker or LambdaInvoker(client)
         self.event_timeout = event_timeout
 
     def run(  # type: ignore[override]
@@ -78,9 +85,7 @@ class PipesLambdaClient(PipesFunctionClient):
             raise ValueError(
                 f"invocation_type must be 'RequestResponse' or 'Event', got {invocation_type!r}"
             )
-        client_context = encode_client_context(
-            {"dagster_run_id": context.run.run_id, "dagster_asset_keys": _asset_keys(context)}
-        )
+        client_context = attribution_client_context(run_attribution(context))
         return self._run_function(
             context=context,
             extras=extras,
@@ -99,9 +104,3 @@ class PipesLambdaClient(PipesFunctionClient):
                 {"aws_lambda_request_id": invocation.request_id} if invocation.request_id else {}
             ),
         )
-
-
-def _asset_keys(context: Context) -> str:
-    if not context.has_assets_def:
-        return ""
-    return ",".join(key.to_user_string() for key in sorted(context.selected_asset_keys))

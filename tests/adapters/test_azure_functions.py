@@ -18,7 +18,7 @@ from dagster_pipes_cloud.adapters.azure_functions import (
     TOKEN_REFRESH_MARGIN_SECONDS,
     AzureFunctionInvoker,
 )
-from dagster_pipes_cloud.adapters.errors import AccessDeniedError
+from dagster_pipes_cloud.adapters.errors import AccessDeniedError, ThrottledError
 
 pytest_plugins = ("scripted_function",)  # the function_server fixture
 
@@ -168,3 +168,38 @@ def test_the_read_timeout_outlasts_the_front_end() -> None:
 def test_bad_settings_are_refused(options: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         AzureFunctionInvoker(**options)
+
+
+def test_the_hosts_429_with_an_http_date_retry_after_raises_throttling(
+    function_server: ScriptedFunction,
+) -> None:
+    later = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 3600))
+    url = function_server.script(Answer(429, b"", {"Retry-After": later}))
+    invoker = AzureFunctionInvoker(function_key="k1")
+    with pytest.raises(
+        ThrottledError, match=rf"{url} throttled the invocation \(HTTP 429\)"
+    ) as raised:
+        invoker.invoke(url, b"{}")
+    invoker.close()
+    assert raised.value.retry_after is not None and 3500 < raised.value.retry_after <= 3600
+    assert len(function_server.received) == 1, "a wait that long is left to Dagster's retry"
+
+
+def test_the_local_hosts_throttle_is_resent_then_the_function_runs(tmp_path: Any) -> None:
+    from dagster_pipes_cloud.local import LocalAzureFunctionHost
+
+    (tmp_path / "throttled_app.py").write_text(
+        "import azure.functions as func\n"
+        "app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)\n"
+        "@app.route(route='echo', methods=['POST'])\n"
+        "def echo(req: func.HttpRequest) -> func.HttpResponse:\n"
+        "    return func.HttpResponse(req.get_body(), mimetype='application/json')\n"
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    with LocalAzureFunctionHost("throttled_app:app", env=env, throttle_first=2) as host:
+        url = f"{host.url}/api/echo"
+        with pytest.raises(ThrottledError, match="HTTP 429"):
+            AzureFunctionInvoker(resend_attempts=0).invoke(url, b'{"n": 1}')
+        invoker = AzureFunctionInvoker(resend_attempts=1)
+        assert invoker.invoke(url, b'{"n": 2}').response == {"n": 2}
+        invoker.close()

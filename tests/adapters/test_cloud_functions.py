@@ -27,6 +27,7 @@ from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
     PipesCloudError,
     ResourceNotFoundError,
+    ThrottledError,
 )
 from dagster_pipes_cloud.local.cloud_functions_host import LocalCloudFunctionHost
 
@@ -307,3 +308,20 @@ def test_a_denied_lookup_is_named() -> None:
 
     with pytest.raises(AccessDeniedError, match=NAME):
         CloudFunctionInvoker(functions_client=Denying({})).resolve_url(None, NAME)
+
+
+@pytest.mark.parametrize(("resends", "throttled"), [(0, True), (2, False)])
+def test_cloud_runs_429_is_resent_briefly_then_raised_as_throttling(
+    tmp_path: Path, resends: int, throttled: bool
+) -> None:
+    (tmp_path / "invoker_echo.py").write_text(FUNCTION_SOURCE)
+    env = {"PYTHONPATH": str(tmp_path)}
+    with LocalCloudFunctionHost("invoker_echo:main", env=env, throttle_first=2) as host:
+        invoker = CloudFunctionInvoker(resend_attempts=resends)
+        if throttled:
+            with pytest.raises(ThrottledError, match="HTTP 429: Rate exceeded") as raised:
+                invoker.invoke(host.url, b'{"n": 1}')
+            assert raised.value.retry_after is None  # Cloud Run suggests no delay
+        else:
+            assert invoker.invoke(host.url, b'{"n": 1}').response["payload"] == {"n": 1}
+        invoker.close()

@@ -6,13 +6,21 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 
 import pytest
 import requests
 from scripted_function import Answer, ScriptedFunction
 
-from dagster_pipes_cloud.adapters.errors import PipesCloudError
-from dagster_pipes_cloud.adapters.http import ERROR_BODY_MAX_CHARS, HttpFunctionInvoker
+from dagster_pipes_cloud.adapters.errors import PipesCloudError, ThrottledError
+from dagster_pipes_cloud.adapters.http import (
+    ERROR_BODY_MAX_CHARS,
+    THROTTLED_WAIT_MAX_SECONDS,
+    HttpFunctionInvoker,
+    attribution_from_headers,
+    attribution_headers,
+    parse_retry_after,
+)
 from dagster_pipes_cloud.local._process import free_port
 
 pytest_plugins = ("scripted_function",)  # the function_server fixture
@@ -136,14 +144,91 @@ def test_a_429_is_resent_until_the_function_runs(
     assert len(function_server.received) == 2
 
 
-def test_the_last_429_is_reported_after_the_resends(function_server: ScriptedFunction) -> None:
+def test_the_last_429_raises_throttled_after_the_resends(
+    function_server: ScriptedFunction,
+) -> None:
     url = function_server.script(Answer(429, b"Rate exceeded.", {"Retry-After": "0"}))
     invoker = BearerInvoker(resend_attempts=2)
-    invocation = invoker.invoke(url, b"{}")
+    with pytest.raises(ThrottledError) as raised:
+        invoker.invoke(url, b"{}")
     invoker.close()
-    assert invocation.error is not None and invocation.error.type == "HTTP 429"
-    assert invocation.details["body"] == "Rate exceeded."
+    message = str(raised.value)
+    assert url in message and "HTTP 429: Rate exceeded." in message and "3 times" in message
+    assert "RetryPolicy" in message
+    assert raised.value.retry_after == 0
     assert len(function_server.received) == 3
+
+
+def test_a_503_with_retry_after_is_throttling(function_server: ScriptedFunction) -> None:
+    url = function_server.script(Answer(503, b"Service Unavailable", {"Retry-After": "2"}))
+    invoker = BearerInvoker(resend_attempts=0)
+    with pytest.raises(ThrottledError, match="HTTP 503") as raised:
+        invoker.invoke(url, b"{}")
+    assert raised.value.retry_after == 2
+    assert len(function_server.received) == 1
+
+
+def test_a_503_without_retry_after_is_the_answer_not_throttling(
+    function_server: ScriptedFunction, invoker: BearerInvoker
+) -> None:
+    url = function_server.script(Answer(503, b"Service Unavailable"))
+    invocation = invoker.invoke(url, b"{}")
+    assert invocation.error is not None and invocation.error.type == "HTTP 503"
+    assert len(function_server.received) == 1
+
+
+def test_a_retry_after_longer_than_a_short_wait_raises_at_once(
+    function_server: ScriptedFunction, invoker: BearerInvoker
+) -> None:
+    later = str(int(THROTTLED_WAIT_MAX_SECONDS) + 55)
+    url = function_server.script(Answer(429, b"", {"Retry-After": later}))
+    with pytest.raises(ThrottledError, match=rf"tried once.*after {later}s") as raised:
+        invoker.invoke(url, b"{}")
+    assert raised.value.retry_after == float(later)
+    assert len(function_server.received) == 1
+
+
+def test_a_given_session_still_resends_throttled_answers(function_server: ScriptedFunction) -> None:
+    url = function_server.script(
+        Answer(429, b"", {"Retry-After": "0"}), Answer(body=b'{"ok": true}')
+    )
+    with requests.Session() as session:
+        invocation = BearerInvoker(session=session).invoke(url, b"{}")
+    assert invocation.response == {"ok": True}
+    assert len(function_server.received) == 2
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("7", 7.0),
+        (" 1.5 ", 1.5),
+        ("-3", 0.0),
+        ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0),
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_seconds_or_an_http_date(header: str | None, seconds: float | None) -> None:
+    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=timezone.utc)
+    assert parse_retry_after(header, now=now) == seconds
+
+
+def test_attribution_headers_round_trip_without_case() -> None:
+    sent = attribution_headers({"run_id": "r1", "asset_keys": "a,b/c", "retry_number": "2"})
+    assert sent == {
+        "X-Dagster-Run-Id": "r1",
+        "X-Dagster-Asset-Keys": "a,b/c",
+        "X-Dagster-Retry-Number": "2",
+    }
+    received = {name.lower(): value for name, value in sent.items()}
+    assert attribution_from_headers({**received, "Host": "x"}) == {
+        "run_id": "r1",
+        "asset_keys": "a,b/c",
+        "retry_number": "2",
+    }
 
 
 def test_a_connection_dropped_after_sending_is_not_resent(
@@ -180,12 +265,12 @@ def test_a_refused_connection_is_resent_then_reported(caplog: pytest.LogCaptureF
 
 
 def test_a_given_session_is_used_as_it_is(function_server: ScriptedFunction) -> None:
-    url = function_server.script(Answer(429, b"Rate exceeded."))
+    url = function_server.script(Answer(500, b"Internal Server Error"))
     with requests.Session() as session:
         invoker = BearerInvoker(session=session)
         invocation = invoker.invoke(url, b"{}")
         assert invoker.session is session
-    assert invocation.error is not None and invocation.error.type == "HTTP 429"
+    assert invocation.error is not None and invocation.error.type == "HTTP 500"
     [received] = function_server.received
     assert "Authorization" not in received.headers
     assert invoker.sessions_made == 0
@@ -214,10 +299,10 @@ def test_the_default_session_resends_only_what_never_arrived(invoker: BearerInvo
     adapter = invoker.session.get_adapter("https://example.com")
     assert isinstance(adapter, requests.adapters.HTTPAdapter)
     retry = adapter.max_retries
-    assert (retry.connect, retry.read, retry.other, retry.status) == (3, False, 0, 3)
-    assert retry.status_forcelist == {429}
+    assert (retry.connect, retry.read, retry.other, retry.status) == (3, False, 0, 0)
+    assert not retry.status_forcelist  # throttled answers are resent by invoke, bounded
     assert "POST" in retry.allowed_methods
-    assert retry.respect_retry_after_header and not retry.raise_on_status
+    assert not retry.raise_on_status
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,23 @@
 """`LambdaInvoker` against `LocalLambdaHost`, and the default client's settings."""
 
+import base64
 import json
 from typing import Any
 
 import pytest
-from aws_testing import unreachable_client
+from aws_testing import local_client, unreachable_client
 
-from dagster_pipes_cloud.adapters import ResourceNotFoundError, TransientError
+from dagster_pipes_cloud.adapters import ResourceNotFoundError, ThrottledError, TransientError
 from dagster_pipes_cloud.adapters.lambda_ import (
+    CLIENT_CONTEXT_MAX_BYTES,
     LAMBDA_MAX_SECONDS,
     LambdaInvoker,
+    attribution_client_context,
+    attribution_from_client_context,
     default_lambda_client,
     encode_client_context,
 )
+from dagster_pipes_cloud.local import LocalLambdaHost
 
 
 def test_a_synchronous_invoke_decodes_the_response(aws_stack: Any) -> None:
@@ -70,3 +75,35 @@ def test_client_context_carries_all_three_sections() -> None:
         "env": {},
     }
     assert encode_client_context({"k": "v" * 4000}) is None
+
+
+@pytest.mark.parametrize(("resends", "throttled"), [(0, True), (2, False)])
+def test_too_many_requests_is_resent_briefly_then_raised_as_throttling(
+    s3_emulator: Any, resends: int, throttled: bool
+) -> None:
+    functions = {"plain_call": "e2e.aws_handlers:plain_call"}
+    with LocalLambdaHost(functions, env=s3_emulator.env, throttle_first=2) as host:
+        invoker = LambdaInvoker(local_client("lambda", host.endpoint_url), resend_attempts=resends)
+        if throttled:
+            with pytest.raises(ThrottledError) as raised:
+                invoker.invoke("plain_call", b"{}")
+            message = str(raised.value)
+            assert "'plain_call' throttled the invocation (TooManyRequestsException" in message
+            assert "ReservedFunctionConcurrentInvocationLimitExceeded" in message
+            assert "RetryPolicy" in message
+            assert raised.value.retry_after is None
+        else:
+            assert invoker.invoke("plain_call", b"{}").response == {"echo": {}}
+
+
+def test_the_attribution_rides_in_the_client_context_and_drops_asset_keys_to_fit() -> None:
+    attribution = {"run_id": "r1", "asset_keys": "a,b", "retry_number": "1"}
+    encoded = attribution_client_context(attribution)
+    assert encoded is not None
+    custom = json.loads(base64.b64decode(encoded))["custom"]
+    assert attribution_from_client_context(custom) == attribution
+    many = {**attribution, "asset_keys": "k" * CLIENT_CONTEXT_MAX_BYTES}
+    encoded = attribution_client_context(many)
+    assert encoded is not None
+    custom = json.loads(base64.b64decode(encoded))["custom"]
+    assert attribution_from_client_context(custom) == {"run_id": "r1", "retry_number": "1"}

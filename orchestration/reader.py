@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any, Literal, TypedDict
 
 from dagster import PipesMessageHandler, PipesMessageReader
@@ -23,6 +24,10 @@ from dagster_pipes_cloud.orchestration._keys import session_prefix
 from dagster_pipes_cloud.orchestration.injectors import PipesBlobStoreContextInjector
 
 INCLUDE_STDIO_KEY = PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY
+
+CANCEL_MARKER = "cancel.json"
+"""The blob under a session's key prefix that asks its function to stop (the function side's
+writer watches for it)."""
 
 SessionProblem = Literal["read_failed", "never_opened", "not_closed", "remote_error"]
 
@@ -140,6 +145,24 @@ class PipesChunkedMessageReader(PipesMessageReader):
                 self._pollers.pop(poller.prefix, None)
             if self.cleanup and poller.read_to_the_end:
                 poller.delete_session()
+
+    def request_cancel(self, params: PipesParams, reason: str, *, run_id: str) -> str:
+        """Ask the function of the session opened with `params` to stop: write the cancel
+        marker `<session prefix>/cancel.json` (`reason`, `run_id`, `requested_at`), which its
+        writer sees within its `cancel_check_interval`. Returns the marker's address; raises
+        `PipesCloudError` if it cannot be written. The marker stays with the session (cleanup
+        deletes only sessions that closed); the bucket's lifecycle rule ends it."""
+        prefix = params.get("key_prefix")
+        if not isinstance(prefix, str) or not prefix:
+            raise PipesCloudError(f"no session key prefix in the messages params {params!r}")
+        key = f"{prefix}/{CANCEL_MARKER}"
+        marker = {
+            "reason": reason,
+            "run_id": run_id,
+            "requested_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        self._store.put(key, json.dumps(marker).encode())
+        return self._store.url(key)
 
     def limit_drain(self, params: PipesParams, seconds: float) -> None:
         """Wait at most `seconds` for the "closed" message of the session opened with `params`

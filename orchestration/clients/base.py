@@ -17,7 +17,7 @@ from dagster import (
     PipesMessageReader,
 )
 from dagster._core.definitions.resource_annotation import TreatAsResourceParam
-from dagster._core.errors import DagsterPipesExecutionError
+from dagster._core.errors import DagsterExecutionInterruptedError, DagsterPipesExecutionError
 from dagster._core.pipes.context import (
     PipesMessageHandler,
     PipesSession,
@@ -35,6 +35,7 @@ Invoke = Callable[[bytes], FunctionInvocation]
 _PARAMS_ALLOWANCE = 4096  # room for the messages params and the JSON around the bootstrap keys
 _LOG_TAIL_CHARS = 2000
 _ENDED_DRAIN_SECONDS = 1.0  # a failed function flushed before it ended; only reads remain
+_REASON_MAX_CHARS = 500
 _NOT_YIELDED = (
     "The results of a Pipes function run were not returned from the asset: return"
     " `invocation.get_materialize_result()` or yield from `invocation.get_results()`."
@@ -59,6 +60,14 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
     A failed invocation is reported once, after every message the function sent: with the
     function's own exception (type, message, trace) from its "closed" message where it sent
     one, else with what the platform answered (its error, status and body).
+
+    With `forward_termination` (the default), a step that ends while its function may still run
+    (the run was terminated, or waiting or reading failed) first asks the function to stop: no
+    platform can end one running invocation, so the reader writes a cancel marker under the
+    session's prefix (`PipesChunkedMessageReader.request_cancel`), which the function's writer
+    sees within its `cancel_check_interval` (2 s by default); the step's log says so, and the
+    step ends after a drain of at most 2 s. A marker that cannot be written is a warning, never
+    hides the step's own error. Not done once the function completed, nor when it never ran.
     """
 
     def __init__(
@@ -66,9 +75,11 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
         *,
         message_reader: PipesMessageReader,
         context_injector: PipesContextInjector | None = None,
+        forward_termination: bool = True,
     ) -> None:
         self.message_reader = message_reader
         self.context_injector = context_injector or PipesEventContextInjector()
+        self.forward_termination = forward_termination
 
     def _run_function(
         self,
@@ -94,17 +105,18 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
             with self._open_session(context, injector, extras) as session:
                 payload = json.dumps({**event, **session.get_bootstrap_env_vars()}).encode()
                 try:
-                    invocation = invoke(payload)
-                except PipesCloudError as exc:  # the function never ran, or its end is unknown
-                    self._limit_drain(session, 0)
-                    raise DagsterPipesExecutionError(str(exc)) from exc
-                if invocation.completed and invocation.error is not None:
-                    self._limit_drain(session, _ENDED_DRAIN_SECONDS)
-                if not invocation.completed:
-                    self._wait_for_closed(session, invocation, wait_timeout)
+                    invocation = self._invoke(session, invoke, payload)
+                    if not invocation.completed:
+                        self._wait_for_closed(session, invocation, wait_timeout)
+                except BaseException as exc:
+                    if _may_still_run(session, invocation, exc):
+                        self._ask_to_stop(context, session, invocation, exc)
+                    raise
         except PipesSessionError as problem:
             if invocation is None:
                 raise
+            if _may_still_run(session, invocation, problem):  # reading failed while it runs
+                self._ask_to_stop(context, session, invocation, problem)
             raise DagsterPipesExecutionError(_describe_failure(invocation, problem)) from None
         assert invocation is not None
         if invocation.error is not None:
@@ -116,6 +128,51 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
                 f" {self.message_reader.no_messages_debug_text()}"
             )
         return PipesFunctionInvocation(session, invocation, metadata=metadata(invocation))
+
+    def _invoke(self, session: PipesSession, invoke: Invoke, payload: bytes) -> FunctionInvocation:
+        try:
+            invocation = invoke(payload)
+        except PipesCloudError as exc:  # the function never ran, or its end is unknown
+            self._limit_drain(session, 0)
+            raise DagsterPipesExecutionError(str(exc)) from exc
+        if invocation.completed and invocation.error is not None:
+            self._limit_drain(session, _ENDED_DRAIN_SECONDS)
+        return invocation
+
+    def _ask_to_stop(
+        self,
+        context: Context,
+        session: PipesSession,
+        invocation: FunctionInvocation | None,
+        cause: BaseException,
+    ) -> None:
+        """Write the cancel marker of a function that may still run as the step ends because
+        of `cause`, and say so in the step's log; a failure to is a warning, never raised."""
+        function = invocation.function if invocation is not None else "the function"
+        if isinstance(cause, (DagsterExecutionInterruptedError, KeyboardInterrupt)):
+            why = "the run was terminated"
+        else:
+            why = f"the step failed while {function} may still run"
+        reader = self.message_reader
+        if not self.forward_termination:
+            context.log.warning(
+                f"[pipes] {why}; {function} was not asked to stop (forward_termination=False)"
+            )
+            return
+        if not isinstance(reader, PipesChunkedMessageReader):
+            context.log.warning(
+                f"[pipes] {why}; {type(reader).__name__} cannot ask {function} to stop"
+            )
+            return
+        reason = why if not str(cause) else f"{why}: {str(cause)[:_REASON_MAX_CHARS]}"
+        try:
+            where = reader.request_cancel(
+                session.message_reader_params, reason, run_id=context.run.run_id
+            )
+        except Exception as exc:  # the step's own error goes on; this one is only reported
+            context.log.warning(f"[pipes] {why}; could not ask {function} to stop: {exc}")
+            return
+        context.log.warning(f"[pipes] {why}: asked {function} to stop (cancel marker at {where})")
 
     def _injector_for(self, room: int) -> PipesContextInjector:
         """The context injector for one invocation: the event injector bounded to `room`."""
@@ -177,6 +234,21 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
                     f"{invocation.function} did not close Dagster Pipes within {timeout:g}s ({why})"
                 )
             time.sleep(0.05)
+
+
+def _may_still_run(
+    session: PipesSession, invocation: FunctionInvocation | None, cause: BaseException
+) -> bool:
+    """Whether the function may still be running as the step ends because of `cause`: not once
+    it closed Pipes or its invocation completed; while an invoke was under way, if the run was
+    terminated (the request may have left) or the function had opened Pipes (an unknown end)."""
+    if session.message_handler.received_closed_message:
+        return False
+    if invocation is not None:
+        return not invocation.completed
+    if isinstance(cause, (DagsterExecutionInterruptedError, KeyboardInterrupt)):
+        return True
+    return session.message_handler.received_opened_message
 
 
 def _checked_event(event: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:

@@ -56,6 +56,8 @@ class PipesAzureFunctionClient(PipesFunctionClient):
     asset keys and retry number as `X-Dagster-Run-Id`, `X-Dagster-Asset-Keys` and
     `X-Dagster-Retry-Number`, which `azure_function` logs. The context travels in the event up to
     the platform's 100 MB request limit, else through the reader's container.
+    Terminating the run asks the function to stop (`forward_termination`, default True; see
+    `PipesFunctionClient`).
     """
 
     def __init__(
@@ -68,8 +70,13 @@ class PipesAzureFunctionClient(PipesFunctionClient):
         scope: str | None = None,
         function_timeout: float = AZURE_FUNCTION_TIMEOUT,
         invoker: AzureFunctionInvoker | None = None,
+        forward_termination: bool = True,
     ) -> None:
-        super().__init__(message_reader=message_reader, context_injector=context_injector)
+        super().__init__(
+            message_reader=message_reader,
+            context_injector=context_injector,
+            forward_termination=forward_termination,
+        )
         self._invoker = invoker or AzureFunctionInvoker(
             session=session, function_key=function_key, scope=scope
         )

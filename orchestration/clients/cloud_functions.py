@@ -46,7 +46,9 @@ class PipesCloudFunctionClient(PipesFunctionClient):
     the step fails naming the throttling, for a Dagster `RetryPolicy` to retry. Each request carries
     the run id, asset keys and retry number as `X-Dagster-Run-Id`, `X-Dagster-Asset-Keys` and
     `X-Dagster-Retry-Number`, which `cloud_function` logs. The context travels in the event up to
-    the platform's 32 MB request limit, else through the reader's bucket."""
+    the platform's 32 MB request limit, else through the reader's bucket.
+    Terminating the run asks the function to stop (`forward_termination`, default True; see
+    `PipesFunctionClient`)."""
 
     def __init__(
         self,
@@ -55,8 +57,13 @@ class PipesCloudFunctionClient(PipesFunctionClient):
         context_injector: PipesContextInjector | None = None,
         session: requests.Session | None = None,
         invoker: CloudFunctionInvoker | None = None,
+        forward_termination: bool = True,
     ) -> None:
-        super().__init__(message_reader=message_reader, context_injector=context_injector)
+        super().__init__(
+            message_reader=message_reader,
+            context_injector=context_injector,
+            forward_termination=forward_termination,
+        )
         self._invoker = invoker or CloudFunctionInvoker(session=session)
 
     def run(  # type: ignore[override]

@@ -49,6 +49,8 @@ class PipesLambdaClient(PipesFunctionClient):
     message or fails after `event_timeout` seconds (default 16 minutes); Lambda retries a failed
     `Event` invocation up to twice on its own, so give functions run this way 0 retry attempts (`aws
     lambda put-function-event-invoke-config --maximum-retry-attempts 0`).
+    Terminating the run asks the function to stop (`forward_termination`, default True; see
+    `PipesFunctionClient`).
     """
 
     def __init__(
@@ -59,10 +61,15 @@ class PipesLambdaClient(PipesFunctionClient):
         client: LambdaClient | Any | None = None,
         event_timeout: float = LAMBDA_MAX_SECONDS + 60,
         invoker: LambdaInvoker | None = None,
+        forward_termination: bool = True,
     ) -> None:
         if client is not None and invoker is not None:
             raise ValueError("give client or invoker (which has its own client), not both")
-        super().__init__(message_reader=message_reader, context_injector=context_injector)
+        super().__init__(
+            message_reader=message_reader,
+            context_injector=context_injector,
+            forward_termination=forward_termination,
+        )
         self._invoker = invoker or LambdaInvoker(client)
         self.event_timeout = event_timeout
 

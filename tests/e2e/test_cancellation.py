@@ -1,0 +1,225 @@
+"""Terminating a run stops its function, on each cloud's local host, through Dagster.
+
+A real Dagster run (`materialize`, in a subprocess with its own DAGSTER_HOME) invokes a function
+of tests/e2e/cancel_functions.py; once the function has started, the run worker gets SIGINT, as
+Dagster terminates a run. The client writes the cancel marker, the function's writer sees it
+within its check interval (2 s) plus one storage call, and the function stops: at its next Pipes
+call (`PipesCancelledError`), or where it polls `pipes.is_cancelled`. The step's log says the
+function was asked to stop.
+
+Run as a script (`python test_cancellation.py CONFIG`), this file is that Dagster run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHECK_INTERVAL = 2.0  # the writer's default cancel_check_interval
+SLACK = 8.0  # one storage call, the hosts' and the run's own pace on a busy machine
+BUCKET = "pipes-cancel"
+FUNCTION_KEY = "cancel-function-key"
+TESTS = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Target:
+    """What the Dagster run needs to reach one cloud's local stack; `functions` maps each
+    kind of function ("logging", "checking") to its name or URL."""
+
+    cloud: str
+    functions: dict[str, str]
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def aws_target(s3_emulator: Any) -> Iterator[Target]:
+    from aws_testing import local_client
+
+    from dagster_pipes_cloud.local import LocalLambdaHost
+
+    local_client("s3", s3_emulator.endpoint_url).create_bucket(Bucket=BUCKET)
+    functions = {kind: f"cancel_{kind}" for kind in ("logging", "checking")}
+    handlers = {name: f"e2e.cancel_functions:lambda_{kind}" for kind, name in functions.items()}
+    with LocalLambdaHost(handlers, env=s3_emulator.env, timeout=120) as host:
+        settings = {"lambda": host.endpoint_url, "s3": s3_emulator.endpoint_url}
+        yield Target("aws", functions, settings)
+
+
+@pytest.fixture(scope="module")
+def gcp_target(gcs_emulator: Any) -> Iterator[Target]:
+    from dagster_pipes_cloud.local import LocalCloudFunctionHost
+
+    gcs_emulator.create_bucket(BUCKET)
+    target = "e2e.cancel_functions:gcf_{}"
+    with (
+        LocalCloudFunctionHost(target.format("logging"), env=gcs_emulator.env) as logging,
+        LocalCloudFunctionHost(target.format("checking"), env=gcs_emulator.env) as checking,
+    ):
+        functions = {"logging": logging.url, "checking": checking.url}
+        settings = {"gcs": gcs_emulator.endpoint_url, "project": gcs_emulator.project}
+        yield Target("gcp", functions, settings)
+
+
+@pytest.fixture(scope="module")
+def azure_target(azurite: Any) -> Iterator[Target]:
+    from dagster_pipes_cloud.local import LocalAzureFunctionHost
+
+    azurite.create_container(BUCKET)
+    app = "e2e.cancel_functions:app"
+    with LocalAzureFunctionHost(app, env=azurite.env, function_key=FUNCTION_KEY) as host:
+        functions = {kind: f"{host.url}/api/{kind}" for kind in ("logging", "checking")}
+        yield Target("azure", functions, {"blob": azurite.connection_string})
+
+
+class TerminatedRun:
+    """A Dagster run of one function in a subprocess, terminated once the function started."""
+
+    def __init__(self, target: Target, kind: str, folder: Path) -> None:
+        self.started = folder / "started"
+        self.stopped = folder / "stopped"
+        self.home = folder / "dagster_home"
+        self.home.mkdir()
+        (self.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        event = {"started": str(self.started), "stopped": str(self.stopped), "seconds": 120}
+        config = {**target.settings, "cloud": target.cloud, "function": target.functions[kind]}
+        paths = os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, json.dumps({**config, "event": event})],
+            env={**os.environ, "DAGSTER_HOME": str(self.home), "PYTHONPATH": paths},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.terminated_at = 0.0
+        self.output = ""
+
+    def terminate_once_started(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.started.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                output = self.process.communicate()[0]
+                raise AssertionError(f"the function did not start within {timeout:g}s:\n{output}")
+            time.sleep(0.05)
+        self.terminated_at = time.time()
+        self.process.send_signal(signal.SIGINT)  # how Dagster terminates a run worker
+        try:
+            self.output = self.process.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError("the terminated run did not end within 60s") from None
+
+    def stop_record(self, bound: float) -> dict[str, Any]:
+        """What the function wrote as it ended, waiting until `bound` s after the termination."""
+        while not self.stopped.exists():
+            if time.time() > self.terminated_at + bound:
+                raise AssertionError(
+                    f"the function did not stop within {bound:g}s of the run's"
+                    f" termination\nThe run's output:\n{self.output}"
+                )
+            time.sleep(0.05)
+        record: dict[str, Any] = json.loads(self.stopped.read_text())
+        return record
+
+    def step_log(self) -> tuple[str, str]:
+        """The run's status and every message of its event log."""
+        from dagster import DagsterInstance
+
+        with DagsterInstance.from_config(str(self.home)) as instance:
+            [run] = instance.get_runs()
+            entries = instance.all_logs(run.run_id)
+            return run.status.value, "\n".join(entry.user_message for entry in entries)
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+@pytest.mark.parametrize(
+    ("kind", "ended_by"),
+    [("logging", "PipesCancelledError"), ("checking", "is_cancelled")],
+)
+def test_terminating_the_run_stops_the_function(
+    cloud: str, kind: str, ended_by: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    target = request.getfixturevalue(f"{cloud}_target")
+    run = TerminatedRun(target, kind, tmp_path)
+    run.terminate_once_started()
+
+    stopped = run.stop_record(CHECK_INTERVAL + SLACK)
+    print(f"{cloud} {kind}: stopped {stopped['at'] - run.terminated_at:.2f}s after SIGINT")
+    assert stopped["ended_by"] == ended_by, run.output
+
+    status, log = run.step_log()
+    assert status == "FAILURE", log
+    said = rf"\[pipes\] the run was terminated: asked .+? to stop \(cancel marker at \S*{BUCKET}/"
+    assert re.search(said + r"\S+/cancel\.json\)", log), log
+
+
+def main(config: dict[str, Any]) -> None:
+    """The Dagster run: materialize one asset whose body runs the function through the cloud's
+    client, on the instance of DAGSTER_HOME."""
+    from dagster import DagsterInstance, asset, materialize
+
+    client, where = _client(config)
+
+    @asset(name="cancellable")
+    def cancellable(context) -> Any:  # type: ignore[no-untyped-def]
+        invocation = client.run(context=context, event=config["event"], **where)
+        return invocation.get_materialize_result()
+
+    materialize([cancellable], instance=DagsterInstance.get(), raise_on_error=False)
+
+
+def _client(config: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+    """The cloud's Pipes client over the local stack, and how its `run` names the function."""
+    from dagster_pipes_cloud import orchestration as pipes
+
+    if config["cloud"] == "aws":
+        from aws_testing import local_client
+        from botocore.config import Config
+
+        invoke_config = Config(retries={"total_max_attempts": 1}, read_timeout=120)
+        client = pipes.PipesLambdaClient(
+            client=local_client("lambda", config["lambda"], invoke_config),
+            message_reader=pipes.PipesS3MessageReader(
+                bucket=BUCKET, client=local_client("s3", config["s3"])
+            ),
+        )
+        return client, {"function_name": config["function"]}
+    if config["cloud"] == "gcp":
+        import requests
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        storage_client = storage.Client(
+            project=config["project"],
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": config["gcs"]},
+        )
+        client = pipes.PipesCloudFunctionClient(
+            message_reader=pipes.PipesGCSMessageReader(bucket=BUCKET, client=storage_client),
+            session=requests.Session(),
+        )
+        return client, {"function_url": config["function"]}
+    from azure.storage.blob import BlobServiceClient
+
+    blobs = BlobServiceClient.from_connection_string(config["blob"])
+    client = pipes.PipesAzureFunctionClient(
+        message_reader=pipes.PipesAzureBlobStorageMessageReader(container=BUCKET, client=blobs),
+        function_key=FUNCTION_KEY,
+    )
+    return client, {"function_url": config["function"]}
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))

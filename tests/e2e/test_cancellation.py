@@ -20,12 +20,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_testing import local_client
 
+from dagster_pipes_cloud.local import (
+    LocalAzureFunctionHost,
+    LocalCloudFunctionHost,
+    LocalLambdaHost,
+)
+
+KINDS = ("logging", "checking")
 CHECK_INTERVAL = 2.0  # the writer's default cancel_check_interval
 SLACK = 8.0  # one storage call, the hosts' and the run's own pace on a busy machine
 BUCKET = "pipes-cancel"
@@ -45,12 +54,8 @@ class Target:
 
 @pytest.fixture(scope="module")
 def aws_target(s3_emulator: Any) -> Iterator[Target]:
-    from aws_testing import local_client
-
-    from dagster_pipes_cloud.local import LocalLambdaHost
-
     local_client("s3", s3_emulator.endpoint_url).create_bucket(Bucket=BUCKET)
-    functions = {kind: f"cancel_{kind}" for kind in ("logging", "checking")}
+    functions = {kind: f"cancel_{kind}" for kind in KINDS}
     handlers = {name: f"e2e.cancel_functions:lambda_{kind}" for kind, name in functions.items()}
     with LocalLambdaHost(handlers, env=s3_emulator.env, timeout=120) as host:
         settings = {"lambda": host.endpoint_url, "s3": s3_emulator.endpoint_url}
@@ -59,27 +64,26 @@ def aws_target(s3_emulator: Any) -> Iterator[Target]:
 
 @pytest.fixture(scope="module")
 def gcp_target(gcs_emulator: Any) -> Iterator[Target]:
-    from dagster_pipes_cloud.local import LocalCloudFunctionHost
-
+    """One functions-framework host per function, as Cloud Functions deploys them."""
     gcs_emulator.create_bucket(BUCKET)
-    target = "e2e.cancel_functions:gcf_{}"
-    with (
-        LocalCloudFunctionHost(target.format("logging"), env=gcs_emulator.env) as logging,
-        LocalCloudFunctionHost(target.format("checking"), env=gcs_emulator.env) as checking,
-    ):
-        functions = {"logging": logging.url, "checking": checking.url}
+    with ExitStack() as hosts:
+        functions = {
+            kind: hosts.enter_context(
+                LocalCloudFunctionHost(f"e2e.cancel_functions:gcf_{kind}", env=gcs_emulator.env)
+            ).url
+            for kind in KINDS
+        }
         settings = {"gcs": gcs_emulator.endpoint_url, "project": gcs_emulator.project}
         yield Target("gcp", functions, settings)
 
 
 @pytest.fixture(scope="module")
 def azure_target(azurite: Any) -> Iterator[Target]:
-    from dagster_pipes_cloud.local import LocalAzureFunctionHost
-
+    """One function app with a route per function."""
     azurite.create_container(BUCKET)
     app = "e2e.cancel_functions:app"
     with LocalAzureFunctionHost(app, env=azurite.env, function_key=FUNCTION_KEY) as host:
-        functions = {kind: f"{host.url}/api/{kind}" for kind in ("logging", "checking")}
+        functions = {kind: f"{host.url}/api/{kind}" for kind in KINDS}
         yield Target("azure", functions, {"blob": azurite.connection_string})
 
 
@@ -185,7 +189,6 @@ def _client(config: dict[str, Any]) -> tuple[Any, dict[str, str]]:
     from dagster_pipes_cloud import orchestration as pipes
 
     if config["cloud"] == "aws":
-        from aws_testing import local_client
         from botocore.config import Config
 
         invoke_config = Config(retries={"total_max_attempts": 1}, read_timeout=120)

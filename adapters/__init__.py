@@ -4,7 +4,7 @@ SDKs are imported when first used; a missing one raises `MissingDependencyError`
 install line to run.
 """
 
-from dagster_pipes_cloud.adapters.blob_store import BlobStore
+from dagster_pipes_cloud.adapters.blob_store import CANCEL_MARKER, BlobStore
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
     AlreadyExistsError,
@@ -18,6 +18,7 @@ from dagster_pipes_cloud.adapters.invocation import FunctionInvocation, RemoteEr
 from dagster_pipes_cloud.adapters.local import LocalBlobStore
 
 __all__ = [
+    "CANCEL_MARKER",
     "AccessDeniedError",
     "AlreadyExistsError",
     "BlobStore",

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+CANCEL_MARKER = "cancel.json"
+"""The blob under a session's key prefix by which Dagster asks its function to stop: written by
+the orchestration side's reader, watched for by the function side's writer (both sides import it
+from here, since neither may import the other)."""
+
 
 class BlobStore(Protocol):
     """One bucket (or container) of a blob service.

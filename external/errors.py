@@ -17,4 +17,5 @@ class PipesSessionConflictError(PipesCloudError):
 
 class PipesCancelledError(DagsterPipesError):
     """Dagster asked this invocation to stop: its run was terminated, or its step failed while
-    the function ran. Raised by the next Pipes call after the request is seen."""
+    the function ran. Raised by the next Pipes call after the request is seen; let it propagate:
+    the entrypoint reports it to Dagster and returns None, so the platform does not retry."""

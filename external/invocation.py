@@ -30,6 +30,7 @@ from dagster_pipes import (
 )
 
 from dagster_pipes_cloud.external.context import PipesCloudContext
+from dagster_pipes_cloud.external.errors import PipesCancelledError
 from dagster_pipes_cloud.external.stdio import write_to_platform_log
 
 BOOTSTRAP_KEYS = (DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR)
@@ -67,19 +68,30 @@ def run_invocation(
     context fails to load is found too; where nothing was sent, from the loaded context. Without
     a bootstrap payload (not invoked by Dagster), `pipes` is a detached context whose logs go to
     the `dagster_pipes_cloud` Python logger and whose reports are dropped.
+
+    A `PipesCancelledError` (Dagster asked the invocation to stop) is reported in "closed" like
+    any exception, but returns None instead of raising: the function did what it was asked, and a
+    platform that retries failed invocations (Lambda's `Event`) must not start it again.
     """
     bootstrap, payload = split_event(event)
     if bootstrap is None:
         with _detached_context() as pipes:
             return fn(pipes, payload)
-    sent = bool(attribution and attribution.get("run_id"))
-    if sent:
-        assert attribution is not None
+    if attribution and attribution.get("run_id"):
         write_to_platform_log(attribution_line(attribution))
-    with PipesCloudContext(_EventParamsLoader(bootstrap), context_loader, message_writer) as pipes:
-        if not sent:
-            write_to_platform_log(attribution_line(_context_attribution(pipes)))
-        return fn(pipes, payload)
+    else:
+        attribution = None
+    try:
+        with PipesCloudContext(
+            _EventParamsLoader(bootstrap), context_loader, message_writer
+        ) as pipes:
+            if attribution is None:
+                write_to_platform_log(attribution_line(_context_attribution(pipes)))
+            return fn(pipes, payload)
+    except PipesCancelledError as cancelled:
+        # reported in "closed"; a normal return keeps a platform from retrying the invocation
+        write_to_platform_log(f"[dagster-pipes] stopped, as Dagster asked: {cancelled}")
+        return None  # type: ignore[return-value]
 
 
 def attribution_line(attribution: Mapping[str, str]) -> str:

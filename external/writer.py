@@ -28,6 +28,7 @@ from dagster_pipes import (
 )
 
 from dagster_pipes_cloud.adapters import (
+    CANCEL_MARKER,
     AccessDeniedError,
     AlreadyExistsError,
     BlobStore,
@@ -45,8 +46,6 @@ DEFAULT_FLUSH_TIMEOUT = 30.0
 DEFAULT_CANCEL_CHECK_INTERVAL = 2.0
 MIN_CANCEL_CHECK_INTERVAL = 1.0
 """At most 60 storage calls a minute for an idle function watching for the cancel marker."""
-CANCEL_MARKER = "cancel.json"
-"""The blob under a session's key prefix by which Dagster asks its function to stop."""
 WRITER_ID_EXTRA = "dagster_pipes_cloud_writer"
 """The "opened" message's extra naming the invocation that writes the session: it makes the
 first chunk of each invocation its own, so a second delivery of the same event differs there."""

@@ -19,15 +19,17 @@ from dagster_pipes import (
     PipesParams,
 )
 
-from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError, RemoteError, TransientError
+from dagster_pipes_cloud.adapters import (
+    CANCEL_MARKER,
+    BlobStore,
+    PipesCloudError,
+    RemoteError,
+    TransientError,
+)
 from dagster_pipes_cloud.orchestration._keys import session_prefix
 from dagster_pipes_cloud.orchestration.injectors import PipesBlobStoreContextInjector
 
 INCLUDE_STDIO_KEY = PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY
-
-CANCEL_MARKER = "cancel.json"
-"""The blob under a session's key prefix that asks its function to stop (the function side's
-writer watches for it)."""
 
 SessionProblem = Literal["read_failed", "never_opened", "not_closed", "remote_error"]
 

@@ -13,10 +13,9 @@ from dagster import AssetExecutionContext, asset
 from dagster_testing import failure_text, logs_of, materialize_recorded
 from inprocess_platform import InProcessClient, local_store
 
-from dagster_pipes_cloud.adapters import AccessDeniedError, LocalBlobStore
+from dagster_pipes_cloud.adapters import CANCEL_MARKER, AccessDeniedError, LocalBlobStore
 from dagster_pipes_cloud.external.context import PipesCloudContext
 from dagster_pipes_cloud.orchestration import PipesChunkedMessageReader
-from dagster_pipes_cloud.orchestration.reader import CANCEL_MARKER
 
 WAIT = 15.0  # bounded wait for the function to see the request (2 s check interval)
 

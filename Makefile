@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 CLOUD ?= all
 
 # The package's folders: adding or removing a module in one makes the editable tree again.
-PACKAGE_DIRS := $(shell find adapters external orchestration local examples -type d -not -name __pycache__)
+PACKAGE_DIRS := $(shell find adapters external orchestration components local examples -type d -not -name __pycache__)
 STRICT_EDITABLE := -e . --config-settings editable_mode=strict
 
 .PHONY: demo test lint typecheck pytest bench clean .checkov

@@ -46,13 +46,15 @@ class LocalCloud:
     yields the environment a Dagster process needs to use them (stopping them all on exit).
     `check_function(name, target)` returns the handler the host takes for a `--function`, or
     raises ValueError naming what is wrong. `example` is the function the example definitions
-    (`definitions`, a module) run.
+    (`definitions`, a module) run; `components` is the module of the same example declared as a
+    Dagster component (its `defs/defs.yaml`).
     """
 
     stack: Callable[[Functions, str], AbstractContextManager[dict[str, str]]]
     check_function: Callable[[str, str], str]
     example: Functions
     definitions: str
+    components: str
 
 
 @contextlib.contextmanager
@@ -173,12 +175,14 @@ CLOUDS: dict[str, LocalCloud] = {
             "dagster-pipes-example": "dagster_pipes_cloud.examples.aws.function.handler:handler"
         },
         definitions="dagster_pipes_cloud.examples.aws.definitions",
+        components="dagster_pipes_cloud.examples.aws.component_definitions",
     ),
     "gcp": LocalCloud(
         stack=_gcp_stack,
         check_function=_gcp_function,
         example={"dagster-pipes-example": "dagster_pipes_cloud.examples.gcp.function.main:main"},
         definitions="dagster_pipes_cloud.examples.gcp.definitions",
+        components="dagster_pipes_cloud.examples.gcp.component_definitions",
     ),
     "azure": LocalCloud(
         stack=_azure_stack,
@@ -187,6 +191,7 @@ CLOUDS: dict[str, LocalCloud] = {
             "dagster-pipes-example": "dagster_pipes_cloud.examples.azure.function.function_app:app"
         },
         definitions="dagster_pipes_cloud.examples.azure.definitions",
+        components="dagster_pipes_cloud.examples.azure.component_definitions",
     ),
 }
 
@@ -199,6 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the example assets through Dagster on local stand-ins (no cloud account)",
     )
     demo.add_argument("--cloud", choices=[*CLOUDS, "all"], default="all")
+    demo.add_argument(
+        "--components",
+        action="store_true",
+        help="run the examples' components variant (examples/<cloud>/defs/defs.yaml)",
+    )
     local = commands.add_parser(
         "local",
         help="serve one cloud's local stand-ins; print the environment Dagster needs for them",
@@ -238,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())
     try:
         if args.command == "demo":
-            return _demo(list(CLOUDS) if args.cloud == "all" else [args.cloud])
+            clouds = list(CLOUDS) if args.cloud == "all" else [args.cloud]
+            return _demo(clouds, components=args.components)
         cloud = CLOUDS[args.cloud]
         functions = cloud.example
         if args.function:
@@ -282,23 +293,24 @@ def _serve(cloud_name: str, functions: Functions, bucket: str) -> int:
     return 0
 
 
-def _demo(clouds: Sequence[str]) -> int:
-    """Each cloud's demo in turn, then a one-line verdict per cloud."""
+def _demo(clouds: Sequence[str], *, components: bool = False) -> int:
+    """Each cloud's demo in turn, then a one-line verdict per cloud; `components`: each
+    example's components variant in place of its definitions.py."""
     require_local_extra("the demo", ("dagster",))
-    verdicts = {cloud: _demo_cloud(cloud) for cloud in clouds}
+    verdicts = {cloud: _demo_cloud(cloud, components) for cloud in clouds}
     print()
     for cloud, succeeded in verdicts.items():
         print(f"demo {cloud}: {'succeeded' if succeeded else 'FAILED'}")
     return 0 if all(verdicts.values()) else 1
 
 
-def _demo_cloud(cloud_name: str) -> bool:
-    """The cloud's stack running its example function, driven by its example definitions exactly
-    as `dagster dev` would load them."""
+def _demo_cloud(cloud_name: str, components: bool = False) -> bool:
+    """The cloud's stack running its example function, driven by its example definitions (or
+    their components variant) exactly as `dagster dev` would load them."""
     cloud = CLOUDS[cloud_name]
     print(f"== {cloud_name}: starting the local stack")
     with cloud.stack(cloud.example, DEFAULT_BUCKET) as env, _environment(env):
-        return _materialize(cloud.definitions)
+        return _materialize(cloud.components if components else cloud.definitions)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,8 @@ FORBIDDEN = {
         *SDKS,
     ),
     "orchestration": ("dagster_pipes_cloud.external", "dagster_pipes_cloud.local", *SDKS),
+    # components bind orchestration's clients for defs.yaml; never the function side
+    "components": ("dagster_pipes_cloud.external", "dagster_pipes_cloud.local", *SDKS),
 }
 
 
@@ -59,10 +61,11 @@ def test_no_bare_top_level_module() -> None:
     # in a fresh interpreter outside the checkout: the tests' own folders are not on its path
     code = (
         "import importlib.util\n"
-        "names = ['adapters', 'external', 'orchestration', 'local', 'examples']\n"
+        "names = ['adapters', 'external', 'orchestration', 'components', 'local', 'examples']\n"
         "found = [n for n in names if importlib.util.find_spec(n) is not None]\n"
         "assert not found, found\n"
         "import dagster_pipes_cloud.orchestration, dagster_pipes_cloud.local\n"
+        "import dagster_pipes_cloud.components\n"
         "import dagster_pipes_cloud, importlib.metadata as m\n"
         "for n in ('tests', 'benchmarks'):\n"
         "    assert importlib.util.find_spec('dagster_pipes_cloud.' + n) is None, n\n"

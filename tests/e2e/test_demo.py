@@ -46,3 +46,15 @@ def test_without_dagster_the_install_line_is_printed(
     hide_module(monkeypatch, "dagster")
     assert main(["demo", "--cloud", "aws"]) == 1
     assert "pip install 'dagster-pipes-cloud[local]'" in capsys.readouterr().err
+
+
+def test_the_components_demo_materializes_the_example_defs_yaml(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--cloud", "aws", "--components"]) == 0
+    out = capsys.readouterr().out
+    assert "summing 1000 rows for run" in out
+    assert "Lambda function dagster-pipes-example returned {'total': 499500}" in out
+    assert "asset lambda_total: {'rows': 1000, 'total': 499500" in out
+    assert "check total_is_positive: passed {'total': 499500" in out
+    assert "demo aws: succeeded" in out

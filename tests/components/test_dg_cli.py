@@ -1,0 +1,103 @@
+"""The `dg` CLI in a project made in a temporary folder, with this package installed: it lists
+the components, scaffolds one that `dg check defs` accepts, and names a wrong attribute."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+DG = Path(sys.executable).with_name("dg")
+COMPONENTS = (
+    "dagster_pipes_cloud.components.LambdaFunctionComponent",
+    "dagster_pipes_cloud.components.CloudFunctionComponent",
+    "dagster_pipes_cloud.components.AzureFunctionComponent",
+)
+
+
+def dg(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PIPES_", "AZURE_", "AWS_ENDPOINT_URL", "DAGSTER_HOME"))
+    }
+    env["VIRTUAL_ENV"] = str(Path(sys.executable).parent.parent)
+    env["PATH"] = os.pathsep.join([str(DG.parent), env.get("PATH", "")])
+    return subprocess.run(
+        [str(DG), *args], cwd=project, env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dg project (src layout, the package `pipes_project`) using this environment."""
+    root = tmp_path_factory.mktemp("dg_project")
+    package = root / "src" / "pipes_project"
+    (package / "defs").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "defs" / "__init__.py").write_text("")
+    (package / "definitions.py").write_text(
+        textwrap.dedent("""\
+            from pathlib import Path
+
+            import dagster as dg
+
+
+            @dg.definitions
+            def defs() -> dg.Definitions:
+                return dg.load_from_defs_folder(project_root=Path(__file__).parents[2])
+            """)
+    )
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent("""\
+            [project]
+            name = "pipes-project"
+            version = "0.0.0"
+
+            [tool.dg]
+            directory_type = "project"
+
+            [tool.dg.project]
+            root_module = "pipes_project"
+            """)
+    )
+    return root
+
+
+def test_dg_lists_the_three_components(project: Path) -> None:
+    listed = dg(project, "list", "components", "--json")
+    assert listed.returncode == 0, listed.stderr
+    for component in COMPONENTS:
+        assert f'"{component}"' in listed.stdout
+
+
+def test_a_scaffolded_component_passes_dg_check_defs_and_a_wrong_one_names_its_attribute(
+    project: Path,
+) -> None:
+    scaffolded = dg(project, "scaffold", "defs", COMPONENTS[0], "totals")
+    assert scaffolded.returncode == 0, scaffolded.stderr
+    folder = project / "src" / "pipes_project" / "defs" / "totals"
+    assert (folder / "function" / "handler.py").is_file()
+    checked = dg(project, "check", "defs")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+
+    (folder / "defs.yaml").write_text(
+        textwrap.dedent(f"""\
+            type: {COMPONENTS[0]}
+            attributes:
+              bucket: dagster-pipes
+              buckett: dagster-pipes
+              assets:
+                - key: totals
+            """)
+    )
+    refused = dg(project, "check", "defs")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "'buckett' was unexpected" in output
+    assert "'function_name' is a required property" in output

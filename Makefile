@@ -56,7 +56,7 @@ $(CHECKOV):
 .checkov: $(CHECKOV)
 
 pytest: $(VENV)/.linked $(NODE_TOOLS) $(CHECKOV)
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 bench: $(VENV)/.linked $(NODE_TOOLS)
 	$(BIN)/python benchmarks/aws_channel.py

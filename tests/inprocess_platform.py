@@ -93,4 +93,5 @@ class InProcessClient(PipesFunctionClient):
             request_limit=self.request_limit,
             invoke=invoke,
             wait_timeout=10,
+            function="in-process function",
         )

@@ -110,5 +110,6 @@ class PipesAzureFunctionClient(PipesFunctionClient):
             event=event,
             request_limit=AZURE_FUNCTIONS_REQUEST_LIMIT,
             wait_timeout=self.function_timeout,
+            function=function_url,
             invoke=invoke,
         )

@@ -90,13 +90,14 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
         request_limit: int,
         invoke: Invoke,
         wait_timeout: float,
+        function: str = "the function",
         metadata: Callable[[FunctionInvocation], Mapping[str, Any]] = lambda _: {},
     ) -> PipesFunctionInvocation:
         """Invoke once inside a Pipes session and return when every message has been read.
 
         `request_limit` is the platform's request size limit (bytes), which bounds the event
         injector. A fire-and-forget invocation ends on the "closed" message, or fails after
-        `wait_timeout` seconds.
+        `wait_timeout` seconds. `function` names it in the step's log before it has answered.
         """
         event, event_size = _checked_event(event)
         injector = self._injector_for(request_limit - event_size - _PARAMS_ALLOWANCE)
@@ -110,13 +111,13 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
                         self._wait_for_closed(session, invocation, wait_timeout)
                 except BaseException as exc:
                     if _may_still_run(session, invocation, exc):
-                        self._ask_to_stop(context, session, invocation, exc)
+                        self._ask_to_stop(context, session, function, exc)
                     raise
         except PipesSessionError as problem:
             if invocation is None:
                 raise
             if _may_still_run(session, invocation, problem):  # reading failed while it runs
-                self._ask_to_stop(context, session, invocation, problem)
+                self._ask_to_stop(context, session, invocation.function, problem)
             raise DagsterPipesExecutionError(_describe_failure(invocation, problem)) from None
         assert invocation is not None
         if invocation.error is not None:
@@ -143,12 +144,11 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
         self,
         context: Context,
         session: PipesSession,
-        invocation: FunctionInvocation | None,
+        function: str,
         cause: BaseException,
     ) -> None:
-        """Write the cancel marker of a function that may still run as the step ends because
+        """Write the cancel marker of `function`, which may still run as the step ends because
         of `cause`, and say so in the step's log; a failure to is a warning, never raised."""
-        function = invocation.function if invocation is not None else "the function"
         if isinstance(cause, (DagsterExecutionInterruptedError, KeyboardInterrupt)):
             why = "the run was terminated"
         else:

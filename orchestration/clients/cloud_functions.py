@@ -88,6 +88,7 @@ class PipesCloudFunctionClient(PipesFunctionClient):
             event=event,
             request_limit=CLOUD_FUNCTIONS_REQUEST_LIMIT,
             wait_timeout=0,
+            function=url,
             invoke=lambda payload: self._invoker.invoke(url, payload, headers=headers),
             metadata=lambda invocation: (
                 {"gcp_execution_id": invocation.request_id} if invocation.request_id else {}

@@ -99,6 +99,7 @@ class PipesLambdaClient(PipesFunctionClient):
             event=event,
             request_limit=REQUEST_LIMITS[invocation_type],
             wait_timeout=self.event_timeout,
+            function=f"Lambda function {function_name!r}",
             invoke=lambda payload: self._invoker.invoke(
                 function_name,
                 payload,

@@ -167,6 +167,7 @@ def test_terminating_the_run_stops_the_function(
     assert status == "FAILURE", log
     said = rf"\[pipes\] the run was terminated: asked .+? to stop \(cancel marker at \S*{BUCKET}/"
     assert re.search(said + r"\S+/cancel\.json\)", log), log
+    assert "asked the function to stop" not in log, "the step's log names the function"
 
 
 def main(config: dict[str, Any]) -> None:

@@ -58,10 +58,11 @@ $(CHECKOV):
 pytest: $(VENV)/.linked $(NODE_TOOLS) $(CHECKOV)
 	$(BIN)/pytest --durations=15
 
+# Every benchmark on the three clouds' local stacks, then benchmarks/RESULTS.md and its chart
+# (about 15 minutes on 2 cores; BENCH_ARGS=--quick for a shorter look).
 bench: $(VENV)/.linked $(NODE_TOOLS)
-	$(BIN)/python benchmarks/aws_channel.py
-	$(BIN)/python benchmarks/gcp_channel.py
-	$(BIN)/python benchmarks/azure_channel.py
+	$(BIN)/python benchmarks/suite.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) build node_modules .checkov

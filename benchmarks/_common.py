@@ -12,7 +12,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dagster import AssetExecutionContext, DagsterInstance, PreviewWarning, asset, materialize
@@ -36,6 +36,24 @@ class Counter:
     def count(self) -> None:
         with self._lock:
             self.calls += 1
+
+
+class ProxyCalls:
+    """The requests a `FaultProxy` (tests/faults.py) saw, forwarded or answered itself, as a
+    `CallCounter`: setting `calls` to 0 resets the proxy's counts."""
+
+    def __init__(self, proxy: Any) -> None:
+        self.proxy = proxy
+
+    @property
+    def calls(self) -> int:
+        return sum(self.proxy.counts.values())
+
+    @calls.setter
+    def calls(self, value: int) -> None:
+        if value != 0:
+            raise ValueError("a proxy's count can only be set back to 0")
+        self.proxy.reset()
 
 
 @dataclass(frozen=True)
@@ -70,17 +88,21 @@ def median_round_trip(call: Callable[[], object], runs: int) -> float:
 @dataclass(frozen=True)
 class Run:
     """One materialization: the seconds `client.run` took (until it returned or raised), whether
-    the step succeeded, and the messages of the run's event log."""
+    the step succeeded, the messages of the run's event log with the time each was recorded, and
+    the function's own response."""
 
     seconds: float
     success: bool
     logs: list[str]
+    stamps: list[float] = field(default_factory=list)
+    response: Any = None
 
 
 def recorded_run(client: Any, event: Mapping[str, Any], **run_args: Any) -> Run:
     """Materialize one asset that calls `client.run(context=..., event=event, **run_args)`; a
     failed step is recorded, not raised."""
     seconds: list[float] = []
+    responses: list[Any] = []
 
     @asset(required_resource_keys={"pipes_client"})
     def benchmark_asset(context: AssetExecutionContext) -> Any:
@@ -91,6 +113,7 @@ def recorded_run(client: Any, event: Mapping[str, Any], **run_args: Any) -> Run:
             )
         finally:
             seconds.append(time.perf_counter() - started)
+        responses.append(getattr(invocation, "response", None))
         return invocation.get_materialize_result()
 
     instance = DagsterInstance.ephemeral()
@@ -101,14 +124,20 @@ def recorded_run(client: Any, event: Mapping[str, Any], **run_args: Any) -> Run:
         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         raise_on_error=False,
     )
-    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
-    return Run(seconds[0] if seconds else float("nan"), result.success, logs)
+    entries = instance.all_logs(result.run_id)
+    return Run(
+        seconds[0] if seconds else float("nan"),
+        result.success,
+        [entry.user_message for entry in entries],
+        [entry.timestamp for entry in entries],
+        responses[0] if responses else None,
+    )
 
 
-def timed_run(client: Any, **run_args: Any) -> float:
-    """Materialize one asset that calls `client.run(context=..., event={}, **run_args)`; the
+def timed_run(client: Any, event: Mapping[str, Any] | None = None, **run_args: Any) -> float:
+    """Materialize one asset that calls `client.run(context=..., event=event, **run_args)`; the
     seconds `client.run` took. A failed step raises."""
-    run = recorded_run(client, {}, **run_args)
+    run = recorded_run(client, event or {}, **run_args)
     if not run.success:
         raise RuntimeError("the benchmark run failed:\n" + "\n".join(run.logs[-20:]))
     return run.seconds

@@ -1,33 +1,41 @@
-"""The trivial function, written once per library, that the benchmark runs on the local host."""
+"""The Lambda functions the AWS benchmarks run on the local host, one per library doing the same
+work (`_work.work`: the event says what), the same over Dagster's temp-file channel, and one
+that does nothing."""
 
 from typing import Any
 
+from _work import work
 from dagster_pipes import PipesContext
 
 from dagster_pipes_cloud.external import lambda_handler
 
 
 @lambda_handler
-def ours(pipes: PipesContext, payload: dict[str, Any]) -> str:
-    pipes.log.info("trivial")
-    pipes.report_asset_materialization(metadata={"n": 1})
-    return "ok"
+def ours(pipes: PipesContext, payload: dict[str, Any]) -> Any:
+    return work(pipes, payload)
 
 
-def official(event: dict[str, Any], context: Any) -> str:
+def official(event: dict[str, Any], context: Any) -> Any:
     """The official pattern: dagster_pipes' S3 writer at its defaults."""
     import boto3
-    from dagster_pipes import PipesContext as OfficialContext
     from dagster_pipes import PipesMappingParamsLoader, PipesS3MessageWriter, open_dagster_pipes
 
-    OfficialContext._instance = None  # the singleton would otherwise break the warm worker
+    PipesContext._instance = None  # the singleton would otherwise break the warm worker
     with open_dagster_pipes(
         params_loader=PipesMappingParamsLoader(event),
         message_writer=PipesS3MessageWriter(boto3.client("s3")),
     ) as pipes:
-        pipes.log.info("trivial")
-        pipes.report_asset_materialization(metadata={"n": 1})
-    return "ok"
+        return work(pipes, event)
+
+
+def tempfile(event: dict[str, Any], context: Any) -> Any:
+    """The same work over Dagster's temp-file channel (dagster_pipes' default writer): what a
+    run costs with no cloud storage in the way."""
+    from dagster_pipes import PipesMappingParamsLoader, open_dagster_pipes
+
+    PipesContext._instance = None
+    with open_dagster_pipes(params_loader=PipesMappingParamsLoader(event)) as pipes:
+        return work(pipes, event)
 
 
 def bare(event: dict[str, Any], context: Any) -> str:

@@ -45,7 +45,15 @@ from dagster_pipes_cloud.orchestration import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))  # FaultProxy
-from _common import Counter, measure, median_round_trip, parse_runs, recorded_run, report
+from _common import (
+    Counter,
+    ProxyCalls,
+    measure,
+    median_round_trip,
+    parse_runs,
+    recorded_run,
+    report,
+)
 from faults import Fault, FaultProxy, azure_error
 
 CONTAINER = "pipes-benchmark"
@@ -60,7 +68,7 @@ BUSY_MESSAGES = 400
 BUSY_PACE = 0.01
 BUSY_EVENT = {"messages": BUSY_MESSAGES, "pace": BUSY_PACE}
 """The busy runs' function: 400 log lines, 10 ms apart, then one materialization."""
-_LINE = re.compile(r"line (\d+)")
+_LINE = re.compile(r"line (\d+) .*")
 
 ClientFactory = Callable[[str, Counter, requests.Session], PipesAzureFunctionClient]
 """Makes one run's client from a connection string, its call counter and the POST session."""
@@ -93,24 +101,6 @@ def official_client(
         message_reader=OfficialAzureBlobStorageMessageReader(container=CONTAINER, client=client),
         session=post,
     )
-
-
-class ProxyCalls:
-    """The requests a `FaultProxy` saw (forwarded or answered itself), as a `CallCounter`:
-    setting `calls` to 0 resets the proxy's counts."""
-
-    def __init__(self, proxy: FaultProxy) -> None:
-        self.proxy = proxy
-
-    @property
-    def calls(self) -> int:
-        return sum(self.proxy.counts.values())
-
-    @calls.setter
-    def calls(self, value: int) -> None:
-        if value != 0:
-            raise ValueError("a proxy's count can only be set back to 0")
-        self.proxy.reset()
 
 
 @dataclass(frozen=True)

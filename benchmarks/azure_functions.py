@@ -1,9 +1,7 @@
-"""The Azure Functions app the Azure Blob Storage benchmark serves: one HTTP function per
-library doing the same work, and one that does nothing.
-
-Each Pipes function logs `messages` lines (default 1), `pace` seconds apart (default 0), then
-reports one materialization: `{}` is the trivial run, `{"messages": 400, "pace": 0.01}` the
-busy one.
+"""The Azure Functions app the Azure Blob Storage benchmarks serve: one HTTP function per library
+doing the same work (`_work.work`: the request body says what; `{}` is the trivial run,
+`{"messages": 400, "pace": 0.01}` the busy one), the same over Dagster's temp-file channel, and
+one that does nothing.
 """
 
 from __future__ import annotations
@@ -11,10 +9,10 @@ from __future__ import annotations
 import functools
 import json
 import os
-import time
 from typing import Any
 
 import azure.functions as func
+from _work import work
 from dagster_pipes import PipesContext
 
 from dagster_pipes_cloud.external import azure_function
@@ -22,23 +20,14 @@ from dagster_pipes_cloud.external import azure_function
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 
-def _work(pipes: PipesContext, payload: dict[str, Any]) -> None:
-    messages = int(payload.get("messages", 1))
-    for i in range(messages):
-        pipes.log.info(f"line {i}")
-        time.sleep(float(payload.get("pace", 0)))
-    pipes.report_asset_materialization(metadata={"lines": messages})
-
-
-def _ok() -> func.HttpResponse:
-    return func.HttpResponse(json.dumps("ok"), mimetype="application/json")
+def _json(result: Any) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(result), mimetype="application/json")
 
 
 @app.route(route="ours", methods=["POST"])
 @azure_function
-def ours(pipes: PipesContext, payload: dict[str, Any]) -> str:
-    _work(pipes, payload)
-    return "ok"
+def ours(pipes: PipesContext, payload: dict[str, Any]) -> Any:
+    return work(pipes, payload)
 
 
 @functools.cache
@@ -68,11 +57,21 @@ def official(req: func.HttpRequest) -> func.HttpResponse:
         context_loader=PipesDefaultContextLoader(),
         message_writer=PipesAzureBlobStorageMessageWriter(_blob_client()),
     ) as pipes:
-        _work(pipes, body)
-    return _ok()
+        return _json(work(pipes, body))
+
+
+@app.route(route="tempfile", methods=["POST"])
+def tempfile(req: func.HttpRequest) -> func.HttpResponse:
+    """The same work over Dagster's temp-file channel (dagster_pipes' default writer)."""
+    from dagster_pipes import PipesMappingParamsLoader, open_dagster_pipes
+
+    body = req.get_json()
+    PipesContext._instance = None
+    with open_dagster_pipes(params_loader=PipesMappingParamsLoader(body)) as pipes:
+        return _json(work(pipes, body))
 
 
 @app.route(route="bare", methods=["POST"])
 def bare(req: func.HttpRequest) -> func.HttpResponse:
     """No Pipes at all: the HTTP round trip every run pays anyway."""
-    return _ok()
+    return _json("ok")

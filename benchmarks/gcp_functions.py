@@ -1,20 +1,21 @@
-"""The trivial HTTP Cloud Function, written once per library, that the GCS benchmark serves."""
+"""The HTTP Cloud Functions the GCS benchmarks serve, one per library doing the same work
+(`_work.work`: the request body says what), the same over Dagster's temp-file channel, and one
+that does nothing."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
+from _work import work
 from dagster_pipes import PipesContext
 
 from dagster_pipes_cloud.external import cloud_function
 
 
 @cloud_function
-def ours(pipes: PipesContext, payload: dict[str, Any]) -> str:
-    pipes.log.info("trivial")
-    pipes.report_asset_materialization(metadata={"n": 1})
-    return "ok"
+def ours(pipes: PipesContext, payload: dict[str, Any]) -> Any:
+    return work(pipes, payload)
 
 
 _official_client: Any = None
@@ -33,7 +34,7 @@ def _storage_client() -> Any:
         return _official_client
 
 
-def official(request: Any) -> str:
+def official(request: Any) -> Any:
     """dagster_pipes' own pattern at its defaults: its GCS writer, the default context loader,
     the params from the request's JSON body."""
     from dagster_pipes import (
@@ -43,15 +44,24 @@ def official(request: Any) -> str:
         open_dagster_pipes,
     )
 
+    body = request.get_json()
     PipesContext._instance = None  # the singleton would otherwise break the warm instance
     with open_dagster_pipes(
-        params_loader=PipesMappingParamsLoader(request.get_json()),
+        params_loader=PipesMappingParamsLoader(body),
         context_loader=PipesDefaultContextLoader(),
         message_writer=PipesGCSMessageWriter(_storage_client()),
     ) as pipes:
-        pipes.log.info("trivial")
-        pipes.report_asset_materialization(metadata={"n": 1})
-    return "ok"
+        return work(pipes, body)
+
+
+def tempfile(request: Any) -> Any:
+    """The same work over Dagster's temp-file channel (dagster_pipes' default writer)."""
+    from dagster_pipes import PipesMappingParamsLoader, open_dagster_pipes
+
+    body = request.get_json()
+    PipesContext._instance = None
+    with open_dagster_pipes(params_loader=PipesMappingParamsLoader(body)) as pipes:
+        return work(pipes, body)
 
 
 def bare(request: Any) -> str:

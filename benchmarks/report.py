@@ -1,0 +1,306 @@
+"""Turn `results.json` (written by `suite.py`) into RESULTS.md and results.png beside it.
+
+matplotlib is imported only here, and only to draw the chart: it is a benchmark tool, not a
+dependency of the package.
+
+    .venv/bin/python benchmarks/report.py [--input benchmarks/results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CLOUDS = {"aws": "Lambda + S3", "gcp": "Cloud Functions + GCS", "azure": "Azure Functions + Blob"}
+Results = Mapping[str, Any]
+
+
+def _ratio(numerator: float, denominator: float) -> str:
+    return f"x{numerator / denominator:.1f}" if denominator > 0 else "-"
+
+
+def _calls(cloud: Results, library: str) -> float:
+    drained = cloud["drain"][library]
+    return float(drained["dagster_calls"] + drained["function_calls"])
+
+
+def _idle(cloud: Results, library: str) -> float:
+    quiet = cloud["idle"][library]
+    return float(quiet["dagster_per_min"] + quiet["function_per_min"])
+
+
+ROWS: list[tuple[str, str, Callable[[Results], str]]] = [
+    (
+        "drain",
+        "drain overhead, ours (s)",
+        lambda c: f"{c['drain']['ours']['overhead']:.3f}",
+    ),
+    (
+        "drain",
+        "drain overhead, official/ours",
+        lambda c: _ratio(c["drain"]["official"]["overhead"], c["drain"]["ours"]["overhead"]),
+    ),
+    (
+        "latency",
+        "live latency p50, ours / official (s)",
+        lambda c: f"{c['latency']['ours']['p50']:.2f} / {c['latency']['official']['p50']:.2f}",
+    ),
+    (
+        "latency",
+        "live latency max, ours / official (s)",
+        lambda c: f"{c['latency']['ours']['max']:.2f} / {c['latency']['official']['max']:.2f}",
+    ),
+    (
+        "drain",
+        "storage calls per run, ours / official",
+        lambda c: f"{_calls(c, 'ours'):.1f} / {_calls(c, 'official'):.1f}",
+    ),
+    (
+        "drain",
+        "… of which ours' session cleanup",
+        lambda c: (
+            f"{c['drain']['ours']['dagster_calls'] - c['drain']['kept']['dagster_calls']:.1f}"
+        ),
+    ),
+    (
+        "idle",
+        "idle calls per minute, ours / official",
+        lambda c: f"{_idle(c, 'ours'):.0f} / {_idle(c, 'official'):.0f}",
+    ),
+    (
+        "volume",
+        "volume messages/s, ours/official",
+        lambda c: _ratio(c["volume"]["ours"]["per_second"], c["volume"]["official"]["per_second"]),
+    ),
+    (
+        "volume",
+        "peak RSS Dagster side, ours / official (MiB)",
+        lambda c: (
+            f"{c['volume']['ours']['dagster_peak_mib']:.0f}"
+            f" / {c['volume']['official']['dagster_peak_mib']:.0f}"
+        ),
+    ),
+    (
+        "volume",
+        "peak RSS function side, ours / official (MiB)",
+        lambda c: (
+            f"{c['volume']['ours']['function_peak_mib']:.0f}"
+            f" / {c['volume']['official']['function_peak_mib']:.0f}"
+        ),
+    ),
+    (
+        "cold_start",
+        "cold start import, ours/(dagster_pipes + SDK)",
+        lambda c: f"x{c['cold_start']['ours_s'] / c['cold_start']['baseline_s']:.2f}",
+    ),
+    (
+        "soak",
+        "soak: worker RSS after 50 → after all (MiB)",
+        lambda c: f"{c['soak']['rss_mib'][0]:.1f} → {c['soak']['rss_mib'][1]:.1f}",
+    ),
+    (
+        "soak",
+        "soak: file descriptors, threads (after 50 → after all)",
+        lambda c: (
+            f"{c['soak']['fds'][0]} → {c['soak']['fds'][1]},"
+            f" {c['soak']['threads'][0]} → {c['soak']['threads'][1]}"
+        ),
+    ),
+    (
+        "concurrency",
+        "16 steps: sequential/parallel wall time",
+        lambda c: _ratio(c["concurrency"]["sequential_s"], c["concurrency"]["parallel_s"]),
+    ),
+    (
+        "concurrency",
+        "16 steps: messages in the wrong step, failed steps",
+        lambda c: f"{c['concurrency']['crossed']}, {c['concurrency']['failed']}",
+    ),
+]
+
+TARGETS: list[tuple[str, str, Callable[[Results], bool]]] = [
+    (
+        "drain",
+        "drain overhead ≤ 0.2 s and ≤ a tenth of the official",
+        lambda c: (
+            c["drain"]["ours"]["overhead"] <= 0.2
+            and c["drain"]["ours"]["overhead"] * 10 <= c["drain"]["official"]["overhead"]
+        ),
+    ),
+    (
+        "latency",
+        "live latency p50 ≤ 0.5 s, max ≤ 1 s",
+        lambda c: c["latency"]["ours"]["p50"] <= 0.5 and c["latency"]["ours"]["max"] <= 1.0,
+    ),
+    (
+        "drain",
+        "storage calls per run ≤ the official's (ours with cleanup)",
+        lambda c: _calls(c, "ours") <= _calls(c, "official"),
+    ),
+    ("idle", "≤ 60 storage calls per idle minute", lambda c: _idle(c, "ours") <= 60),
+    (
+        "volume",
+        "volume ≥ 2x the official's messages/s",
+        lambda c: c["volume"]["ours"]["per_second"] >= 2 * c["volume"]["official"]["per_second"],
+    ),
+    (
+        "volume",
+        "peak RSS ≤ the official's, both sides",
+        lambda c: (
+            c["volume"]["ours"]["dagster_peak_mib"] <= c["volume"]["official"]["dagster_peak_mib"]
+            and c["volume"]["ours"]["function_peak_mib"]
+            <= c["volume"]["official"]["function_peak_mib"]
+        ),
+    ),
+    (
+        "cold_start",
+        "cold start import < dagster_pipes + SDK",
+        lambda c: c["cold_start"]["ours_s"] < c["cold_start"]["baseline_s"],
+    ),
+    (
+        "soak",
+        "soak: no RSS growth beyond 1 MiB, no fd or thread leak",
+        lambda c: (
+            c["soak"]["rss_mib"][1] - c["soak"]["rss_mib"][0] <= 1.0
+            and c["soak"]["fds"][1] <= c["soak"]["fds"][0]
+            and c["soak"]["threads"][1] <= c["soak"]["threads"][0]
+        ),
+    ),
+    (
+        "concurrency",
+        "concurrency: no message crosses sessions, no step fails",
+        lambda c: c["concurrency"]["crossed"] == 0 and c["concurrency"]["failed"] == 0,
+    ),
+]
+
+
+def _per_cloud(results: Results) -> dict[str, dict[str, Any]]:
+    """Each cloud's results with its cold start folded in."""
+    clouds = {}
+    for cloud, found in results["clouds"].items():
+        clouds[cloud] = dict(found)
+        if cloud in results.get("cold_start", {}):
+            clouds[cloud]["cold_start"] = results["cold_start"][cloud]
+    return clouds
+
+
+def table(
+    clouds: Mapping[str, Results], rows: list[tuple[str, str, Callable[[Results], Any]]]
+) -> list[str]:
+    names = [CLOUDS[cloud] for cloud in clouds]
+    lines = ["| | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    for needs, label, cell in rows:
+        cells = [cell(found) if needs in found else "-" for found in clouds.values()]
+        if any(c != "-" for c in cells):
+            lines.append(f"| {label} | " + " | ".join(map(str, cells)) + " |")
+    return lines
+
+
+def markdown(results: Results, chart: str | None) -> str:
+    machine, settings = results["machine"], results["settings"]
+    clouds = _per_cloud(results)
+    targets = [
+        (needs, label, lambda c, met=met: "met" if met(c) else "**missed**")
+        for needs, label, met in TARGETS
+    ]
+    packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
+    out = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`benchmarks/suite.py`, then `benchmarks/report.py`); see",
+        "`benchmarks/README.md` for what each line measures. Ours and the official classes ran",
+        "side by side in the same run, on the same emulators (moto, gcp-storage-emulator,",
+        "Azurite) and local function hosts, each at its own defaults.",
+        "",
+        f"- Date: {machine['date']}; the whole run took {results['seconds'] / 60:.1f} min.",
+        f"- Machine: {machine['cpus']} CPUs ({machine['cpu']}, {machine['system']}), shared with"
+        f" other work (load average {machine['load'][0]} at the start): absolute times are"
+        " noise, the ratios are the result.",
+        f"- Python {machine['python']}; {packages}.",
+        f"- Settings: drain median of {settings['runs']} runs each (after one warm-up);"
+        f" idle {settings['idle_s']:g} s; volume {settings['messages']:,} messages;"
+        f" soak {settings['invocations']} invocations; {settings['steps']} concurrent steps;"
+        f" import times median of {settings['import_runs']} fresh interpreters.",
+        "",
+        "## Ours against the official classes",
+        "",
+        *table(clouds, ROWS),
+        "",
+    ]
+    if chart:
+        out += [f"![drain overhead and live latency per cloud]({chart})", ""]
+    out += ["## Targets", "", *table(clouds, targets), ""]
+    return "\n".join(out)
+
+
+def draw(results: Results, path: Path) -> bool:
+    """Drain overhead and live latency (p50 and max) per cloud, ours beside the official; False
+    (and no chart) when no cloud has both."""
+    clouds = {c: f for c, f in results["clouds"].items() if "drain" in f and "latency" in f}
+    if not clouds:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [CLOUDS[c] for c in clouds]
+    positions = range(len(names))
+    width = 0.38
+    colors = {"ours": "#2b7bba", "official": "#bbbbbb"}
+    figure, (drain_axes, latency_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for offset, library in ((-width / 2, "ours"), (width / 2, "official")):
+        drained = [f["drain"][library]["overhead"] for f in clouds.values()]
+        bars = drain_axes.bar(
+            [p + offset for p in positions], drained, width, label=library, color=colors[library]
+        )
+        drain_axes.bar_label(bars, fmt="%.2f", fontsize=8)
+        p50 = [f["latency"][library]["p50"] for f in clouds.values()]
+        most = [f["latency"][library]["max"] for f in clouds.values()]
+        bars = latency_axes.bar(
+            [p + offset for p in positions],
+            p50,
+            width,
+            label=f"{library} p50",
+            color=colors[library],
+        )
+        latency_axes.bar_label(bars, fmt="%.2f", fontsize=8)
+        latency_axes.scatter(
+            [p + offset for p in positions],
+            most,
+            marker="_",
+            s=300,
+            color="black",
+            label="max" if library == "ours" else None,
+            zorder=3,
+        )
+    drain_axes.set_title("Drain overhead: 10 messages, over the temp-file channel (s)")
+    latency_axes.set_title("Live latency: a message every 0.5 s, emit to event (s)")
+    for axes in (drain_axes, latency_axes):
+        axes.set_xticks(list(positions), names, fontsize=8)
+        axes.set_yscale("log")
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--input", type=Path, default=HERE / "results.json")
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    results = json.loads(args.input.read_text())
+    chart = args.output.with_name("results.png")
+    drawn = draw(results, chart)
+    args.output.write_text(markdown(results, chart.name if drawn else None))
+    print(f"wrote {args.output}" + (f" and {chart}" if drawn else ""))
+
+
+if __name__ == "__main__":
+    main()

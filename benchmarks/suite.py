@@ -1,0 +1,338 @@
+"""Every benchmark, for the three clouds, ours beside the official classes, into one JSON file
+that `report.py` turns into RESULTS.md and the chart.
+
+Per cloud, on one local stack (`_clouds.open_stack`), each library at its own defaults:
+
+- drain: a function logging 10 lines, `client.run` time less the same run over Dagster's
+  temp-file channel; the storage calls per run of both sides;
+- latency: a function logging a line every 0.5 s for 12 s, the delay from each line's emit to
+  its Dagster event;
+- idle: the storage calls per minute while a function is quiet (both sides);
+- volume: 100,000 log lines as fast as the function writes them, messages/s end to end and the
+  peak RSS of both sides;
+- soak (ours): 500 invocations of one warm function, its RSS, file descriptors and threads;
+- concurrency (ours): 16 steps at once on the multiprocess executor against 16 in a row;
+
+and once, the cold-start import time of each entrypoint with its writer against dagster_pipes
+plus the cloud SDK alone.
+
+    .venv/bin/python benchmarks/suite.py [--quick] [--runs N] [--clouds aws,gcp,azure]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+from dagster import PreviewWarning
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _clouds import CLOUDS, Stack, bootstrap, open_stack
+from _common import recorded_run
+
+HERE = Path(__file__).resolve().parent
+RESULTS_JSON = HERE / "results.json"
+_LINE = re.compile(r"line (\d+) (\S+) at ([0-9.]+)")
+PACKAGES = (
+    "dagster",
+    "dagster-pipes",
+    "dagster-aws",
+    "dagster-gcp",
+    "dagster-azure",
+    "boto3",
+    "google-cloud-storage",
+    "azure-storage-blob",
+    "moto",
+    "gcp-storage-emulator",
+    "functions-framework",
+    "azure-functions",
+)
+
+
+def _run(stack: Stack, library: str, event: Mapping[str, Any]) -> tuple[Any, int, int]:
+    """One materialization of `library`'s function with `event`: the run and the storage calls
+    of the Dagster side and the function side."""
+    client, calls = stack.client(library)
+    before = stack.function_calls.calls
+    run = recorded_run(client, event, **stack.run_args[library])
+    if not run.success:
+        raise RuntimeError(f"{stack.cloud} {library} failed:\n" + "\n".join(run.logs[-20:]))
+    return run, calls.calls, stack.function_calls.calls - before
+
+
+def drain(stack: Stack, runs: int) -> dict[str, Any]:
+    """10 messages, `runs` runs each after one warm-up, the libraries taking turns ("kept" is
+    ours without the session cleanup, for its calls)."""
+    event = {"messages": 10}
+    libraries = ("tempfile", "ours", "kept", "official")
+    for library in libraries:
+        _run(stack, library, event)
+    seconds: dict[str, list[float]] = {library: [] for library in libraries}
+    calls: dict[str, list[int]] = {library: [] for library in libraries}
+    function_calls: dict[str, list[int]] = {library: [] for library in libraries}
+    for _ in range(runs):
+        for library in libraries:
+            run, dagster_side, function_side = _run(stack, library, event)
+            seconds[library].append(run.seconds)
+            calls[library].append(dagster_side)
+            function_calls[library].append(function_side)
+    baseline = statistics.median(seconds["tempfile"])
+    return {
+        library: {
+            "seconds": statistics.median(seconds[library]),
+            "overhead": statistics.median(seconds[library]) - baseline,
+            "dagster_calls": statistics.mean(calls[library]),
+            "function_calls": statistics.mean(function_calls[library]),
+        }
+        for library in libraries
+    }
+
+
+def latency(stack: Stack, seconds: float = 12.0, pace: float = 0.5) -> dict[str, Any]:
+    """One run each of a line every `pace` s for `seconds` s: emit-to-event delays."""
+    event = {"messages": int(seconds / pace), "pace": pace}
+    results = {}
+    for library in ("ours", "official"):
+        run, _, _ = _run(stack, library, event)
+        delays = [
+            stamp - float(match[3])
+            for log, stamp in zip(run.logs, run.stamps, strict=True)
+            if (match := _LINE.fullmatch(log))
+        ]
+        if len(delays) != event["messages"]:
+            raise RuntimeError(f"{library}: {len(delays)} of {event['messages']} lines arrived")
+        results[library] = {
+            "p50": statistics.median(delays),
+            "p90": statistics.quantiles(delays, n=10)[-1],
+            "max": max(delays),
+        }
+    return results
+
+
+def idle(stack: Stack, drained: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+    """Storage calls per minute of a function quiet for `seconds` s before its 10 lines: the
+    calls of that run less those of the drain runs, both sides."""
+    results = {}
+    for library in ("ours", "official"):
+        _, dagster_side, function_side = _run(stack, library, {"messages": 10, "idle": seconds})
+        per_minute = 60.0 / seconds
+        results[library] = {
+            "dagster_per_min": (dagster_side - drained[library]["dagster_calls"]) * per_minute,
+            "function_per_min": (function_side - drained[library]["function_calls"]) * per_minute,
+        }
+    return results
+
+
+@contextmanager
+def peak_rss(process: psutil.Process, every: float = 0.02) -> Iterator[list[int]]:
+    """Sample `process`'s RSS every `every` s while the block runs; the peak (bytes) is the one
+    item of the yielded list afterwards."""
+    peak = [process.memory_info().rss]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(every):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def volume(stack: Stack, messages: int) -> dict[str, Any]:
+    """One run each of `messages` lines as fast as the function writes them: messages/s and the
+    peak RSS during the run of the Dagster process and of the function's process (sampled).
+    Ours runs first, so memory Python keeps from one run can only help the official run."""
+    results = {}
+    me = psutil.Process()
+    for library in ("ours", "official"):
+        function = psutil.Process(function_usage(stack, library)["pid"])
+        with peak_rss(me) as dagster_peak, peak_rss(function) as function_peak:
+            run, dagster_side, function_side = _run(
+                stack, library, {"messages": messages, "report": True}
+            )
+        arrived = sum(1 for log in run.logs if _LINE.fullmatch(log))
+        if arrived != messages:
+            raise RuntimeError(f"{library}: {arrived} of {messages} lines arrived")
+        results[library] = {
+            "seconds": run.seconds,
+            "per_second": messages / run.seconds,
+            "dagster_peak_mib": dagster_peak[0] / 2**20,
+            "function_peak_mib": function_peak[0] / 2**20,
+            "calls": dagster_side + function_side,
+        }
+    return results
+
+
+def function_usage(stack: Stack, library: str) -> dict[str, int]:
+    """What `library`'s warm function process holds (`_work.process_usage`), asked of the
+    process itself with one invocation that nothing reads."""
+    probe = {**bootstrap(f"probe/{library}/{time.time_ns()}"), "messages": 0, "report": True}
+    return dict(stack.invoke(library, probe))
+
+
+def soak(stack: Stack, invocations: int, warm: int = 50) -> dict[str, Any]:
+    """`invocations` invocations of our warm function (no Dagster run reads them): what its
+    process holds after `warm` of them and at the end."""
+    usage = []
+    started = time.perf_counter()
+    for i in range(invocations):
+        usage.append(stack.invoke("ours", {**bootstrap(f"soak/{i}"), "report": True}))
+    seconds = time.perf_counter() - started
+    first, last = usage[min(warm, invocations) - 1], usage[-1]
+    return {
+        "invocations": invocations,
+        "seconds": seconds,
+        "workers": len({u["pid"] for u in usage}),
+        "rss_mib": [first["rss_kib"] / 1024, last["rss_kib"] / 1024],
+        "fds": [first["fds"], last["fds"]],
+        "threads": [first["os_threads"], last["os_threads"]],
+    }
+
+
+def concurrency(stack: Stack, steps: int) -> dict[str, Any]:
+    """`steps` steps of our client at once on the multiprocess executor, against the same job
+    one step at a time; messages that reached another step than the one that sent them."""
+    from _concurrency import STEPS, run_steps
+
+    if steps != STEPS:
+        raise ValueError(f"the concurrency job has {STEPS} steps, not {steps}")
+    parallel = run_steps(stack, max_concurrent=steps)
+    sequential = run_steps(stack, max_concurrent=1)
+    return {
+        "steps": steps,
+        "parallel_s": parallel["seconds"],
+        "sequential_s": sequential["seconds"],
+        "crossed": parallel["crossed"] + sequential["crossed"],
+        "failed": parallel["failed"] + sequential["failed"],
+        "first_error": parallel["first_error"] or sequential["first_error"],
+    }
+
+
+COLD_START = {
+    "aws": (
+        "from dagster_pipes_cloud.external import lambda_handler, PipesS3MessageWriter",
+        "import dagster_pipes, boto3",
+    ),
+    "gcp": (
+        "from dagster_pipes_cloud.external import cloud_function, PipesGCSMessageWriter",
+        "import dagster_pipes; from google.cloud import storage",
+    ),
+    "azure": (
+        "from dagster_pipes_cloud.external import azure_function,"
+        " PipesAzureBlobStorageMessageWriter",
+        "import dagster_pipes; from azure.storage.blob import BlobServiceClient",
+    ),
+}
+
+
+def import_seconds(statement: str, runs: int) -> float:
+    """The median time `statement` takes in a fresh interpreter, over `runs` interpreters."""
+    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+    return statistics.median(
+        float(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout)
+        for _ in range(runs)
+    )
+
+
+def cold_start(clouds: list[str], runs: int) -> dict[str, Any]:
+    results = {}
+    for cloud in clouds:
+        ours, baseline = COLD_START[cloud]
+        results[cloud] = {
+            "ours_s": import_seconds(ours, runs),
+            "baseline_s": import_seconds(baseline, runs),
+        }
+    return results
+
+
+def machine() -> dict[str, Any]:
+    versions = {}
+    for name in PACKAGES:
+        with suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": psutil.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "load": [round(x, 2) for x in psutil.getloadavg()],
+        "packages": versions,
+    }
+
+
+def run_cloud(cloud: str, settings: Mapping[str, Any], chosen: set[str] | None) -> dict[str, Any]:
+    """The benchmarks `chosen` (None: all) on one stack of `cloud` (idle needs drain's calls)."""
+    found: dict[str, Any] = {}
+    with open_stack(cloud) as stack:
+        for name, measure in (
+            ("drain", lambda: drain(stack, settings["runs"])),
+            ("latency", lambda: latency(stack)),
+            ("idle", lambda: idle(stack, found["drain"], settings["idle_s"])),
+            ("volume", lambda: volume(stack, settings["messages"])),
+            ("soak", lambda: soak(stack, settings["invocations"])),
+            ("concurrency", lambda: concurrency(stack, settings["steps"])),
+        ):
+            wanted = chosen is None or name in chosen or (name == "drain" and "idle" in chosen)
+            if wanted:
+                started = time.perf_counter()
+                found[name] = measure()
+                print(f"{name} ({time.perf_counter() - started:.0f} s): {found[name]}", flush=True)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs, messages, invocations")
+    parser.add_argument("--runs", type=int, help="drain runs each (default 5, quick 3)")
+    parser.add_argument("--clouds", default="aws,gcp,azure")
+    parser.add_argument("--only", help="comma-separated benchmarks to run (default: all)")
+    parser.add_argument("--output", type=Path, default=RESULTS_JSON)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=PreviewWarning)
+    quick = args.quick
+    settings = {
+        "runs": args.runs or (3 if quick else 5),
+        "idle_s": 10.0 if quick else 20.0,
+        "messages": 2_000 if quick else 20_000,
+        "invocations": 100 if quick else 500,
+        "steps": 16,
+        "import_runs": 3 if quick else 7,
+    }
+    chosen = set(args.only.split(",")) if args.only else None
+    clouds = args.clouds.split(",")
+    results: dict[str, Any] = {"machine": machine(), "settings": settings, "clouds": {}}
+    began = time.perf_counter()
+    for cloud in clouds:
+        print(f"== {CLOUDS[cloud]}", flush=True)
+        results["clouds"][cloud] = run_cloud(cloud, settings, chosen)
+    if chosen is None or "cold_start" in chosen:
+        results["cold_start"] = cold_start(clouds, settings["import_runs"])
+        print(f"cold_start: {results['cold_start']}", flush=True)
+    results["seconds"] = time.perf_counter() - began
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.output} in {results['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

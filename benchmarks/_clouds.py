@@ -32,6 +32,9 @@ from faults import FaultProxy
 
 BUCKET = "pipes-benchmark"
 LIBRARIES = ("ours", "official", "tempfile")
+FUNCTIONS = {"aws": "aws_handlers", "gcp": "gcp_functions", "azure": "azure_functions"}
+"""The module of each cloud's benchmark functions (`open_stack(module=...)` serves another with
+the same names, for trying a change)."""
 CLOUDS = {"aws": "Lambda + S3", "gcp": "Cloud Functions + GCS", "azure": "Azure Functions + Blob"}
 
 
@@ -81,11 +84,13 @@ def bootstrap(key_prefix: str) -> dict[str, str]:
 
 
 @contextmanager
-def open_stack(cloud: str, *, concurrency: int = 16) -> Iterator[Stack]:
-    """Start `cloud`'s emulator, counting proxy and function host(s); stop them on exit.
-    Each library's function runs in a process of its own, so their memory is apart."""
+def open_stack(cloud: str, *, concurrency: int = 16, module: str | None = None) -> Iterator[Stack]:
+    """Start `cloud`'s emulator, counting proxy and function host(s) serving `module` (default
+    `FUNCTIONS[cloud]`); stop them on exit. Each library's function runs in a process of its
+    own, so their memory is apart."""
     with ExitStack() as stack:
-        yield {"aws": _aws, "gcp": _gcp, "azure": _azure}[cloud](stack, concurrency)
+        make = {"aws": _aws, "gcp": _gcp, "azure": _azure}[cloud]
+        yield make(stack, concurrency, module or FUNCTIONS[cloud])
 
 
 def _emulated(stack: ExitStack, emulator: Any) -> tuple[Any, FaultProxy]:
@@ -128,7 +133,7 @@ def _http_stack(
     )
 
 
-def _aws(stack: ExitStack, concurrency: int) -> Stack:
+def _aws(stack: ExitStack, concurrency: int, module: str) -> Stack:
     from dagster_aws.pipes import PipesLambdaClient as OfficialLambdaClient
     from dagster_aws.pipes import PipesLambdaEventContextInjector
     from dagster_aws.pipes import PipesS3MessageReader as OfficialS3MessageReader
@@ -138,7 +143,7 @@ def _aws(stack: ExitStack, concurrency: int) -> Stack:
 
     s3, proxy = _emulated(stack, S3Emulator())
     env = {**s3.env, "AWS_ENDPOINT_URL_S3": proxy.url}
-    functions = {name: f"aws_handlers:{name}" for name in (*LIBRARIES, "bare")}
+    functions = {name: f"{module}:{name}" for name in (*LIBRARIES, "bare")}
     host = stack.enter_context(LocalLambdaHost(functions, env=env, concurrency=concurrency))
     credentials = {
         "region_name": s3.region,
@@ -198,7 +203,7 @@ def _http_invoke(urls: Mapping[str, str]) -> Callable[[str, Mapping[str, Any]], 
     return invoke
 
 
-def _gcp(stack: ExitStack, concurrency: int) -> Stack:
+def _gcp(stack: ExitStack, concurrency: int, module: str) -> Stack:
     from dagster_gcp.pipes import PipesGCSMessageReader as OfficialGCSMessageReader
     from gcp_channel import CountingSession, counting_storage_client
 
@@ -209,7 +214,7 @@ def _gcp(stack: ExitStack, concurrency: int) -> Stack:
     env = {**gcs.env, "STORAGE_EMULATOR_HOST": proxy.url}
     urls = {
         name: stack.enter_context(
-            LocalCloudFunctionHost(f"gcp_functions:{name}", env=env, concurrency=concurrency)
+            LocalCloudFunctionHost(f"{module}:{name}", env=env, concurrency=concurrency)
         ).url
         for name in (*LIBRARIES, "bare")
     }
@@ -226,7 +231,7 @@ def _gcp(stack: ExitStack, concurrency: int) -> Stack:
     return _http_stack("gcp", urls, PipesCloudFunctionClient, reader_for, proxy, gcs.env)
 
 
-def _azure(stack: ExitStack, concurrency: int) -> Stack:
+def _azure(stack: ExitStack, concurrency: int, module: str) -> Stack:
     from azure_channel import counting_blob_client
     from dagster_azure.pipes import (
         PipesAzureBlobStorageMessageReader as OfficialAzureBlobStorageMessageReader,
@@ -246,7 +251,7 @@ def _azure(stack: ExitStack, concurrency: int) -> Stack:
     hosts = {
         name: stack.enter_context(
             LocalAzureFunctionHost(
-                "azure_functions:app",
+                f"{module}:app",
                 env={"AZURE_STORAGE_CONNECTION_STRING": function_side},
                 concurrency=concurrency,
             )

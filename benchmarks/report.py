@@ -283,7 +283,8 @@ def draw(results: Results, path: Path) -> bool:
     for axes in (drain_axes, latency_axes):
         axes.set_xticks(list(positions), names, fontsize=8)
         axes.set_yscale("log")
-        axes.legend(fontsize=8)
+        axes.set_ylim(top=axes.get_ylim()[1] * 4)  # room for the legend above the bars
+        axes.legend(fontsize=8, loc="upper left", ncols=3)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

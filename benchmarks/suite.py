@@ -8,15 +8,16 @@ Per cloud, on one local stack (`_clouds.open_stack`), each library at its own de
 - latency: a function logging a line every 0.5 s for 12 s, the delay from each line's emit to
   its Dagster event;
 - idle: the storage calls per minute while a function is quiet (both sides);
-- volume: 100,000 log lines as fast as the function writes them, messages/s end to end and the
-  peak RSS of both sides;
+- volume: 20,000 log lines (`--messages`) as fast as the function writes them, messages/s end to
+  end and the peak RSS of both sides;
 - soak (ours): 500 invocations of one warm function, its RSS, file descriptors and threads;
 - concurrency (ours): 16 steps at once on the multiprocess executor against 16 in a row;
 
 and once, the cold-start import time of each entrypoint with its writer against dagster_pipes
 plus the cloud SDK alone.
 
-    .venv/bin/python benchmarks/suite.py [--quick] [--runs N] [--clouds aws,gcp,azure]
+    .venv/bin/python benchmarks/suite.py [--quick] [--runs N] [--messages N] [--invocations N]
+        [--clouds aws,gcp,azure] [--only drain,latency,idle,volume,soak,concurrency,cold_start]
 """
 
 from __future__ import annotations
@@ -305,6 +306,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs, messages, invocations")
     parser.add_argument("--runs", type=int, help="drain runs each (default 5, quick 3)")
+    parser.add_argument("--messages", type=int, help="volume messages (default 20000, quick 2000)")
+    parser.add_argument("--invocations", type=int, help="soak invocations (default 500, quick 100)")
     parser.add_argument("--clouds", default="aws,gcp,azure")
     parser.add_argument("--only", help="comma-separated benchmarks to run (default: all)")
     parser.add_argument("--output", type=Path, default=RESULTS_JSON)
@@ -314,8 +317,8 @@ def main() -> None:
     settings = {
         "runs": args.runs or (3 if quick else 5),
         "idle_s": 10.0 if quick else 20.0,
-        "messages": 2_000 if quick else 20_000,
-        "invocations": 100 if quick else 500,
+        "messages": args.messages or (2_000 if quick else 20_000),
+        "invocations": args.invocations or (100 if quick else 500),
         "steps": 16,
         "import_runs": 3 if quick else 7,
     }

@@ -222,7 +222,8 @@ def markdown(results: Results, chart: str | None) -> str:
         " noise, the ratios are the result.",
         f"- Python {machine['python']}; {packages}.",
         f"- Settings: drain median of {settings['runs']} runs each (after one warm-up);"
-        f" idle {settings['idle_s']:g} s; volume {settings['messages']:,} messages;"
+        f" idle the difference of runs quiet {settings['idle_s'][0]:g} s and"
+        f" {settings['idle_s'][1]:g} s; volume {settings['messages']:,} messages;"
         f" soak {settings['invocations']} invocations; {settings['steps']} concurrent steps;"
         f" import times median of {settings['import_runs']} fresh interpreters.",
         "",

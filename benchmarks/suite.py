@@ -7,7 +7,8 @@ Per cloud, on one local stack (`_clouds.open_stack`), each library at its own de
   temp-file channel; the storage calls per run of both sides;
 - latency: a function logging a line every 0.5 s for 12 s, the delay from each line's emit to
   its Dagster event;
-- idle: the storage calls per minute while a function is quiet (both sides);
+- idle: the storage calls per minute while a function is quiet (both sides), from two runs
+  quiet 5 s and 25 s;
 - volume: 20,000 log lines (`--messages`) as fast as the function writes them, messages/s end to
   end and the peak RSS of both sides;
 - soak (ours): 500 invocations of one warm function, its RSS, file descriptors and threads;
@@ -125,16 +126,20 @@ def latency(stack: Stack, seconds: float = 12.0, pace: float = 0.5) -> dict[str,
     return results
 
 
-def idle(stack: Stack, drained: Mapping[str, Any], seconds: float) -> dict[str, Any]:
-    """Storage calls per minute of a function quiet for `seconds` s before its 10 lines: the
-    calls of that run less those of the drain runs, both sides."""
+def idle(stack: Stack, short: float, long: float) -> dict[str, Any]:
+    """Storage calls per minute while a function is quiet, both sides: one run quiet for
+    `short` s and one for `long` s before its 10 lines; the difference in calls over the
+    difference in time is the steady rate, without the reader's first polls (it backs off from
+    0.1 s) or the run's own calls."""
     results = {}
     for library in ("ours", "official"):
-        _, dagster_side, function_side = _run(stack, library, {"messages": 10, "idle": seconds})
-        per_minute = 60.0 / seconds
+        calls = [
+            _run(stack, library, {"messages": 10, "idle": seconds})[1:] for seconds in (short, long)
+        ]
+        per_minute = 60.0 / (long - short)
         results[library] = {
-            "dagster_per_min": (dagster_side - drained[library]["dagster_calls"]) * per_minute,
-            "function_per_min": (function_side - drained[library]["function_calls"]) * per_minute,
+            "dagster_per_min": (calls[1][0] - calls[0][0]) * per_minute,
+            "function_per_min": (calls[1][1] - calls[0][1]) * per_minute,
         }
     return results
 
@@ -283,23 +288,33 @@ def machine() -> dict[str, Any]:
 
 
 def run_cloud(cloud: str, settings: Mapping[str, Any], chosen: set[str] | None) -> dict[str, Any]:
-    """The benchmarks `chosen` (None: all) on one stack of `cloud` (idle needs drain's calls)."""
+    """The benchmarks `chosen` (None: all) on one stack of `cloud`."""
     found: dict[str, Any] = {}
     with open_stack(cloud) as stack:
         for name, measure in (
             ("drain", lambda: drain(stack, settings["runs"])),
             ("latency", lambda: latency(stack)),
-            ("idle", lambda: idle(stack, found["drain"], settings["idle_s"])),
+            ("idle", lambda: idle(stack, settings["idle_s"][0], settings["idle_s"][1])),
             ("volume", lambda: volume(stack, settings["messages"])),
             ("soak", lambda: soak(stack, settings["invocations"])),
             ("concurrency", lambda: concurrency(stack, settings["steps"])),
         ):
-            wanted = chosen is None or name in chosen or (name == "drain" and "idle" in chosen)
-            if wanted:
+            if chosen is None or name in chosen:
                 started = time.perf_counter()
                 found[name] = measure()
                 print(f"{name} ({time.perf_counter() - started:.0f} s): {found[name]}", flush=True)
     return found
+
+
+PART_SETTINGS = {
+    "drain": "runs",
+    "idle": "idle_s",
+    "volume": "messages",
+    "soak": "invocations",
+    "concurrency": "steps",
+    "cold_start": "import_runs",
+}
+"""The setting each benchmark reads, recorded with its results when it runs again alone."""
 
 
 def main() -> None:
@@ -309,14 +324,17 @@ def main() -> None:
     parser.add_argument("--messages", type=int, help="volume messages (default 20000, quick 2000)")
     parser.add_argument("--invocations", type=int, help="soak invocations (default 500, quick 100)")
     parser.add_argument("--clouds", default="aws,gcp,azure")
-    parser.add_argument("--only", help="comma-separated benchmarks to run (default: all)")
+    parser.add_argument(
+        "--only",
+        help="comma-separated benchmarks to run (default: all), their results put into --output",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_JSON)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=PreviewWarning)
     quick = args.quick
     settings = {
         "runs": args.runs or (3 if quick else 5),
-        "idle_s": 10.0 if quick else 20.0,
+        "idle_s": (5.0, 15.0) if quick else (5.0, 25.0),
         "messages": args.messages or (2_000 if quick else 20_000),
         "invocations": args.invocations or (100 if quick else 500),
         "steps": 16,
@@ -325,14 +343,21 @@ def main() -> None:
     chosen = set(args.only.split(",")) if args.only else None
     clouds = args.clouds.split(",")
     results: dict[str, Any] = {"machine": machine(), "settings": settings, "clouds": {}}
+    if chosen is not None and args.output.exists():
+        # a part run again goes into the results it belongs to (the machine: the whole run's)
+        results = json.loads(args.output.read_text())
+        for part, key in PART_SETTINGS.items():
+            if part in chosen:
+                results["settings"][key] = settings[key]
     began = time.perf_counter()
     for cloud in clouds:
         print(f"== {CLOUDS[cloud]}", flush=True)
-        results["clouds"][cloud] = run_cloud(cloud, settings, chosen)
+        results["clouds"].setdefault(cloud, {}).update(run_cloud(cloud, settings, chosen))
     if chosen is None or "cold_start" in chosen:
         results["cold_start"] = cold_start(clouds, settings["import_runs"])
         print(f"cold_start: {results['cold_start']}", flush=True)
-    results["seconds"] = time.perf_counter() - began
+    if chosen is None:
+        results["seconds"] = time.perf_counter() - began
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.output} in {results['seconds']:.0f} s")
 

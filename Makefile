@@ -56,7 +56,7 @@ $(CHECKOV):
 .checkov: $(CHECKOV)
 
 pytest: $(VENV)/.linked $(NODE_TOOLS) $(CHECKOV)
-	$(BIN)/pytest --durations=15
+	$(BIN)/pytest --numprocesses=auto --maxprocesses=4 --dist=loadfile --durations=15
 
 # Every benchmark on the three clouds' local stacks, then benchmarks/RESULTS.md and its chart
 # (about 15 minutes on 2 cores; BENCH_ARGS=--quick for a shorter look).

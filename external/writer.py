@@ -78,10 +78,10 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
     before the "closed" message.
 
     Cancellation: the writer watches for `<key_prefix>/cancel.json`, which Dagster writes when
-    the run is terminated (or the step fails) while the function runs. It looks once as the
-    block starts (beside the user's code, adding no latency) and then every
+    the run is terminated (or the step fails) while the function runs, every
     `cancel_check_interval` seconds (default 2, at least 1: 30 storage GETs a minute while the
-    function runs), so the request is seen within that interval plus one storage call. From
+    function runs, none for a function shorter than that), beside the user's code, so the
+    request is seen within that interval plus one storage call. From
     then, every Pipes call but the closing one raises `PipesCancelledError`, and
     `pipes.is_cancelled` is True. None turns the watching off. A missing bucket stops the
     watching with one line in the platform's log; a transient error, or a refusal (S3 answers
@@ -256,11 +256,12 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
         return f"{self._key_prefix}/{CANCEL_MARKER}"
 
     def _watch_for_cancel(self, stop: threading.Event, interval: float) -> None:
-        """Look for the cancel marker now and every `interval` s until it is seen or the block
-        ends; stop looking (one line in the platform's log) where the store refuses."""
+        """Look for the cancel marker every `interval` s until it is seen or the block ends (not
+        at once: a function shorter than `interval` costs no look); stop looking (one line in
+        the platform's log) where the bucket is missing."""
         key = self.cancel_key()
         said_denied = False
-        while not stop.is_set():
+        while not stop.wait(interval):
             try:
                 body = self._store.get(key)
             except TransientError:
@@ -285,7 +286,6 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
                 self.cancellation = PipesCancelledError(cancel_reason(body))
                 write_to_platform_log(f"[dagster-pipes] {self.cancellation}")
                 return
-            stop.wait(interval)
 
     def _final_flush(self) -> None:
         """Upload everything left, trying transient failures again for `flush_timeout` s."""

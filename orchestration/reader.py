@@ -73,11 +73,12 @@ class PipesChunkedMessageReader(PipesMessageReader):
     Each session gets `<key_prefix>/messages-<random>`. Chunks are read by index (`1.json`,
     `2.json`, ... until one is not there: one storage call per idle poll), every available chunk
     per pass, polling every `interval` seconds while data flows (default 0.1) and backing off to
-    `max_interval` (default 1) when idle. When the session ends (the invocation returned), the
-    reader drains at once: it reads up to the "closed" message, waiting at most `drain_timeout`
-    seconds (default 10) for it, and then fails the step if it never came. A line that is not
-    JSON is reported with its chunk key and line number; the other messages are kept. The bucket
-    is checked before the session opens, so a missing bucket or denied credentials fail first.
+    `max_interval` (default 2: 30 calls a minute, beside the function's 30 looks for a stop
+    request) when idle. When the session ends (the invocation returned), the reader drains at
+    once: it reads up to the "closed" message, waiting at most `drain_timeout` seconds (default
+    10) for it, and then fails the step if it never came. A line that is not JSON is reported
+    with its chunk key and line number; the other messages are kept. The bucket is checked
+    before the session opens, so a missing bucket or denied credentials fail first.
 
     With `cleanup` (default True) a session's blobs are deleted once it has been read to its
     "closed" message (the function's exception, if any, is in Dagster by then); a session that
@@ -91,7 +92,7 @@ class PipesChunkedMessageReader(PipesMessageReader):
         *,
         key_prefix: str | None = None,
         interval: float = 0.1,
-        max_interval: float = 1.0,
+        max_interval: float = 2.0,
         drain_timeout: float = 10.0,
         include_stdio_in_messages: bool = True,
         cleanup: bool = True,

@@ -31,7 +31,7 @@ from dagster_pipes import (
 
 from dagster_pipes_cloud.external.context import PipesCloudContext
 from dagster_pipes_cloud.external.errors import PipesCancelledError
-from dagster_pipes_cloud.external.stdio import write_to_platform_log
+from dagster_pipes_cloud.external.stdio import labelled_platform_log, write_to_platform_log
 
 BOOTSTRAP_KEYS = (DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR)
 
@@ -72,26 +72,32 @@ def run_invocation(
     A `PipesCancelledError` (Dagster asked the invocation to stop) is reported in "closed" like
     any exception, but returns None instead of raising: the function did what it was asked, and a
     platform that retries failed invocations (Lambda's `Event`) must not start it again.
+
+    Every other line the invocation writes to the platform's log (see `write_to_platform_log`)
+    ends with the run id, once it is known.
     """
     bootstrap, payload = split_event(event)
     if bootstrap is None:
         with _detached_context() as pipes:
             return fn(pipes, payload)
-    if attribution and attribution.get("run_id"):
-        write_to_platform_log(attribution_line(attribution))
-    else:
-        attribution = None
-    try:
-        with PipesCloudContext(
-            _EventParamsLoader(bootstrap), context_loader, message_writer
-        ) as pipes:
-            if attribution is None:
-                write_to_platform_log(attribution_line(_context_attribution(pipes)))
-            return fn(pipes, payload)
-    except PipesCancelledError as cancelled:
-        # reported in "closed"; a normal return keeps a platform from retrying the invocation
-        write_to_platform_log(f"[dagster-pipes] stopped, as Dagster asked: {cancelled}")
-        return None  # type: ignore[return-value]
+    with labelled_platform_log() as label:
+        if attribution and attribution.get("run_id"):
+            write_to_platform_log(attribution_line(attribution))
+            label.run_id = attribution["run_id"]
+        else:
+            attribution = None
+        try:
+            with PipesCloudContext(
+                _EventParamsLoader(bootstrap), context_loader, message_writer
+            ) as pipes:
+                if attribution is None:
+                    write_to_platform_log(attribution_line(_context_attribution(pipes)))
+                    label.run_id = pipes.run_id
+                return fn(pipes, payload)
+        except PipesCancelledError as cancelled:
+            # reported in "closed"; a normal return keeps a platform from retrying it
+            write_to_platform_log(f"[dagster-pipes] stopped, as Dagster asked: {cancelled}")
+            return None  # type: ignore[return-value]
 
 
 def attribution_line(attribution: Mapping[str, str]) -> str:

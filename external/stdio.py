@@ -67,11 +67,39 @@ def install_tees() -> None:
             sys.stderr = _TeeStream("stderr", sys.stderr)
 
 
+class RunLabel:
+    """The Dagster run an invocation serves, once known: every line `write_to_platform_log`
+    writes for the invocation ends with it (set by `run_invocation`; threads the invocation
+    starts see it when started in a copy of its context, as the writer's are)."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+
+
+_run_label: ContextVar[RunLabel | None] = ContextVar("dagster_pipes_cloud_run", default=None)
+
+
+@contextmanager
+def labelled_platform_log() -> Iterator[RunLabel]:
+    """Within the block, platform log lines end with the run id set on the yielded label."""
+    label = RunLabel()
+    token = _run_label.set(label)
+    try:
+        yield label
+    finally:
+        _run_label.reset(token)
+
+
 def write_to_platform_log(line: str) -> None:
-    """Write `line` to the platform's own log (the process's stderr) without capturing it."""
+    """Write `line` to the platform's own log (the process's stderr) without capturing it; in an
+    invocation whose run is known, the line ends with `(Dagster run <id>)` unless it names it."""
+    label = _run_label.get()
+    line = line.rstrip("\n")
+    if label is not None and label.run_id and label.run_id not in line:
+        line += f" (Dagster run {label.run_id})"
     stream = sys.stderr
     inner = stream._inner if isinstance(stream, _TeeStream) else stream
-    inner.write(line if line.endswith("\n") else line + "\n")
+    inner.write(line + "\n")
     inner.flush()
 
 

@@ -7,6 +7,7 @@ readers read it too.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import secrets
 import threading
@@ -227,16 +228,20 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
         """Upload (and watch for a stop request) in the background while the block runs; upload
         the rest when it ends."""
         stop = threading.Event()
+        # each thread in a copy of the invocation's context: its platform log lines name the run
         threads = [
             threading.Thread(
-                target=self._upload_loop, args=(stop,), name="pipes-chunk-writer", daemon=True
+                target=contextvars.copy_context().run,
+                args=(self._upload_loop, stop),
+                name="pipes-chunk-writer",
+                daemon=True,
             )
         ]
         if self._cancel_check_interval is not None:
             # a thread of its own: an upload retrying for seconds must not delay the next look
             watch = threading.Thread(
-                target=self._watch_for_cancel,
-                args=(stop, self._cancel_check_interval),
+                target=contextvars.copy_context().run,
+                args=(self._watch_for_cancel, stop, self._cancel_check_interval),
                 name="pipes-cancel-watch",
                 daemon=True,
             )

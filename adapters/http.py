@@ -9,6 +9,7 @@ clients that send them and the entrypoints that read them.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -83,9 +84,21 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
         seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+    if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+def throttled_wait(
+    resend: int, resend_attempts: int, backoff: float, retry_after: float | None
+) -> float | None:
+    """Seconds to wait before resending a throttled request for the `resend`-th time (from 0):
+    the platform's `retry_after`, else `backoff` doubling each time. None when it is not to be
+    resent: the resends are used up, or the wait is over `THROTTLED_WAIT_MAX_SECONDS`."""
+    wait = backoff * 2**resend if retry_after is None else retry_after
+    if resend >= resend_attempts or wait > THROTTLED_WAIT_MAX_SECONDS:
+        return None
+    return wait
 
 
 def remote_error(status: int, body: bytes) -> RemoteError:
@@ -225,8 +238,8 @@ class HttpFunctionInvoker(ABC):
             if not is_throttled(response.status_code, response.headers):
                 return self.answered(url, response, time.monotonic() - started)
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            wait = RESEND_BACKOFF_SECONDS * 2**resend if retry_after is None else retry_after
-            if resend == self.resend_attempts or wait > THROTTLED_WAIT_MAX_SECONDS:
+            wait = throttled_wait(resend, self.resend_attempts, RESEND_BACKOFF_SECONDS, retry_after)
+            if wait is None:
                 raise self._throttled(url, response, resend + 1, retry_after)
             response.close()
             time.sleep(wait)
@@ -267,7 +280,7 @@ class HttpFunctionInvoker(ABC):
         body = bounded_text(response.content).strip()
         answer = f"HTTP {response.status_code}" + (f": {body}" if body else "")
         return ThrottledError(
-            throttled_message(f"{url}", answer, attempts, retry_after), retry_after=retry_after
+            throttled_message(url, answer, attempts, retry_after), retry_after=retry_after
         )
 
     def _send_error(self, url: str, exc: Exception) -> PipesCloudError:

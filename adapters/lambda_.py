@@ -19,9 +19,9 @@ from dagster_pipes_cloud.adapters._aws import (
 from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters.errors import PipesCloudError, ThrottledError
 from dagster_pipes_cloud.adapters.http import (
-    THROTTLED_WAIT_MAX_SECONDS,
     parse_retry_after,
     throttled_message,
+    throttled_wait,
 )
 from dagster_pipes_cloud.adapters.invocation import (
     FunctionInvocation,
@@ -267,17 +267,17 @@ class LambdaInvoker:
             try:
                 return self.client.invoke(**kwargs)
             except Exception as exc:
-                wait = RESEND_BACKOFF_SECONDS * 2**resend
                 if error_code(exc) == "TooManyRequestsException":
                     retry_after = _retry_after(exc)
-                    wait = wait if retry_after is None else retry_after
-                    last = resend == self.resend_attempts
-                    if last or wait > THROTTLED_WAIT_MAX_SECONDS:
+                    wait = throttled_wait(
+                        resend, self.resend_attempts, RESEND_BACKOFF_SECONDS, retry_after
+                    )
+                    if wait is None:
                         raise _throttled(exc, what, resend + 1, retry_after) from exc
                     time.sleep(wait)
                     continue
                 if isinstance(exc, never_arrived) and resend < self.resend_attempts:
-                    time.sleep(wait)
+                    time.sleep(RESEND_BACKOFF_SECONDS * 2**resend)
                     continue
                 if error_code(exc) == "RequestTooLargeException":
                     size = len(kwargs["Payload"])

@@ -26,20 +26,14 @@ _SOURCE_NAME = "_local_cloud_function_source"
 # With `throttle_first`: the function behind a gate that refuses the first requests as Cloud
 # Run's front end refuses one no instance may take.
 _THROTTLING_SOURCE = """\
-import threading
-
+from dagster_pipes_cloud.local._throttle import FirstRefusals
 from {module} import {function} as _function
 
-_lock = threading.Lock()
-_throttles_left = {count}
+_refusals = FirstRefusals({count})
 
 
 def {function}(request):
-    global _throttles_left
-    with _lock:
-        throttled = _throttles_left > 0
-        _throttles_left -= throttled
-    if throttled:
+    if _refusals.take():
         return "Rate exceeded.", 429, {{"Content-Type": "text/html; charset=UTF-8"}}
     return _function(request)
 """

@@ -27,7 +27,6 @@ import logging
 import os
 import secrets
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -36,6 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from dagster_pipes_cloud.local._http import LocalHTTPServer, RequestHandler
 from dagster_pipes_cloud.local._process import LOCALHOST
+from dagster_pipes_cloud.local._throttle import FirstRefusals
 from dagster_pipes_cloud.local.azure_functions_host.host import DEFAULT_CONCURRENCY, PING_PATH
 from dagster_pipes_cloud.local.azure_functions_host.indexing import (
     AppLoadError,
@@ -90,15 +90,7 @@ class FunctionAppServer(LocalHTTPServer):
         self.invoker = invoker
         self.front_end_timeout = front_end_timeout
         self.function_key = function_key
-        self._throttles_left = throttle_first
-        self._throttle_lock = threading.Lock()
-
-    def takes_throttle(self) -> bool:
-        """Whether this function request is one of the first `throttle_first`."""
-        with self._throttle_lock:
-            throttled = self._throttles_left > 0
-            self._throttles_left -= throttled
-            return throttled
+        self.refusals = FirstRefusals(throttle_first)
 
     def authorized(
         self, function: IndexedFunction, headers: dict[str, str], query: dict[str, str]
@@ -167,7 +159,7 @@ class FunctionAppHandler(RequestHandler):
                 ", ".join(function.bindings_not_served),
             )
             return bare(500)
-        if self.server.takes_throttle():
+        if self.server.refusals.take():
             logger.info("Functions.%s throttled on purpose (throttle_first): 429", function.name)
             return bare(429)
         host = self.headers.get("Host") or f"{LOCALHOST}:{self.server.port}"

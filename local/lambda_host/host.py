@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from dagster_pipes_cloud.adapters.lambda_ import REQUEST_LIMITS
 from dagster_pipes_cloud.local._http import LocalHTTPServer, RequestHandler
 from dagster_pipes_cloud.local._process import LocalService, remove_at_owner_exit
+from dagster_pipes_cloud.local._throttle import FirstRefusals
 from dagster_pipes_cloud.local.lambda_host.runtime import (
     ACCOUNT_ID,
     ConcurrencyLimitError,
@@ -123,8 +124,7 @@ class LocalLambdaHost(LocalService):
         self._background: set[threading.Thread] = set()
         self._background_lock = threading.Lock()
         self.throttle_first = throttle_first
-        self._throttles_left = dict.fromkeys(functions, throttle_first)
-        self._throttle_lock = threading.Lock()
+        self._refusals = {name: FirstRefusals(throttle_first) for name in functions}
 
     @property
     def endpoint_url(self) -> str:
@@ -189,11 +189,7 @@ class LocalLambdaHost(LocalService):
 
     def _takes_throttle(self, name: str) -> bool:
         """Whether this invocation of `name` is one of its first `throttle_first`."""
-        with self._throttle_lock:
-            left = self._throttles_left.get(name, 0)
-            if left > 0:
-                self._throttles_left[name] = left - 1
-            return left > 0
+        return name in self._refusals and self._refusals[name].take()
 
     def _run_in_background(
         self,

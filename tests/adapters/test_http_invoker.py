@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -243,11 +242,11 @@ def test_a_connection_dropped_after_sending_is_not_resent(
 def test_a_read_timeout_is_not_resent(function_server: ScriptedFunction) -> None:
     url = function_server.script(Answer(hang=True))
     invoker = BearerInvoker(read_timeout=0.5)
-    started = time.monotonic()
-    with pytest.raises(PipesCloudError, match=rf"{url}.*may still be running"):
+    # ended by the read timeout given, not by the server giving up on its hang a minute later
+    timed_out = r"Read timed out\. \(read timeout=0\.5\).*may still be running"
+    with pytest.raises(PipesCloudError, match=rf"{url}.*{timed_out}"):
         invoker.invoke(url, b"{}")
     invoker.close()
-    assert time.monotonic() - started < 5
     assert len(function_server.received) == 1
 
 

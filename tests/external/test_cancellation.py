@@ -200,13 +200,25 @@ def test_a_transient_error_waits_for_the_next_look(tmp_path: Path) -> None:
     assert messages(store)[-1]["params"]["exception"]["name"] == "PipesCancelledError"
 
 
-def test_idle_watching_stays_within_one_look_a_check_interval(tmp_path: Path) -> None:
+def test_idle_watching_stays_within_one_look_a_check_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """At the 1 s floor that is 60 storage calls a minute; the 2 s default makes it 30."""
     store = CountingStore(tmp_path)
-    started = time.monotonic()
+    waits: list[tuple[float | None, bool]] = []  # the watcher's: (timeout, whether woken)
+
+    class RecordedEvent(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            woken = super().wait(timeout)
+            if threading.current_thread().name == "pipes-cancel-watch":
+                waits.append((timeout, woken))
+            return woken
+
+    monkeypatch.setattr(threading, "Event", RecordedEvent)
     invoke(store, lambda pipes, payload: time.sleep(2.5))
-    elapsed = time.monotonic() - started
-    assert 1 <= store.marker_gets <= int(elapsed / 1.0)
+    assert store.marker_gets >= 1
+    # each look follows a whole check interval's wait; the function's end cuts the last one short
+    assert waits == [(1.0, False)] * store.marker_gets + [(1.0, True)]
 
 
 def test_the_check_interval_has_a_floor_and_none_turns_the_watching_off(tmp_path: Path) -> None:

@@ -165,6 +165,20 @@ def sleep(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"slept": body["seconds"]})
 
 
+@slow.route(route="held", methods=["POST"])
+def held(req: func.HttpRequest) -> func.HttpResponse:
+    """Run until the file `{"release": path}` exists (a minute at most), then print and touch
+    `{"done": path}`: a function that runs for as long as the test holds it."""
+    body = req.get_json()
+    release = Path(body["release"])
+    give_up = time.monotonic() + 60
+    while not release.exists() and time.monotonic() < give_up:
+        time.sleep(0.05)
+    print(f"released: {release.exists()}")
+    Path(body["done"]).touch()
+    return _json({"released": release.exists()})
+
+
 # --- together: two invocations at once in one process ----------------------------------------
 
 together = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)

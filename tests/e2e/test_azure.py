@@ -3,7 +3,6 @@
 
 import json
 import threading
-import time
 from typing import Any
 
 from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
@@ -96,14 +95,14 @@ def test_a_raised_error_fails_the_step_with_its_type_message_and_trace(azure_sta
     assert "sent before the error" in logs_of(result)
 
 
-def test_a_missing_container_is_named_within_30_seconds(azure_stack: Any) -> None:
-    started = time.monotonic()
-    result = run(azure_stack, "counting", client=pipes_client(azure_stack, "no-such-container"))
-    elapsed = time.monotonic() - started
-    print(f"missing container reported after {elapsed:.2f}s")
+def test_a_missing_container_is_named_before_the_function_runs(azure_stack: Any) -> None:
+    # a drain timeout it cannot wait out: only the container's check as the session opens can
+    # end it
+    client = pipes_client(azure_stack, "no-such-container", drain_timeout=3600)
+    result = run(azure_stack, "counting", client=client)
     assert not result.success
-    assert "no-such-container" in failure_text(result)
-    assert elapsed < 30, "named within a bounded time, not after a drain timeout"
+    said = "cannot read Pipes messages: Azure container 'no-such-container' does not exist"
+    assert said in failure_text(result)
 
 
 def test_a_function_that_never_opens_pipes_is_named(azure_stack: Any) -> None:
@@ -222,16 +221,14 @@ def test_400_messages_through_server_busy_on_both_sides_arrive_once_in_order(
             ),
             function_key=azure_stack.function_key,
         )
-        started = time.monotonic()
         result = materialize_run(
             client,
             "azure_asset",
             function_url=f"{host.url}/api/paced",
             event={"messages": 400, "pace": 0.01},
         )
-        elapsed = time.monotonic() - started
         print(
-            f"400 messages through 40 % ServerBusy: {elapsed:.1f}s;"
+            "400 messages through 40 % ServerBusy:"
             f" writer side {dict(writer_side.injected)} injected of {dict(writer_side.counts)},"
             f" reader side {dict(reader_side.injected)} of {dict(reader_side.counts)}"
         )

@@ -1,9 +1,10 @@
 """Functions that run until Dagster asks them to stop, deployed by tests/e2e/test_cancellation.py
 on each cloud's local host.
 
-Each writes the file `started` (the time) once its Pipes session is open and, as it ends, the
-file `stopped`: when, and what ended it. One kind logs every 0.25 s (its next log call raises
-`PipesCancelledError`); the other makes no Pipes call and polls `pipes.is_cancelled`.
+Each runs for `seconds` unless asked to stop, writes the file `started` once its Pipes session
+is open and, as it ends, the file `stopped`: what ended it. One kind logs every 0.25 s (its next
+log call raises `PipesCancelledError`); the other makes no Pipes call and polls
+`pipes.is_cancelled`.
 """
 
 import json
@@ -42,7 +43,7 @@ def checks_until_cancelled(pipes: PipesCloudContext, payload: dict[str, Any]) ->
 @contextmanager
 def recorded(pipes: PipesCloudContext, payload: dict[str, Any]) -> Iterator[dict[str, str]]:
     pipes.log.info("started")
-    write_atomically(payload["started"], str(time.time()))
+    write_atomically(payload["started"], "started")
     outcome = {"ended_by": "returning"}
     try:
         yield outcome
@@ -50,7 +51,7 @@ def recorded(pipes: PipesCloudContext, payload: dict[str, Any]) -> Iterator[dict
         outcome["ended_by"] = type(exc).__name__
         raise
     finally:
-        write_atomically(payload["stopped"], json.dumps({"at": time.time(), **outcome}))
+        write_atomically(payload["stopped"], json.dumps(outcome))
 
 
 def write_atomically(path: str, text: str) -> None:

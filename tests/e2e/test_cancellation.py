@@ -35,8 +35,7 @@ from dagster_pipes_cloud.local import (
 )
 
 KINDS = ("logging", "checking")
-CHECK_INTERVAL = 2.0  # the writer's default cancel_check_interval
-SLACK = 8.0  # one storage call, the hosts' and the run's own pace on a busy machine
+RUNS_FOR = 60  # seconds a function runs unless asked to stop; within every host's own limit
 BUCKET = "pipes-cancel"
 FUNCTION_KEY = "cancel-function-key"
 TESTS = Path(__file__).resolve().parents[1]
@@ -96,7 +95,7 @@ class TerminatedRun:
         self.home = folder / "dagster_home"
         self.home.mkdir()
         (self.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        event = {"started": str(self.started), "stopped": str(self.stopped), "seconds": 120}
+        event = {"started": str(self.started), "stopped": str(self.stopped), "seconds": RUNS_FOR}
         config = {**target.settings, "cloud": target.cloud, "function": target.functions[kind]}
         paths = os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])
         self.process = subprocess.Popen(
@@ -106,7 +105,6 @@ class TerminatedRun:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        self.terminated_at = 0.0
         self.output = ""
 
     def terminate_once_started(self, timeout: float = 60) -> None:
@@ -117,7 +115,7 @@ class TerminatedRun:
                 output = self.process.communicate()[0]
                 raise AssertionError(f"the function did not start within {timeout:g}s:\n{output}")
             time.sleep(0.05)
-        self.terminated_at = time.time()
+        assert not self.stopped.exists(), "the function ended before the run was terminated"
         self.process.send_signal(signal.SIGINT)  # how Dagster terminates a run worker
         try:
             self.output = self.process.communicate(timeout=60)[0]
@@ -125,13 +123,15 @@ class TerminatedRun:
             self.process.kill()
             raise AssertionError("the terminated run did not end within 60s") from None
 
-    def stop_record(self, bound: float) -> dict[str, Any]:
-        """What the function wrote as it ended, waiting until `bound` s after the termination."""
+    def stop_record(self) -> dict[str, Any]:
+        """What the function wrote as it ended: what stopped it, or that it returned after its
+        whole run (`RUNS_FOR`), had it never seen the request to stop."""
+        give_up = time.monotonic() + RUNS_FOR + 60
         while not self.stopped.exists():
-            if time.time() > self.terminated_at + bound:
+            if time.monotonic() > give_up:
                 raise AssertionError(
-                    f"the function did not stop within {bound:g}s of the run's"
-                    f" termination\nThe run's output:\n{self.output}"
+                    "the function wrote no record of its end, not even after its whole run"
+                    f"\nThe run's output:\n{self.output}"
                 )
             time.sleep(0.05)
         record: dict[str, Any] = json.loads(self.stopped.read_text())
@@ -159,9 +159,8 @@ def test_terminating_the_run_stops_the_function(
     run = TerminatedRun(target, kind, tmp_path)
     run.terminate_once_started()
 
-    stopped = run.stop_record(CHECK_INTERVAL + SLACK)
-    print(f"{cloud} {kind}: stopped {stopped['at'] - run.terminated_at:.2f}s after SIGINT")
-    assert stopped["ended_by"] == ended_by, run.output
+    stopped = run.stop_record()
+    assert stopped["ended_by"] == ended_by, run.output  # not "returning": it saw the request
 
     status, log = run.step_log()
     assert status == "FAILURE", log

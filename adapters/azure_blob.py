@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dagster_pipes_cloud.adapters._azure import (
@@ -38,6 +38,7 @@ REQUEST_TIMEOUT: Mapping[str, Any] = {"connection_timeout": 5.0, "read_timeout":
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 ACCOUNT_URL_ENV = "AZURE_STORAGE_ACCOUNT_URL"
 ACCOUNT_NAME_ENV = "AZURE_STORAGE_ACCOUNT_NAME"
+_DELETE_BATCH = 256  # the most sub-requests one blob batch takes
 
 
 def default_azure_blob_client() -> BlobServiceClient:
@@ -175,11 +176,35 @@ class AzureBlobStore:
         except Exception as exc:
             raise self._error(exc, prefix) from exc
 
-    def delete_prefix(self, prefix: str) -> None:
+    def delete(self, keys: Sequence[str]) -> None:
+        """One key: one Delete Blob. More: one blob batch request per 256 keys (Azure's own
+        limit). A missing blob is no error; another failure raises, naming the first blob."""
         container = self._container()
-        for key in self.list(prefix):
+        if len(keys) == 1:
             try:
-                container.delete_blob(key, **REQUEST_TIMEOUT)
+                container.delete_blob(keys[0], **REQUEST_TIMEOUT)
             except Exception as exc:
-                if error_code(exc) != BLOB_NOT_FOUND:  # else deleted meanwhile
-                    raise self._error(exc, key) from exc
+                if error_code(exc) != BLOB_NOT_FOUND:
+                    raise self._error(exc, keys[0]) from exc
+            return
+        for start in range(0, len(keys), _DELETE_BATCH):
+            group = keys[start : start + _DELETE_BATCH]
+            try:
+                answers = list(
+                    container.delete_blobs(*group, raise_on_any_failure=False, **REQUEST_TIMEOUT)
+                )
+            except Exception as exc:
+                raise self._error(exc, group[0]) from exc
+            failed = [
+                (key, answer.status_code)
+                for key, answer in zip(group, answers, strict=True)
+                if answer.status_code not in (200, 202, 404)
+            ]
+            if failed:
+                key, status = failed[0]
+                more = f" ({len(failed) - 1} more blob(s) not deleted)" if len(failed) > 1 else ""
+                if status in (401, 403):
+                    raise AccessDeniedError(
+                        f"access to {self.url(key)} denied (HTTP {status}){more}"
+                    )
+                raise PipesCloudError(f"could not delete {self.url(key)} (HTTP {status}){more}")

@@ -1,7 +1,8 @@
-"""The `BlobStore` protocol: the four storage calls the Pipes mechanism needs."""
+"""The `BlobStore` protocol: the storage calls the Pipes mechanism needs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 CANCEL_MARKER = "cancel.json"
@@ -45,4 +46,7 @@ class BlobStore(Protocol):
         """Every key under `prefix`, in the service's own listing order."""
         ...
 
-    def delete_prefix(self, prefix: str) -> None: ...
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete `keys` in as few requests as the service allows (S3 `DeleteObjects`, a GCS or
+        Azure batch; one plain delete for one key); a key that is not there is no error."""
+        ...

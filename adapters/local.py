@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from dagster_pipes_cloud.adapters.errors import AlreadyExistsError, ResourceNotFoundError
@@ -75,9 +76,15 @@ class LocalBlobStore:
                 keys.append(key)
         return sorted(keys)
 
-    def delete_prefix(self, prefix: str) -> None:
-        for key in self.list(prefix):
-            (self._dir / key).unlink(missing_ok=True)
-        folder = self._dir / prefix
-        if prefix and folder.is_dir():
-            shutil.rmtree(folder, ignore_errors=True)
+    def delete(self, keys: Sequence[str]) -> None:
+        """Remove the files of `keys`, then the folders they leave empty (not the bucket's)."""
+        folders: set[Path] = set()
+        for key in keys:
+            path = self._dir / key
+            path.unlink(missing_ok=True)
+            folders.update(path.parents)
+        bucket = self._dir
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            if bucket in folder.parents:
+                with contextlib.suppress(OSError):  # not empty, or gone
+                    folder.rmdir()

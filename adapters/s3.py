@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dagster_pipes_cloud.adapters._aws import boto3_module, error_code, translate
-from dagster_pipes_cloud.adapters.errors import AlreadyExistsError
+from dagster_pipes_cloud.adapters._aws import DENIED_CODES, boto3_module, error_code, translate
+from dagster_pipes_cloud.adapters.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    PipesCloudError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client as S3Client
 
 _MISSING_KEY_CODES = {"NoSuchKey", "404"}
 _EXISTS_CODES = {"PreconditionFailed", "412"}
+_DELETE_BATCH = 1000  # the most keys one DeleteObjects takes
 
 
 def default_s3_client() -> S3Client:
@@ -106,13 +112,25 @@ class S3BlobStore:
             raise translate(exc, self.url(prefix)) from exc
         return keys
 
-    def delete_prefix(self, prefix: str) -> None:
-        keys = self.list(prefix)
-        try:
-            for start in range(0, len(keys), 1000):
-                batch = keys[start : start + 1000]
-                self._client.delete_objects(
-                    Bucket=self._bucket, Delete={"Objects": [{"Key": key} for key in batch]}
+    def delete(self, keys: Sequence[str]) -> None:
+        """One `DeleteObjects` per 1,000 keys (quiet: S3 answers only the keys it could not
+        delete, which raise here naming the first); deleting a missing key succeeds in S3."""
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            try:
+                response = self._client.delete_objects(
+                    Bucket=self._bucket,
+                    Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
                 )
-        except Exception as exc:
-            raise translate(exc, self.url(prefix)) from exc
+            except Exception as exc:
+                raise translate(exc, self.url(batch[0])) from exc
+            errors = response.get("Errors") or []
+            if errors:
+                first = errors[0]
+                what = self.url(first.get("Key", batch[0]))
+                code = first.get("Code", "?")
+                detail = f"{code}: {first.get('Message', '')}".rstrip(": ")
+                more = f" ({len(errors) - 1} more key(s) not deleted)" if len(errors) > 1 else ""
+                if code in DENIED_CODES:
+                    raise AccessDeniedError(f"access to {what} denied ({detail}){more}")
+                raise PipesCloudError(f"could not delete {what} ({detail}){more}")

@@ -64,9 +64,10 @@ class WriterOptions(TypedDict, total=False):
 class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterChannel"]):
     """Writes Pipes messages to the bucket and key prefix the orchestration side asks for.
 
-    `store_for_bucket` gives the `BlobStore` for a bucket name. A chunk is uploaded when the
-    "opened" message is written, every `interval` seconds while messages flow (default 0.5), as
-    soon as `max_chunk_bytes` are buffered (default 256 KiB), and always before the block ends.
+    `store_for_bucket` gives the `BlobStore` for a bucket name. A chunk is uploaded every
+    `interval` seconds while messages flow (default 0.5; the first, with "opened", one interval
+    in), as soon as `max_chunk_bytes` are buffered (default 256 KiB), and always before the
+    block ends: a function shorter than `interval` writes one chunk.
     Chunks are created only where absent (`BlobStore.create`), so a second invocation of the
     same session (an event delivered twice) is refused with `PipesSessionConflictError` at its
     first chunk, and the first one's messages stand. Each upload is retried by the store's own
@@ -139,9 +140,10 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
 class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
     """Buffers messages and uploads them in numbered chunks; see `PipesChunkedMessageWriter`.
 
-    The "opened" message is uploaded at once; the "closed" message is held back and written
-    last, after the captured output. `cancellation` is the `PipesCancelledError` of a stop
-    request once one is seen (None until then; a session without a key prefix is not watched).
+    The "opened" message goes with the first interval's chunk; the "closed" message is held
+    back and written last, after the captured output. `cancellation` is the
+    `PipesCancelledError` of a stop request once one is seen (None until then; a session without
+    a key prefix is not watched).
     """
 
     def __init__(
@@ -195,8 +197,6 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
             self._seal_text()
             self._lines.append(line)
             self._add_bytes(len(line) + 1)
-        if method == "opened":
-            self._wake.set()  # Dagster hears "opened" at once, and a denied bucket shows early
 
     def write_text(self, stream: Stream, text: str) -> None:
         """Buffer printed text; consecutive writes to one stream become one message."""

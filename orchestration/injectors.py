@@ -36,7 +36,7 @@ class PipesBlobStoreContextInjector(PipesContextInjector):
         finally:
             # a leftover context blob is harmless; the bucket's lifecycle rule ends it
             with contextlib.suppress(PipesCloudError):
-                self._store.delete_prefix(folder)
+                self._store.delete([key])
 
     def no_messages_debug_text(self) -> str:
         return f"Wrote the context under {self._store.url('')}."

@@ -31,6 +31,11 @@ from dagster_pipes_cloud.orchestration.injectors import PipesBlobStoreContextInj
 
 INCLUDE_STDIO_KEY = PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY
 
+_IDLE_BACKOFF = 2.0
+"""How much longer each idle wait is than the last, once chunks have come."""
+_STARTING_BACKOFF = 1.5
+"""The same before the first chunk, while the function may still be starting."""
+
 SessionProblem = Literal["read_failed", "never_opened", "not_closed", "remote_error"]
 
 
@@ -60,6 +65,7 @@ class ReaderOptions(TypedDict, total=False):
     """The options every binding of `PipesChunkedMessageReader` passes through unchanged."""
 
     key_prefix: str | None
+    first_read_delay: float
     interval: float
     max_interval: float
     drain_timeout: float
@@ -72,18 +78,23 @@ class PipesChunkedMessageReader(PipesMessageReader):
 
     Each session gets `<key_prefix>/messages-<random>`. Chunks are read by index (`1.json`,
     `2.json`, ... until one is not there: one storage call per idle poll), every available chunk
-    per pass, polling every `interval` seconds while data flows (default 0.1) and backing off to
-    `max_interval` (default 2: 30 calls a minute, beside the function's 30 looks for a stop
-    request) when idle. When the session ends (the invocation returned), the reader drains at
-    once: it reads up to the "closed" message, waiting at most `drain_timeout` seconds (default
-    10) for it, and then fails the step if it never came. A line that is not JSON is reported
-    with its chunk key and line number; the other messages are kept. The bucket is checked
-    before the session opens, so a missing bucket or denied credentials fail first.
+    per pass. The first read comes `first_read_delay` seconds after the session opens (default
+    0.5: our writer's first chunk comes no sooner unless the function ends first, and a
+    synchronous invocation that ends starts the drain at once); then it polls every `interval`
+    seconds while data flows (default 0.1) and backs off to `max_interval` (default 2: 30 calls
+    a minute, beside the function's 30 looks for a stop request) when idle, doubling each wait
+    (growing it by half only, until the first chunk comes, while the function may still be
+    starting). When the session ends (the invocation returned), the reader drains at once: it
+    reads up to the "closed" message, waiting at most `drain_timeout` seconds (default 10) for
+    it, and then fails the step if it never came. A line that is not JSON is reported with its
+    chunk key and line number; the other messages are kept. The bucket is checked before the
+    session opens, so a missing bucket or denied credentials fail first.
 
-    With `cleanup` (default True) a session's blobs are deleted once it has been read to its
-    "closed" message (the function's exception, if any, is in Dagster by then); a session that
-    did not end that way is kept for a look, and the bucket's lifecycle rule ends it. A failed
-    delete is a warning in the step's log, never a failed step.
+    With `cleanup` (default True) a session's chunks are deleted (in one request where the
+    service allows) once it has been read to its "closed" message (the function's exception, if
+    any, is in Dagster by then); a session that did not end that way is kept for a look, and the
+    bucket's lifecycle rule ends it. A failed delete is a warning in the step's log, never a
+    failed step.
     """
 
     def __init__(
@@ -91,6 +102,7 @@ class PipesChunkedMessageReader(PipesMessageReader):
         store: BlobStore,
         *,
         key_prefix: str | None = None,
+        first_read_delay: float = 0.5,
         interval: float = 0.1,
         max_interval: float = 2.0,
         drain_timeout: float = 10.0,
@@ -99,6 +111,7 @@ class PipesChunkedMessageReader(PipesMessageReader):
     ) -> None:
         self._store = store
         self._key_prefix = key_prefix
+        self.first_read_delay = first_read_delay
         self.interval = interval
         self.max_interval = max_interval
         self.drain_timeout = drain_timeout
@@ -222,9 +235,10 @@ class _ChunkPoller:
         return self._closed and self._error is None
 
     def delete_session(self) -> None:
-        """Delete the session's blobs; a failure is a warning in the step's log."""
+        """Delete the chunks read (the whole session, since it was read to "closed") in one
+        request where the service allows; a failure is a warning in the step's log."""
         try:
-            self._store.delete_prefix(f"{self.prefix}/")
+            self._store.delete([f"{self.prefix}/{i}.json" for i in range(1, self._next_index)])
         except PipesCloudError as exc:
             # after "closed" a Pipes message would be reported as unexpected: log to the step
             context = self._handler._context
@@ -271,6 +285,7 @@ class _ChunkPoller:
             )
 
     def _run(self) -> None:
+        self._ended.wait(self._reader.first_read_delay)
         delay = self._reader.interval
         while True:
             ended = self._ended.is_set()
@@ -294,9 +309,12 @@ class _ChunkPoller:
                     return
                 time.sleep(min(self._reader.interval, 0.05))
                 continue
-            delay = (
-                self._reader.interval if progressed else min(delay * 2, self._reader.max_interval)
-            )
+            if progressed:
+                delay = self._reader.interval
+            else:
+                # before the first chunk the function may still be starting: back off gently
+                growth = _IDLE_BACKOFF if self._next_index > 1 else _STARTING_BACKOFF
+                delay = min(delay * growth, self._reader.max_interval)
             self._ended.wait(delay)
 
     def _read_available(self) -> bool:

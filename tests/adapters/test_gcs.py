@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +19,7 @@ from google.api_core.exceptions import PreconditionFailed
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2.credentials import Credentials
+from store_checks import check_delete_batches
 
 from dagster_pipes_cloud.adapters import (
     AccessDeniedError,
@@ -25,6 +27,7 @@ from dagster_pipes_cloud.adapters import (
     MissingDependencyError,
     ResourceNotFoundError,
     TransientError,
+    gcs,
 )
 from dagster_pipes_cloud.adapters.gcs import GCSBlobStore, default_gcs_client
 from dagster_pipes_cloud.local.gcs import GCSEmulator
@@ -50,6 +53,20 @@ def store(bucket: str, proxy: FaultProxy) -> GCSBlobStore:
     return GCSBlobStore(bucket, retry_deadline=2.0)
 
 
+def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The seconds this thread sleeps from now on (the SDK's retry backoffs), still slept."""
+    waits: list[float] = []
+    sleep, caller = time.sleep, threading.get_ident()
+
+    def recording(seconds: float) -> None:
+        if threading.get_ident() == caller:
+            waits.append(seconds)
+        sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", recording)
+    return waits
+
+
 def test_put_get_list_delete(store: GCSBlobStore) -> None:
     indices = range(1, 102)
     for i in indices:
@@ -63,9 +80,23 @@ def test_put_get_list_delete(store: GCSBlobStore) -> None:
     blob = storage.Client().bucket(store.bucket).get_blob("session/1.json")
     assert blob is not None and blob.content_type == "application/json"
 
-    store.delete_prefix("session/")
+    store.delete([f"session/{i}.json" for i in indices] + ["session/never.json"])
     assert store.list("session/") == []
     assert store.get("other/1.json") == b"x"
+
+
+def test_delete_is_one_request_per_batch(
+    store: GCSBlobStore, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = check_delete_batches(store, proxy, monkeypatch, gcs)
+    assert paths[0].split("?")[0] == "/batch/storage/v1"
+
+
+def test_a_refused_batch_delete_is_named(store: GCSBlobStore, proxy: FaultProxy) -> None:
+    store.put("s/1.json", b"x")
+    proxy.fail_next(1, gcs_error(403, "may not delete", "forbidden"))
+    with pytest.raises(AccessDeniedError, match=r"gs://.*/s/1\.json"):
+        store.delete(["s/1.json", "s/2.json"])
 
 
 def test_url_names_the_bucket_and_key() -> None:
@@ -113,9 +144,9 @@ def test_a_missing_bucket_named_by_gcs_is_not_a_missing_blob(
         store.get("1.json")
 
 
-@pytest.mark.parametrize("operation", ["put", "get", "list", "check", "delete_prefix"])
+@pytest.mark.parametrize("operation", ["put", "get", "list", "check", "delete"])
 def test_503s_are_retried_by_the_sdk_policy(
-    store: GCSBlobStore, proxy: FaultProxy, operation: str
+    store: GCSBlobStore, proxy: FaultProxy, operation: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store.put("r/1.json", b"one")
     proxy.reset()
@@ -125,11 +156,11 @@ def test_503s_are_retried_by_the_sdk_policy(
         "get": lambda: store.get("r/1.json"),
         "list": lambda: store.list("r/"),
         "check": store.check,
-        "delete_prefix": lambda: store.delete_prefix("r/"),
+        "delete": lambda: store.delete(["r/1.json"]),
     }
-    started = time.monotonic()
+    waits = record_sleeps(monkeypatch)
     calls[operation]()
-    assert time.monotonic() - started < 2.0  # first backoffs are fractions of a second
+    assert len(waits) == 3 and max(waits) <= 0.4  # backoffs from 0.1 s, doubling, jittered
     assert sum(proxy.injected.values()) == 3
     assert [r.status for r in proxy.requests][:4] == [503, 503, 503, 200]
 

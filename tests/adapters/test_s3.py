@@ -6,9 +6,16 @@ from typing import Any
 
 import pytest
 from aws_testing import local_client, unreachable_client
+from botocore.stub import Stubber
 from faults import FaultProxy, s3_error
+from store_checks import check_delete_batches
 
-from dagster_pipes_cloud.adapters import ResourceNotFoundError, TransientError
+from dagster_pipes_cloud.adapters import (
+    AccessDeniedError,
+    ResourceNotFoundError,
+    TransientError,
+    s3,
+)
 from dagster_pipes_cloud.adapters.s3 import S3BlobStore
 from dagster_pipes_cloud.local import S3Emulator
 
@@ -46,9 +53,26 @@ def test_put_get_list_delete(store: S3BlobStore) -> None:
     store.put("other/1.json", b"x")
     assert store.get("session/10.json") == b"chunk 10"
     assert sorted(store.list("session/")) == [f"session/{i}.json" for i in (1, 10, 100, 2)]
-    store.delete_prefix("session/")
+    store.delete([f"session/{i}.json" for i in (1, 2, 10, 100)] + ["session/never.json"])
     assert store.list("session/") == []
     assert store.get("other/1.json") == b"x"
+
+
+def test_delete_is_one_request_per_batch(
+    proxied_store: S3BlobStore, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = check_delete_batches(proxied_store, proxy, monkeypatch, s3)
+    assert paths[0].endswith("?delete")  # DeleteObjects
+
+
+def test_a_key_s3_would_not_delete_is_named(s3_client: Any) -> None:
+    store = S3BlobStore("bkt", s3_client)
+    with Stubber(s3_client) as stub:
+        refused = {"Key": "s/2.json", "Code": "AccessDenied", "Message": "Access Denied"}
+        stub.add_response("delete_objects", {"Errors": [refused, {**refused, "Key": "s/3.json"}]})
+        with pytest.raises(AccessDeniedError, match=r"s3://bkt/s/2\.json denied") as denied:
+            store.delete(["s/1.json", "s/2.json", "s/3.json"])
+    assert "1 more key(s) not deleted" in str(denied.value)
 
 
 def test_a_missing_key_is_none_in_one_call(store: S3BlobStore) -> None:

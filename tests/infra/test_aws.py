@@ -447,7 +447,7 @@ def test_orchestrator_invokes_the_function_and_manages_the_prefix(deployment: De
         asked = {} if prefix_asked is None else {"s3:prefix": prefix_asked}
         return Request("s3:ListBucket", arn, {**TLS, **asked})
 
-    assert orchestrator.allows(listing(session))  # as delete_prefix lists a session
+    assert orchestrator.allows(listing(session))  # a look at what a session left
     assert orchestrator.allows(listing(f"{prefix}/"))
     assert not orchestrator.allows(listing("other/"))
     assert not orchestrator.allows(listing(f"{prefix}-other/"))

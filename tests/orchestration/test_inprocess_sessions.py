@@ -2,6 +2,7 @@
 
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -349,13 +350,50 @@ def test_cleanup_deletes_what_was_read_to_the_end_and_keeps_the_rest(tmp_path: P
     assert store.list("runs/") != [], "a session that never closed is kept"
 
 
+class CountingStore:
+    """A store that records the name of each storage call made through it."""
+
+    def __init__(self, store: LocalBlobStore) -> None:
+        self.store = store
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.store, name)
+        if name not in {"check", "put", "create", "get", "list", "delete"}:
+            return attribute
+
+        def counted(*args: Any) -> Any:
+            self.calls.append(name)
+            return attribute(*args)
+
+        return counted
+
+
+def test_a_short_function_costs_one_chunk_one_read_and_one_delete(tmp_path: Path) -> None:
+    store = CountingStore(local_store(tmp_path))
+    reader = PipesChunkedMessageReader(store)  # type: ignore[arg-type]
+    client = InProcessClient(store, reader=reader, writer_interval=0.5)  # type: ignore[arg-type]
+
+    def short(pipes: PipesContext, payload: Any) -> None:
+        for i in range(10):
+            pipes.log.info(f"line {i}")
+
+    result = run_asset(client, short)
+    assert result.success, failure_text(result)
+    assert all(f"line {i}" in logs_of(result) for i in range(10))
+    # the bucket check; "opened", the lines and "closed" in one chunk; one read when the
+    # invocation returned (none before it: the first read is half a second in); the cleanup
+    assert store.calls == ["check", "create", "get", "delete"]
+    assert store.store.list("") == []
+
+
 def test_a_failed_cleanup_is_a_warning_not_a_failure(tmp_path: Path) -> None:
     store = local_store(tmp_path)
 
-    def refusing(prefix: str) -> None:
-        raise AccessDeniedError(f"may not delete {prefix}")
+    def refusing(keys: Sequence[str]) -> None:
+        raise AccessDeniedError(f"may not delete {keys[0]}")
 
-    store.delete_prefix = refusing  # type: ignore[method-assign]
+    store.delete = refusing  # type: ignore[method-assign]
     client = InProcessClient(store, reader=PipesChunkedMessageReader(store, interval=0.02))
     result = run_asset(client, lambda pipes, payload: None)
     assert result.success, failure_text(result)

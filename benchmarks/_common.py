@@ -134,6 +134,48 @@ def recorded_run(client: Any, event: Mapping[str, Any], **run_args: Any) -> Run:
     )
 
 
+def handler_alone_seconds(messages: int) -> float:
+    """The seconds Dagster's own `PipesMessageHandler` takes for `messages` log lines like the
+    functions' (`line <i> <tag> at <time>`), fed to it directly on a thread of its own (where
+    the readers run) inside one materialization: what a run of them costs with no channel at
+    all, the most any reader can reach."""
+    from dagster import PipesTempFileMessageReader
+    from dagster._core.pipes.context import PipesMessageHandler
+    from dagster_pipes import PIPES_PROTOCOL_VERSION, PIPES_PROTOCOL_VERSION_FIELD
+
+    seconds: list[float] = []
+
+    def message(method: str, params: Mapping[str, Any]) -> Any:
+        return {
+            PIPES_PROTOCOL_VERSION_FIELD: PIPES_PROTOCOL_VERSION,
+            "method": method,
+            "params": params,
+        }
+
+    @asset
+    def handler_alone(context: AssetExecutionContext) -> None:
+        handler = PipesMessageHandler(context, PipesTempFileMessageReader())
+        handler.handle_message(message("opened", {"extras": {}}))
+
+        def feed() -> None:
+            started = time.perf_counter()
+            for i in range(messages):
+                line = f"line {i} alone at {time.time():.6f}"
+                handler.handle_message(message("log", {"message": line, "level": "INFO"}))
+            seconds.append(time.perf_counter() - started)
+
+        thread = threading.Thread(target=feed)
+        thread.start()
+        thread.join()
+
+    materialize(
+        [handler_alone],
+        instance=DagsterInstance.ephemeral(),
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+    )
+    return seconds[0]
+
+
 def timed_run(client: Any, event: Mapping[str, Any] | None = None, **run_args: Any) -> float:
     """Materialize one asset that calls `client.run(context=..., event=event, **run_args)`; the
     seconds `client.run` took. A failed step raises."""

@@ -9,7 +9,7 @@ Per cloud, on one local stack (`_clouds.open_stack`), each library at its own de
   its Dagster event;
 - idle: the storage calls per minute while a function is quiet (both sides), from two runs
   quiet 5 s and 25 s;
-- volume: 20,000 log lines (`--messages`) as fast as the function writes them, messages/s end to
+- volume: 100,000 log lines (`--messages`) as fast as the function writes them, messages/s end to
   end and the peak RSS of both sides;
 - soak (ours): 500 invocations of one warm function, its RSS, file descriptors and threads;
 - concurrency (ours): 16 steps at once on the multiprocess executor against 16 in a row;
@@ -45,7 +45,7 @@ from dagster import PreviewWarning
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _clouds import CLOUDS, Stack, bootstrap, open_stack
-from _common import recorded_run
+from _common import handler_alone_seconds, recorded_run
 
 HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "results.json"
@@ -167,7 +167,8 @@ def peak_rss(process: psutil.Process, every: float = 0.02) -> Iterator[list[int]
 def volume(stack: Stack, messages: int) -> dict[str, Any]:
     """One run each of `messages` lines as fast as the function writes them: messages/s and the
     peak RSS during the run of the Dagster process and of the function's process (sampled).
-    Ours runs first, so memory Python keeps from one run can only help the official run."""
+    Ours runs first, so memory Python keeps from one run can only help the official run. Then
+    the same lines fed to Dagster's handler with no channel ("dagster_alone"): the bound."""
     results = {}
     me = psutil.Process()
     for library in ("ours", "official"):
@@ -186,6 +187,8 @@ def volume(stack: Stack, messages: int) -> dict[str, Any]:
             "function_peak_mib": function_peak[0] / 2**20,
             "calls": dagster_side + function_side,
         }
+    alone = handler_alone_seconds(messages)
+    results["dagster_alone"] = {"seconds": alone, "per_second": messages / alone}
     return results
 
 
@@ -321,7 +324,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs, messages, invocations")
     parser.add_argument("--runs", type=int, help="drain runs each (default 5, quick 3)")
-    parser.add_argument("--messages", type=int, help="volume messages (default 20000, quick 2000)")
+    parser.add_argument("--messages", type=int, help="volume messages (default 100000, quick 2000)")
     parser.add_argument("--invocations", type=int, help="soak invocations (default 500, quick 100)")
     parser.add_argument("--clouds", default="aws,gcp,azure")
     parser.add_argument(
@@ -335,7 +338,7 @@ def main() -> None:
     settings = {
         "runs": args.runs or (3 if quick else 5),
         "idle_s": (5.0, 15.0) if quick else (5.0, 25.0),
-        "messages": args.messages or (2_000 if quick else 20_000),
+        "messages": args.messages or (2_000 if quick else 100_000),
         "invocations": args.invocations or (100 if quick else 500),
         "steps": 16,
         "import_runs": 3 if quick else 7,

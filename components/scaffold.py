@@ -89,6 +89,14 @@ class FunctionScaffolder(dg.Scaffolder[Any]):
 
     def scaffold(self, request: dg.ScaffoldRequest[Any]) -> None:
         name = request.target_path.name
+        module = f"{_module_of(request.target_path, request.project_root)}.function"
+        if not all(part.isidentifier() for part in module.split(".")):
+            # the platform's host imports the function file by this dotted path
+            raise ValueError(
+                f"cannot scaffold {self.platform} function code under {module!r}: each folder"
+                f" of a function's module path must be a Python identifier; name the folder"
+                f" {identifier(name)!r} instead of {name!r}"
+            )
         attributes = {
             **self.attributes(name),
             "event": {"rows": 1000, "partition_key": "{{ partition_key }}"},
@@ -106,7 +114,6 @@ class FunctionScaffolder(dg.Scaffolder[Any]):
             return
         folder = request.target_path / "function"
         folder.mkdir(exist_ok=True)
-        module = f"{_module_of(request.target_path, request.project_root)}.function"
         (folder / self.file_name).write_text(self.function_source(name, module))
 
 

@@ -101,3 +101,11 @@ def test_a_scaffolded_component_passes_dg_check_defs_and_a_wrong_one_names_its_a
     assert refused.returncode != 0
     assert "'buckett' was unexpected" in output
     assert "'function_name' is a required property" in output
+
+
+def test_a_folder_name_python_cannot_import_is_refused_naming_the_fix(project: Path) -> None:
+    refused = dg(project, "scaffold", "defs", COMPONENTS[0], "daily-totals")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "name the folder 'daily_totals' instead of 'daily-totals'" in output
+    assert not (project / "src" / "pipes_project" / "defs" / "daily-totals" / "function").exists()

@@ -48,12 +48,12 @@ class EventTemplate:
                 raise
         # other errors (a filter given an example value it cannot take) wait for the run
 
-    def render(self, context: dg.AssetExecutionContext) -> dict[str, Any]:
+    def render(self, context: dg.AssetExecutionContext | dg.OpExecutionContext) -> dict[str, Any]:
         """The event for this run: every templated string in it rendered."""
         return dict(self._context.with_scope(**run_scope(context)).resolve_value(self.raw))
 
 
-def run_scope(context: dg.AssetExecutionContext) -> dict[str, Any]:
+def run_scope(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> dict[str, Any]:
     """The template variables a run adds: its partition, as far as it has one, and its id."""
     key_range = window = None
     if context.has_partition_key_range:
@@ -125,14 +125,19 @@ class PipesFunctionComponent(dg.Component, dg.Resolvable, dg.Model):
         ),
     ] = Field(default_factory=lambda: EventTemplate({}, dg.ResolutionContext.default()))
     assets: list[dg.ResolvedAssetSpec] = Field(
-        description="The assets the function materializes (one or more)."
+        default_factory=list,
+        description="The assets the function materializes (none for a function that only"
+        " reports checks).",
     )
     checks: list[dg.ResolvedAssetCheckSpec] | None = Field(
-        default=None, description="The asset checks the function reports."
+        default=None,
+        description="The asset checks the function reports (alone, they make a multi-asset"
+        " check: the function names each check's asset when it reports it).",
     )
     name: str | None = Field(
         default=None,
-        description="The op's name (default: made from the first asset's key).",
+        description="The op's name (default: made from the first asset's key, or the first"
+        " check's).",
     )
     retry_policy: RetryPolicyModel | None = Field(
         default=None,
@@ -178,28 +183,54 @@ class PipesFunctionComponent(dg.Component, dg.Resolvable, dg.Model):
 
     @property
     def op_name(self) -> str:
-        """`name`, else one made from the first asset's key (`build_defs` requires one)."""
+        """`name`, else one made from the first asset's key, or the first check's asset and
+        name (`build_defs` requires one or the other)."""
         if self.name:
             return self.name
-        return re.sub(r"\W", "_", self.assets[0].key.to_python_identifier())
+        if self.assets:
+            key = self.assets[0].key.to_python_identifier()
+        else:
+            first = (self.checks or [])[0]
+            key = f"{first.asset_key.to_python_identifier()}_{first.name}"
+        return re.sub(r"\W", "_", key)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        if not self.assets and not self.checks:
+            raise ValueError(
+                "assets, checks: give at least one asset the function materializes or one check"
+                " it reports"
+            )
+        retry_policy = self.retry_policy.to_retry_policy() if self.retry_policy else None
         if not self.assets:
-            raise ValueError("assets: give at least one asset the function materializes")
+
+            @dg.multi_asset_check(
+                name=self.op_name,
+                specs=self.checks or [],
+                retry_policy=retry_policy,
+                pool=self.pool,
+            )
+            def run_checks(context: dg.AssetCheckExecutionContext) -> Iterator[Any]:
+                yield from self._invoke(context.op_execution_context)
+
+            return dg.Definitions(asset_checks=[run_checks])
 
         @dg.multi_asset(
             name=self.op_name,
             specs=self.assets,
             check_specs=self.checks,
-            retry_policy=self.retry_policy.to_retry_policy() if self.retry_policy else None,
+            retry_policy=retry_policy,
             pool=self.pool,
         )
         # no `from __future__ import annotations` here: Dagster compares this one to the class
         def run_function(context: AssetExecutionContext) -> Iterator[Any]:
-            event = self.event.render(context)
-            invocation = self.client.run(context=context, event=event, **self.run_arguments())
-            assert isinstance(invocation, PipesFunctionInvocation)
-            context.log.info(f"{self.function_label} returned {invocation.response!r}")
-            yield from invocation.get_results()
+            yield from self._invoke(context)
 
         return dg.Definitions(assets=[run_function])
+
+    def _invoke(self, context: AssetExecutionContext | dg.OpExecutionContext) -> Iterator[Any]:
+        """Invoke the function with this run's event; what it reported, as Dagster results."""
+        event = self.event.render(context)
+        invocation = self.client.run(context=context, event=event, **self.run_arguments())
+        assert isinstance(invocation, PipesFunctionInvocation)
+        context.log.info(f"{self.function_label} returned {invocation.response!r}")
+        yield from invocation.get_results()

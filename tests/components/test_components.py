@@ -8,9 +8,18 @@ from typing import Any
 
 import pytest
 import yaml
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    AssetSpec,
+    DagsterInstance,
+    Definitions,
+    define_asset_job,
+    materialize,
+)
 from dagster.components.resolved.errors import ResolutionException
 from dagster.components.testing import create_defs_folder_sandbox
+from dagster.components.testing.utils import component_defs
 
 from dagster_pipes_cloud.components import (
     AzureFunctionComponent,
@@ -99,6 +108,63 @@ def test_a_scaffolded_component_runs_and_its_event_carries_the_partition_key(
     assert evaluation.passed
 
 
+CHECK_FUNCTIONS = {
+    "aws": "check_functions:handler",
+    "gcp": "check_functions:main",
+    "azure": "check_functions:app",
+}
+
+
+def function_attributes(cloud: str, env: dict[str, str]) -> dict[str, str]:
+    """How a component names the function `serve` started, from the environment it yields."""
+    if cloud == "aws":
+        return {"function_name": env["PIPES_LAMBDA_FUNCTION"], "bucket": env["PIPES_BUCKET"]}
+    if cloud == "gcp":
+        return {"function_url": env["PIPES_FUNCTION_URL"], "bucket": env["PIPES_BUCKET"]}
+    return {"function_url": env["PIPES_FUNCTION_URL"], "container": env["PIPES_CONTAINER"]}
+
+
+@pytest.mark.parametrize("cloud", list(COMPONENTS))
+def test_a_component_with_checks_only_runs_a_multi_asset_check(
+    cloud: str, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve(cloud, {"checks": CHECK_FUNCTIONS[cloud]}, {}) as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        component = COMPONENTS[cloud].from_attributes_dict(
+            attributes={
+                **function_attributes(cloud, env),
+                "event": {"rows": 3, "asset": "orders"},
+                "checks": [{"name": "has_rows", "asset": "orders"}],
+            }
+        )
+        [checks_def] = component_defs(component=component).asset_checks
+        assert checks_def.node_def.name == "orders_has_rows"
+        defs = Definitions(
+            assets=[AssetSpec("orders")],
+            asset_checks=[checks_def],
+            jobs=[define_asset_job("checks", selection=AssetSelection.all_asset_checks())],
+        )
+        instance = DagsterInstance.ephemeral()
+        result = defs.resolve_job_def("checks").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    logs = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
+    assert result.success, logs
+    [evaluation] = result.get_asset_check_evaluations()
+    assert (evaluation.asset_key, evaluation.check_name) == (AssetKey("orders"), "has_rows")
+    assert evaluation.passed and evaluation.metadata["rows"].value == 3
+    assert "checking 3 rows of orders" in logs
+
+
+def test_a_component_without_assets_or_checks_is_refused() -> None:
+    component = LambdaFunctionComponent.from_attributes_dict(
+        attributes={"function_name": "totals", "bucket": "b"}
+    )
+    with pytest.raises(ValueError, match=r"at least one asset .* or one check"):
+        component_defs(component=component)
+
+
 def test_many_assets_per_function_make_one_multi_asset() -> None:
     component = LambdaFunctionComponent.from_attributes_dict(
         attributes={
@@ -109,8 +175,6 @@ def test_many_assets_per_function_make_one_multi_asset() -> None:
             "pool": "lambda",
         }
     )
-    from dagster.components.testing.utils import component_defs
-
     assets_def = component_defs(component=component).get_assets_def("orders")
     assert set(assets_def.keys) == {AssetKey("orders"), AssetKey("customers")}
     assert assets_def.op.name == "orders"

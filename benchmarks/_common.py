@@ -11,7 +11,8 @@ import statistics
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -116,15 +117,17 @@ def recorded_run(client: Any, event: Mapping[str, Any], **run_args: Any) -> Run:
         responses.append(getattr(invocation, "response", None))
         return invocation.get_materialize_result()
 
-    instance = DagsterInstance.ephemeral()
-    result = materialize(
-        [benchmark_asset],
-        resources={"pipes_client": client},
-        instance=instance,
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-        raise_on_error=False,
-    )
-    entries = instance.all_logs(result.run_id)
+    # disposed here, on the thread that made it: collected on a reader's thread, its SQLite
+    # connections would print "created in a thread can only be used in that same thread"
+    with ephemeral_instance() as instance:
+        result = materialize(
+            [benchmark_asset],
+            resources={"pipes_client": client},
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            raise_on_error=False,
+        )
+        entries = instance.all_logs(result.run_id)
     return Run(
         seconds[0] if seconds else float("nan"),
         result.success,
@@ -132,6 +135,16 @@ def recorded_run(client: Any, event: Mapping[str, Any], **run_args: Any) -> Run:
         [entry.timestamp for entry in entries],
         responses[0] if responses else None,
     )
+
+
+@contextmanager
+def ephemeral_instance() -> Iterator[DagsterInstance]:
+    """An in-memory Dagster instance, disposed of on leaving (on the thread that made it)."""
+    instance = DagsterInstance.ephemeral()
+    try:
+        yield instance
+    finally:
+        instance.dispose()
 
 
 def handler_alone_seconds(messages: int) -> float:
@@ -168,11 +181,12 @@ def handler_alone_seconds(messages: int) -> float:
         thread.start()
         thread.join()
 
-    materialize(
-        [handler_alone],
-        instance=DagsterInstance.ephemeral(),
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-    )
+    with ephemeral_instance() as instance:
+        materialize(
+            [handler_alone],
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        )
     return seconds[0]
 
 

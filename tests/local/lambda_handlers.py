@@ -99,17 +99,18 @@ def gather(event: Any, context: Any) -> dict[str, Any]:
     """Sleep `event["seconds"]` and on until `event["peers"]` invocations have started.
 
     Each invocation leaves `<tag>.started` in `event["folder"]` and prints lines carrying its tag
-    before and after the wait (60 s at most). Returns the pid and the wall-clock start and end.
+    before and after the wait (60 s at most). Returns the pid and whether every peer had started
+    while this one still ran (`saw_peers`): only invocations running at once all see theirs.
     """
-    start = time.time()
+    give_up = time.monotonic() + 60
     tag, folder = event["tag"], Path(event["folder"])
     print(f"{tag} started in {os.getpid()}")
     (folder / f"{tag}.started").touch()
     time.sleep(event["seconds"])
-    while len(list(folder.glob("*.started"))) < event["peers"] and time.time() < start + 60:
+    while len(list(folder.glob("*.started"))) < event["peers"] and time.monotonic() < give_up:
         time.sleep(0.02)
     print(f"{tag} ending")
-    return {"pid": os.getpid(), "start": start, "end": time.time()}
+    return {"pid": os.getpid(), "saw_peers": len(list(folder.glob("*.started"))) >= event["peers"]}
 
 
 def hold(event: Any, context: Any) -> int:

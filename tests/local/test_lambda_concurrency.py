@@ -80,9 +80,7 @@ def test_concurrent_invocations_run_side_by_side_in_their_own_workers(
 ) -> None:
     results = [payload(response) for response in gather(client, tmp_path, 3)]
     assert len({result["pid"] for result in results}) == 3
-    latest_start = max(result["start"] for result in results)
-    earliest_end = min(result["end"] for result in results)
-    assert latest_start < earliest_end, f"the three did not all run at once: {results}"
+    assert all(result["saw_peers"] for result in results), f"not all at once: {results}"
 
 
 def test_each_concurrent_log_tail_holds_only_its_own_invocation(

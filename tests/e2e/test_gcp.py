@@ -1,5 +1,6 @@
 """GCP end to end: Dagster `materialize` -> PipesCloudFunctionClient -> LocalCloudFunctionHost
-(functions-framework) -> GCS (gcp-storage-emulator)."""
+(functions-framework) -> GCS (gcp-storage-emulator): what only Cloud Functions does. What it does
+as Azure Functions does is in test_http_platforms.py."""
 
 import json
 import threading
@@ -13,7 +14,6 @@ from faults import FaultProxy
 from dagster_pipes_cloud.local import LocalCloudFunctionHost
 from dagster_pipes_cloud.orchestration import (
     PipesCloudFunctionClient,
-    PipesGCSContextInjector,
     PipesGCSMessageReader,
 )
 
@@ -43,18 +43,6 @@ def run(gcp_stack: Any, function: str, client: Any = None, **run_kwargs: Any) ->
     return materialize_run(client, "gcf_asset", function_url=gcp_stack.url(function), **run_kwargs)
 
 
-def test_a_warm_function_serves_six_invocations_in_a_row(gcp_stack: Any) -> None:
-    results = [run(gcp_stack, "counting") for _ in range(6)]
-    assert all(result.success for result in results), failure_text(
-        next(r for r in results if not r.success)
-    )
-    counts = [materialization_metadata(r, "gcf_asset")["invocation"] for r in results]
-    pids = {materialization_metadata(r, "gcf_asset")["pid"] for r in results}
-    assert counts == list(range(counts[0], counts[0] + 6)), "one warm instance served them all"
-    assert len(pids) == 1
-    assert results[-1].responses == [{"invocation": counts[-1], "pid": pids.pop()}]
-
-
 def test_3000_messages_and_200kb_of_stdout_all_arrive(
     gcp_stack: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -64,63 +52,6 @@ def test_3000_messages_and_200kb_of_stdout_all_arrive(
     assert all(f"message {i}\n" in logs + "\n" for i in range(3000))
     assert capfd.readouterr().out.count("x" * 99 + "\n") >= 200_000 // 100
     assert materialization_metadata(result, "gcf_asset")["sent"] == 3000
-
-
-def test_reading_crosses_chunk_10_and_100_on_the_emulator(gcp_stack: Any) -> None:
-    client = pipes_client(gcp_stack, key_prefix="many-chunks", cleanup=False)
-    result = run(gcp_stack, "many_chunks", client=client, event={"messages": 600})
-    assert result.success, failure_text(result)
-    logs = logs_of(result)
-    assert all(f"line {i}\n" in logs + "\n" for i in range(600))
-    storage = gcp_stack.storage_client()
-    chunks = {b.name for b in storage.list_blobs(gcp_stack.bucket, prefix="many-chunks/")}
-    assert any(name.endswith("/100.json") for name in chunks), f"{len(chunks)} chunks"
-
-
-def test_a_raised_error_fails_the_step_with_its_type_message_and_trace(gcp_stack: Any) -> None:
-    result = run(gcp_stack, "failing")
-    assert not result.success
-    failure = failure_text(result)
-    assert "ValueError: boom-123" in failure, failure
-    assert failure.count("ValueError: boom-123") == 1, "the remote error is said once"
-    assert 'raise ValueError("boom-123")' in failure, "with the function's own trace"
-    assert "(HTTP status 500)" in failure
-    assert "sent before the error" in logs_of(result)
-
-
-def test_a_missing_bucket_is_named_before_the_function_runs(gcp_stack: Any) -> None:
-    # a drain timeout it cannot wait out: only the bucket's check as the session opens can end it
-    client = pipes_client(gcp_stack, bucket="no-such-bucket", drain_timeout=3600)
-    result = run(gcp_stack, "counting", client=client)
-    assert not result.success
-    said = "cannot read Pipes messages: GCS bucket 'no-such-bucket' does not exist"
-    assert said in failure_text(result)
-
-
-def test_a_function_that_never_opens_pipes_is_named(gcp_stack: Any) -> None:
-    result = run(gcp_stack, "not_pipes", client=pipes_client(gcp_stack, drain_timeout=1))
-    assert not result.success
-    assert "never opened Dagster Pipes" in failure_text(result)
-
-
-def test_the_response_is_returned(gcp_stack: Any) -> None:
-    result = run(gcp_stack, "paced", event={"messages": 3})
-    assert result.success, failure_text(result)
-    assert result.responses == [3]
-
-
-def test_context_through_an_explicit_gcs_injector(gcp_stack: Any) -> None:
-    storage = gcp_stack.storage_client()
-    client = PipesCloudFunctionClient(
-        message_reader=PipesGCSMessageReader(bucket=gcp_stack.bucket, client=storage),
-        context_injector=PipesGCSContextInjector(
-            bucket=gcp_stack.bucket, client=storage, key_prefix="contexts"
-        ),
-        session=requests.Session(),
-    )
-    result = run(gcp_stack, "counting", client=client)
-    assert result.success, failure_text(result)
-    assert not list(storage.list_blobs(gcp_stack.bucket, prefix="contexts/"))
 
 
 @pytest.mark.parametrize("execution_id", [False, True], ids=["plain", "LOG_EXECUTION_ID"])

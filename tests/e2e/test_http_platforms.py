@@ -1,0 +1,158 @@
+"""What Cloud Functions and Azure Functions do alike, end to end: Dagster `materialize` -> the
+platform's client -> its local host -> its blob store. Each test runs on both; what only one
+platform does is in test_gcp.py and test_azure.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
+
+from dagster_pipes_cloud.orchestration import (
+    PipesAzureBlobStorageContextInjector,
+    PipesAzureBlobStorageMessageReader,
+    PipesAzureFunctionClient,
+    PipesCloudFunctionClient,
+    PipesGCSContextInjector,
+    PipesGCSMessageReader,
+)
+
+
+@dataclass
+class Platform:
+    """One HTTP platform's stack, as the tests below use it.
+
+    `client(bucket, injector_prefix, **reader)` makes a Pipes client reading from `bucket`
+    (default: the stack's), with a blob context injector under `injector_prefix` if given;
+    `keys(prefix)` lists the bucket under `prefix`; `store` names the bucket as errors do.
+    """
+
+    asset: str
+    stack: Any
+    client: Callable[..., Any]
+    keys: Callable[[str], list[str]]
+    store: str
+
+    def run(self, function: str, client: Any = None, **run_kwargs: Any) -> Any:
+        url = self.stack.url(function)
+        return materialize_run(client or self.client(), self.asset, function_url=url, **run_kwargs)
+
+
+def gcp(stack: Any) -> Platform:
+    def client(bucket: str | None = None, injector_prefix: str | None = None, **reader: Any):
+        storage = stack.storage_client()
+        bucket = bucket or stack.bucket
+        injector = (
+            PipesGCSContextInjector(bucket=bucket, client=storage, key_prefix=injector_prefix)
+            if injector_prefix
+            else None
+        )
+        return PipesCloudFunctionClient(
+            message_reader=PipesGCSMessageReader(bucket=bucket, client=storage, **reader),
+            context_injector=injector,
+            session=requests.Session(),
+        )
+
+    def keys(prefix: str) -> list[str]:
+        return [
+            blob.name for blob in stack.storage_client().list_blobs(stack.bucket, prefix=prefix)
+        ]
+
+    return Platform("gcf_asset", stack, client, keys, "GCS bucket")
+
+
+def azure(stack: Any) -> Platform:
+    def client(bucket: str | None = None, injector_prefix: str | None = None, **reader: Any):
+        blobs = stack.blob_client()
+        container = bucket or stack.container
+        injector = (
+            PipesAzureBlobStorageContextInjector(
+                container=container, client=blobs, key_prefix=injector_prefix
+            )
+            if injector_prefix
+            else None
+        )
+        return PipesAzureFunctionClient(
+            message_reader=PipesAzureBlobStorageMessageReader(
+                container=container, client=blobs, **reader
+            ),
+            context_injector=injector,
+            function_key=stack.function_key,
+        )
+
+    def keys(prefix: str) -> list[str]:
+        container = stack.blob_client().get_container_client(stack.container)
+        return list(container.list_blob_names(name_starts_with=prefix))
+
+    return Platform("azure_asset", stack, client, keys, "Azure container")
+
+
+@pytest.fixture(params=["gcp", "azure"])
+def platform(request: pytest.FixtureRequest) -> Platform:
+    if request.param == "gcp":
+        return gcp(request.getfixturevalue("gcp_stack"))
+    return azure(request.getfixturevalue("azure_stack"))
+
+
+def test_a_warm_function_serves_six_invocations_in_a_row(platform: Platform) -> None:
+    results = [platform.run("counting") for _ in range(6)]
+    assert all(result.success for result in results), failure_text(
+        next(r for r in results if not r.success)
+    )
+    counts = [materialization_metadata(r, platform.asset)["invocation"] for r in results]
+    pids = {materialization_metadata(r, platform.asset)["pid"] for r in results}
+    assert counts == list(range(counts[0], counts[0] + 6)), "one warm instance served them all"
+    assert len(pids) == 1
+    assert results[-1].responses == [{"invocation": counts[-1], "pid": pids.pop()}]
+
+
+def test_reading_crosses_chunk_10_and_100(platform: Platform) -> None:
+    client = platform.client(key_prefix="many-chunks", cleanup=False)
+    result = platform.run("many_chunks", client=client, event={"messages": 600})
+    assert result.success, failure_text(result)
+    logs = logs_of(result)
+    assert all(f"line {i}\n" in logs + "\n" for i in range(600))
+    chunks = platform.keys("many-chunks/")
+    assert any(name.endswith("/100.json") for name in chunks), f"{len(chunks)} chunks"
+
+
+def test_a_raised_error_fails_the_step_with_its_type_message_and_trace(platform: Platform) -> None:
+    result = platform.run("failing")
+    assert not result.success
+    failure = failure_text(result)
+    assert "ValueError: boom-123" in failure, failure
+    assert failure.count("ValueError: boom-123") == 1, "the remote error is said once"
+    assert 'raise ValueError("boom-123")' in failure, "with the function's own trace"
+    assert "(HTTP status 500)" in failure
+    assert "sent before the error" in logs_of(result)
+
+
+def test_a_missing_bucket_is_named_before_the_function_runs(platform: Platform) -> None:
+    # a drain timeout it cannot wait out: only the bucket's check as the session opens can end it
+    client = platform.client("no-such-bucket", drain_timeout=3600)
+    result = platform.run("counting", client=client)
+    assert not result.success
+    said = f"cannot read Pipes messages: {platform.store} 'no-such-bucket' does not exist"
+    assert said in failure_text(result)
+
+
+def test_a_function_that_never_opens_pipes_is_named(platform: Platform) -> None:
+    result = platform.run("not_pipes", client=platform.client(drain_timeout=1))
+    assert not result.success
+    assert "never opened Dagster Pipes" in failure_text(result)
+
+
+def test_the_response_is_returned(platform: Platform) -> None:
+    result = platform.run("paced", event={"messages": 3})
+    assert result.success, failure_text(result)
+    assert result.responses == [3]
+
+
+def test_context_through_an_explicit_blob_injector_is_deleted_after(platform: Platform) -> None:
+    result = platform.run("counting", client=platform.client(injector_prefix="contexts"))
+    assert result.success, failure_text(result)
+    assert platform.keys("contexts/") == []

@@ -252,6 +252,12 @@ def markdown(results: Results, chart: str | None) -> str:
             if "seconds" in results
             else "."
         ),
+        *[
+            f"- Run again alone at {run['date']}: {', '.join(run['parts'])} on"
+            f" {', '.join(CLOUDS[c] for c in run['clouds'])}"
+            f" (`suite.py --only {','.join(run['parts'])}`)."
+            for run in results.get("runs_again", [])
+        ],
         f"- Machine: {machine['cpus']} CPUs ({machine['cpu']}, {machine['system']}), shared with"
         f" other work (load average {machine['load'][0]} at the start): absolute times are"
         " noise, the ratios are the result.",

@@ -352,6 +352,10 @@ def main() -> None:
         for part, key in PART_SETTINGS.items():
             if part in chosen:
                 results["settings"][key] = settings[key]
+        # parts run again replace their earlier results; the report says which and when
+        results["runs_again"] = [
+            run for run in results.get("runs_again", []) if not set(run["parts"]) <= chosen
+        ] + [{"parts": sorted(chosen), "clouds": clouds, "date": machine()["date"]}]
     began = time.perf_counter()
     for cloud in clouds:
         print(f"== {CLOUDS[cloud]}", flush=True)

@@ -4,98 +4,15 @@ platform does is in test_gcp.py and test_azure.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
 import pytest
-import requests
-from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
-
-from dagster_pipes_cloud.orchestration import (
-    PipesAzureBlobStorageContextInjector,
-    PipesAzureBlobStorageMessageReader,
-    PipesAzureFunctionClient,
-    PipesCloudFunctionClient,
-    PipesGCSContextInjector,
-    PipesGCSMessageReader,
-)
+from dagster_testing import failure_text, logs_of, materialization_metadata
+from e2e.http_platforms import PLATFORMS, Platform
 
 
-@dataclass
-class Platform:
-    """One HTTP platform's stack, as the tests below use it.
-
-    `client(bucket, injector_prefix, **reader)` makes a Pipes client reading from `bucket`
-    (default: the stack's), with a blob context injector under `injector_prefix` if given;
-    `keys(prefix)` lists the bucket under `prefix`; `store` names the bucket as errors do.
-    """
-
-    asset: str
-    stack: Any
-    client: Callable[..., Any]
-    keys: Callable[[str], list[str]]
-    store: str
-
-    def run(self, function: str, client: Any = None, **run_kwargs: Any) -> Any:
-        url = self.stack.url(function)
-        return materialize_run(client or self.client(), self.asset, function_url=url, **run_kwargs)
-
-
-def gcp(stack: Any) -> Platform:
-    def client(bucket: str | None = None, injector_prefix: str | None = None, **reader: Any):
-        storage = stack.storage_client()
-        bucket = bucket or stack.bucket
-        injector = (
-            PipesGCSContextInjector(bucket=bucket, client=storage, key_prefix=injector_prefix)
-            if injector_prefix
-            else None
-        )
-        return PipesCloudFunctionClient(
-            message_reader=PipesGCSMessageReader(bucket=bucket, client=storage, **reader),
-            context_injector=injector,
-            session=requests.Session(),
-        )
-
-    def keys(prefix: str) -> list[str]:
-        return [
-            blob.name for blob in stack.storage_client().list_blobs(stack.bucket, prefix=prefix)
-        ]
-
-    return Platform("gcf_asset", stack, client, keys, "GCS bucket")
-
-
-def azure(stack: Any) -> Platform:
-    def client(bucket: str | None = None, injector_prefix: str | None = None, **reader: Any):
-        blobs = stack.blob_client()
-        container = bucket or stack.container
-        injector = (
-            PipesAzureBlobStorageContextInjector(
-                container=container, client=blobs, key_prefix=injector_prefix
-            )
-            if injector_prefix
-            else None
-        )
-        return PipesAzureFunctionClient(
-            message_reader=PipesAzureBlobStorageMessageReader(
-                container=container, client=blobs, **reader
-            ),
-            context_injector=injector,
-            function_key=stack.function_key,
-        )
-
-    def keys(prefix: str) -> list[str]:
-        container = stack.blob_client().get_container_client(stack.container)
-        return list(container.list_blob_names(name_starts_with=prefix))
-
-    return Platform("azure_asset", stack, client, keys, "Azure container")
-
-
-@pytest.fixture(params=["gcp", "azure"])
+@pytest.fixture(params=sorted(PLATFORMS))
 def platform(request: pytest.FixtureRequest) -> Platform:
-    if request.param == "gcp":
-        return gcp(request.getfixturevalue("gcp_stack"))
-    return azure(request.getfixturevalue("azure_stack"))
+    fixture, make = PLATFORMS[request.param]
+    return make(request.getfixturevalue(fixture))
 
 
 def test_a_warm_function_serves_six_invocations_in_a_row(platform: Platform) -> None:
@@ -116,7 +33,7 @@ def test_reading_crosses_chunk_10_and_100(platform: Platform) -> None:
     assert result.success, failure_text(result)
     logs = logs_of(result)
     assert all(f"line {i}\n" in logs + "\n" for i in range(600))
-    chunks = platform.keys("many-chunks/")
+    chunks = platform.store.list("many-chunks/")
     assert any(name.endswith("/100.json") for name in chunks), f"{len(chunks)} chunks"
 
 
@@ -136,7 +53,7 @@ def test_a_missing_bucket_is_named_before_the_function_runs(platform: Platform) 
     client = platform.client("no-such-bucket", drain_timeout=3600)
     result = platform.run("counting", client=client)
     assert not result.success
-    said = f"cannot read Pipes messages: {platform.store} 'no-such-bucket' does not exist"
+    said = f"cannot read Pipes messages: {platform.kind} 'no-such-bucket' does not exist"
     assert said in failure_text(result)
 
 
@@ -155,4 +72,4 @@ def test_the_response_is_returned(platform: Platform) -> None:
 def test_context_through_an_explicit_blob_injector_is_deleted_after(platform: Platform) -> None:
     result = platform.run("counting", client=platform.client(injector_prefix="contexts"))
     assert result.success, failure_text(result)
-    assert platform.keys("contexts/") == []
+    assert platform.store.list("contexts/") == []

@@ -8,17 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import requests
 from aws_testing import materialize_lambda
-from dagster_testing import failure_text, materialize_run
+from dagster_testing import failure_text
+from e2e.http_platforms import Platform, azure, gcp
 
 from dagster_pipes_cloud.orchestration import (
-    PipesAzureBlobStorageContextInjector,
-    PipesAzureBlobStorageMessageReader,
-    PipesAzureFunctionClient,
-    PipesCloudFunctionClient,
-    PipesGCSContextInjector,
-    PipesGCSMessageReader,
     PipesLambdaClient,
     PipesS3ContextInjector,
     PipesS3MessageReader,
@@ -44,46 +38,18 @@ def aws_runner(stack: Any, prefix: str) -> tuple[Run, Any]:
     return run, PipesS3MessageReader(bucket=stack.bucket, client=stack.s3_client).store
 
 
-def gcp_runner(stack: Any, prefix: str) -> tuple[Run, Any]:
-    storage = stack.storage_client()
-
+def http_runner(platform: Platform, prefix: str) -> tuple[Run, Any]:
     def run(cleanup: bool) -> Any:
-        client = PipesCloudFunctionClient(
-            message_reader=PipesGCSMessageReader(
-                bucket=stack.bucket, client=storage, key_prefix=prefix, cleanup=cleanup
-            ),
-            context_injector=PipesGCSContextInjector(
-                bucket=stack.bucket, client=storage, key_prefix=prefix
-            ),
-            session=requests.Session(),
-        )
-        return materialize_run(client, "gcf_asset", function_url=stack.url("counting"))
+        client = platform.client(injector_prefix=prefix, key_prefix=prefix, cleanup=cleanup)
+        return platform.run("counting", client)
 
-    return run, PipesGCSMessageReader(bucket=stack.bucket, client=storage).store
-
-
-def azure_runner(stack: Any, prefix: str) -> tuple[Run, Any]:
-    blobs = stack.blob_client()
-
-    def run(cleanup: bool) -> Any:
-        client = PipesAzureFunctionClient(
-            message_reader=PipesAzureBlobStorageMessageReader(
-                container=stack.container, client=blobs, key_prefix=prefix, cleanup=cleanup
-            ),
-            context_injector=PipesAzureBlobStorageContextInjector(
-                container=stack.container, client=blobs, key_prefix=prefix
-            ),
-            function_key=stack.function_key,
-        )
-        return materialize_run(client, "azure_asset", function_url=stack.url("counting"))
-
-    return run, PipesAzureBlobStorageMessageReader(container=stack.container, client=blobs).store
+    return run, platform.store
 
 
 RUNNERS = {
     "aws": ("aws_stack", aws_runner),
-    "gcp": ("gcp_stack", gcp_runner),
-    "azure": ("azure_stack", azure_runner),
+    "gcp": ("gcp_stack", lambda stack, prefix: http_runner(gcp(stack), prefix)),
+    "azure": ("azure_stack", lambda stack, prefix: http_runner(azure(stack), prefix)),
 }
 
 

@@ -6,33 +6,30 @@ from local.cli_imports import hide_module
 from dagster_pipes_cloud.local.cli import main
 
 
-def test_the_aws_demo_materializes_the_example_asset(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--cloud", "aws"]) == 0
+def demo_output(capsys: pytest.CaptureFixture[str], cloud: str, asset: str, *args: str) -> str:
+    """What `demo --cloud <cloud> <args>` printed, once it is shown to have materialized the
+    example `asset` and passed its check."""
+    assert main(["demo", "--cloud", cloud, *args]) == 0
     out = capsys.readouterr().out
     assert "summing 1000 rows for run" in out
-    assert "asset lambda_total: {'rows': 1000, 'total': 499500" in out
+    assert f"asset {asset}: {{'rows': 1000, 'total': 499500" in out
     assert "check total_is_positive: passed {'total': 499500" in out
+    assert f"demo {cloud}: succeeded" in out
+    return out
+
+
+def test_the_aws_demo_materializes_the_example_asset(capsys: pytest.CaptureFixture[str]) -> None:
+    out = demo_output(capsys, "aws", "lambda_total")
     assert "printed by the function: 1000 rows" in out
-    assert "demo aws: succeeded" in out
 
 
 def test_the_gcp_demo_materializes_the_example_asset(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--cloud", "gcp"]) == 0
-    out = capsys.readouterr().out
-    assert "summing 1000 rows for run" in out
-    assert "asset cloud_function_total: {'rows': 1000, 'total': 499500" in out
-    assert "check total_is_positive: passed {'total': 499500" in out
-    assert "demo gcp: succeeded" in out
+    demo_output(capsys, "gcp", "cloud_function_total")
 
 
 def test_the_azure_demo_materializes_the_example_asset(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--cloud", "azure"]) == 0
-    out = capsys.readouterr().out
-    assert "summing 1000 rows for run" in out
-    assert "asset azure_function_total: {'rows': 1000, 'total': 499500" in out
-    assert "check total_is_positive: passed {'total': 499500" in out
+    out = demo_output(capsys, "azure", "azure_function_total")
     assert "the function returned {'total': 499500}" in out
-    assert "demo azure: succeeded" in out
 
 
 def test_an_unknown_cloud_is_refused() -> None:
@@ -51,10 +48,5 @@ def test_without_dagster_the_install_line_is_printed(
 def test_the_components_demo_materializes_the_example_defs_yaml(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["demo", "--cloud", "aws", "--components"]) == 0
-    out = capsys.readouterr().out
-    assert "summing 1000 rows for run" in out
+    out = demo_output(capsys, "aws", "lambda_total", "--components")
     assert "Lambda function dagster-pipes-example returned {'total': 499500}" in out
-    assert "asset lambda_total: {'rows': 1000, 'total': 499500" in out
-    assert "check total_is_positive: passed {'total': 499500" in out
-    assert "demo aws: succeeded" in out

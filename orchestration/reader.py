@@ -238,7 +238,7 @@ class _ChunkPoller:
         """Delete the chunks read (the whole session, since it was read to "closed") in one
         request where the service allows; a failure is a warning in the step's log."""
         try:
-            self._store.delete([f"{self.prefix}/{i}.json" for i in range(1, self._next_index)])
+            self._store.delete([self._chunk_key(i) for i in range(1, self._next_index)])
         except PipesCloudError as exc:
             # after "closed" a Pipes message would be reported as unexpected: log to the step
             context = self._handler._context
@@ -320,7 +320,7 @@ class _ChunkPoller:
     def _read_available(self) -> bool:
         progressed = False
         while not self._closed:
-            key = f"{self.prefix}/{self._next_index}.json"
+            key = self._chunk_key(self._next_index)
             body = self._store.get(key)
             if body is None:
                 break
@@ -328,6 +328,9 @@ class _ChunkPoller:
             progressed = True
             self._handle_chunk(key, body)
         return progressed
+
+    def _chunk_key(self, index: int) -> str:
+        return f"{self.prefix}/{index}.json"
 
     def _handle_chunk(self, key: str, body: bytes) -> None:
         text = body.decode("utf-8", errors="replace")

@@ -16,6 +16,7 @@ import re
 import time
 from typing import Any
 
+from _common import QUIET_LOGGERS
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
@@ -123,7 +124,7 @@ def run_steps(stack: Any, *, max_concurrent: int) -> dict[str, Any]:
                         "start_method": {"forkserver": {}},
                     }
                 },
-                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+                "loggers": QUIET_LOGGERS,
                 "resources": {"target": {"config": target_config}},
             },
             raise_on_error=False,

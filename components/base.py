@@ -1,5 +1,8 @@
-"""The component base, written once: one multi-asset whose body invokes a function through a
-Pipes client built on first use, with the event rendered for the run."""
+"""The component base, written once: one multi-asset (or, with checks alone, one multi-asset
+check) whose body invokes a function through a Pipes client built on first use, with the event
+rendered for the run."""
+
+# No `from __future__ import annotations`: Dagster reads the bodies' `context` annotations as types.
 
 import re
 from abc import abstractmethod
@@ -96,8 +99,9 @@ class RetryPolicyModel(dg.Resolvable, dg.Model):
 
 
 class PipesFunctionComponent(dg.Component, dg.Resolvable, dg.Model):
-    """Base of the per-platform components: one multi-asset (its `assets` and `checks`) whose
-    body invokes the function once and returns what it reported through Pipes.
+    """Base of the per-platform components: one multi-asset (its `assets` and `checks`), or with
+    `checks` alone one multi-asset check, whose body invokes the function once and returns what
+    it reported through Pipes.
 
     A binding says which Pipes client it builds (`client_class`, `build_reader`,
     `client_options`; built on the first run, never when definitions load, so default SDK clients
@@ -221,7 +225,6 @@ class PipesFunctionComponent(dg.Component, dg.Resolvable, dg.Model):
             retry_policy=retry_policy,
             pool=self.pool,
         )
-        # no `from __future__ import annotations` here: Dagster compares this one to the class
         def run_function(context: AssetExecutionContext) -> Iterator[Any]:
             yield from self._invoke(context)
 

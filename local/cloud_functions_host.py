@@ -15,6 +15,7 @@ from dagster_pipes_cloud.local._process import (
     require_local_extra,
 )
 from dagster_pipes_cloud.local._supervised import SupervisedServer
+from dagster_pipes_cloud.local._throttle import checked_throttle_first
 
 DEFAULT_CONCURRENCY = 8
 """Requests one instance serves at once unless told otherwise (gunicorn threads)."""
@@ -95,8 +96,7 @@ class LocalCloudFunctionHost(SupervisedServer):
             )
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        if throttle_first < 0:
-            raise ValueError(f"throttle_first must be 0 or more, got {throttle_first}")
+        checked_throttle_first(throttle_first)
         require_local_extra(
             "LocalCloudFunctionHost (functions-framework)", ("functions_framework",)
         )

@@ -22,6 +22,7 @@ from dagster_pipes_cloud.local._process import (
     require_local_extra,
 )
 from dagster_pipes_cloud.local._supervised import SupervisedServer
+from dagster_pipes_cloud.local._throttle import checked_throttle_first
 
 DEFAULT_CONCURRENCY: int = min(32, (getattr(os, "process_cpu_count", os.cpu_count)() or 1) + 4)
 """Sync invocations one instance runs at once unless told otherwise: the Azure Python worker's
@@ -126,8 +127,7 @@ class LocalAzureFunctionHost(SupervisedServer):
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         if front_end_timeout <= 0:
             raise ValueError(f"front_end_timeout must be positive, got {front_end_timeout}")
-        if throttle_first < 0:
-            raise ValueError(f"throttle_first must be 0 or more, got {throttle_first}")
+        checked_throttle_first(throttle_first)
         require_local_extra("LocalAzureFunctionHost (azure-functions)", ("azure.functions",))
         super().__init__(
             name or match["module"].rsplit(".", 1)[-1].replace("_", "-").lower(),

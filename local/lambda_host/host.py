@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from dagster_pipes_cloud.adapters.lambda_ import REQUEST_LIMITS
 from dagster_pipes_cloud.local._http import LocalHTTPServer, RequestHandler
 from dagster_pipes_cloud.local._process import LocalService, remove_at_owner_exit
-from dagster_pipes_cloud.local._throttle import FirstRefusals
+from dagster_pipes_cloud.local._throttle import FirstRefusals, checked_throttle_first
 from dagster_pipes_cloud.local.lambda_host.runtime import (
     ACCOUNT_ID,
     ConcurrencyLimitError,
@@ -104,8 +104,7 @@ class LocalLambdaHost(LocalService):
                 )
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        if throttle_first < 0:
-            raise ValueError(f"throttle_first must be 0 or more, got {throttle_first}")
+        checked_throttle_first(throttle_first)
         handlers = {name: _lambda_handler(name, target) for name, target in functions.items()}
         has_awslambdaric = importlib.util.find_spec("awslambdaric") is not None
         if worker == "awslambdaric" and not has_awslambdaric:

@@ -350,7 +350,7 @@ def test_cleanup_deletes_what_was_read_to_the_end_and_keeps_the_rest(tmp_path: P
     assert store.list("runs/") != [], "a session that never closed is kept"
 
 
-class CountingStore:
+class RecordingStore:
     """A store that records the name of each storage call made through it."""
 
     def __init__(self, store: LocalBlobStore) -> None:
@@ -370,7 +370,7 @@ class CountingStore:
 
 
 def test_a_short_function_costs_one_chunk_one_read_and_one_delete(tmp_path: Path) -> None:
-    store = CountingStore(local_store(tmp_path))
+    store = RecordingStore(local_store(tmp_path))
     reader = PipesChunkedMessageReader(store)  # type: ignore[arg-type]
     client = InProcessClient(store, reader=reader, writer_interval=0.5)  # type: ignore[arg-type]
 

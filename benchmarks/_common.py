@@ -19,6 +19,8 @@ from typing import Any, Protocol
 from dagster import AssetExecutionContext, DagsterInstance, PreviewWarning, asset, materialize
 
 DEFAULT_RUNS = 5
+BUCKET = "pipes-benchmark"
+"""The message bucket (container on Azure) every benchmark stack creates and reads."""
 QUIET_LOGGERS: dict[str, Any] = {"console": {"config": {"log_level": "CRITICAL"}}}
 """Run config for a benchmark run's loggers: the console says nothing a run's timing pays for."""
 

@@ -16,7 +16,7 @@ import re
 import time
 from typing import Any
 
-from _common import QUIET_LOGGERS
+from _common import BUCKET, QUIET_LOGGERS
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
@@ -31,7 +31,6 @@ from dagster import (
     reconstructable,
 )
 
-BUCKET = "pipes-benchmark"
 STEPS = 16
 _LINE = re.compile(r"line \d+ (\S+) at [0-9.]+")
 

@@ -22,9 +22,8 @@ from dagster_pipes_cloud.local import LocalLambdaHost, S3Emulator
 from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import measure, median_round_trip, parse_runs, report
+from _common import BUCKET, measure, median_round_trip, parse_runs, report
 
-BUCKET = "pipes-benchmark"
 CREDENTIALS = {
     "region_name": "us-east-1",
     "aws_access_key_id": "testing",

@@ -35,9 +35,8 @@ from dagster_pipes_cloud.local import GCSEmulator, LocalCloudFunctionHost
 from dagster_pipes_cloud.orchestration import PipesCloudFunctionClient, PipesGCSMessageReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Counter, measure, median_round_trip, parse_runs, report
+from _common import BUCKET, Counter, measure, median_round_trip, parse_runs, report
 
-BUCKET = "pipes-benchmark"
 DAGSTER_CALLS = "GCS calls/run"
 FUNCTION_CALLS = "function GCS calls/run"
 _HOP_BY_HOP = frozenset(

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+Ending = Literal["timed_out", "crashed"]
+"""How a platform says a run ended that neither returned nor raised: it ran past its time limit
+(`"timed_out"`), or its process exited or was killed (`"crashed"`)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,9 @@ class FunctionInvocation:
     """The outcome of one invocation.
 
     `completed` is False for a fire-and-forget invocation (Lambda `Event`): the function's end is
-    then known only from the Pipes "closed" message, and `response` is None.
+    then known only from the Pipes "closed" message, and `response` is None. `ended` is the
+    platform's own verdict on a run that neither returned nor raised (a timeout, a crash); it
+    comes before anything the messages suggest.
     """
 
     function: str
@@ -43,6 +49,7 @@ class FunctionInvocation:
     log_tail: str | None = None
     request_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    ended: Ending | None = None
 
 
 def decode_payload(payload: bytes) -> Any:

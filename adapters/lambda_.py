@@ -24,6 +24,7 @@ from dagster_pipes_cloud.adapters.http import (
     throttled_wait,
 )
 from dagster_pipes_cloud.adapters.invocation import (
+    Ending,
     FunctionInvocation,
     decode_function_error,
     decode_payload,
@@ -50,6 +51,12 @@ CLIENT_CONTEXT_KEYS: Mapping[str, str] = {
 }
 """The `ClientContext.custom` keys naming the Dagster run, its asset keys (comma-separated) and
 the step's retry number, by attribution field: sent with every synchronous invocation."""
+ENDINGS: Mapping[str, Ending] = {
+    "Sandbox.Timedout": "timed_out",
+    "Runtime.ExitError": "crashed",
+    "Runtime.OutOfMemory": "crashed",
+}
+"""Lambda's error types for a run that neither returned nor raised, and what each means."""
 DEFAULT_RESEND_ATTEMPTS = 3
 RESEND_BACKOFF_SECONDS = 0.5
 
@@ -247,10 +254,12 @@ class LambdaInvoker:
         function_error = response.get("FunctionError")
         tail_text = decode_log_tail(tail, drop_error_report=bool(function_error)) if tail else None
         metadata = response.get("ResponseMetadata", {})
+        error = decode_function_error(function_error, body) if function_error else None
         return FunctionInvocation(
             function=what,
             response=None if function_error else decode_payload(body),
-            error=decode_function_error(function_error, body) if function_error else None,
+            error=error,
+            ended=ENDINGS.get(error.type) if error else None,
             completed=invocation_type == "RequestResponse",
             log_tail=tail_text,
             request_id=metadata.get("RequestId"),

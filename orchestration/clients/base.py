@@ -251,6 +251,26 @@ def _may_still_run(
     return session.message_handler.received_opened_message
 
 
+def _how_it_ended(invocation: FunctionInvocation, problem: PipesSessionError | None) -> str:
+    """The line after a platform's error saying how the run ended, or "" where nothing is known."""
+    chunks = problem.chunks_read if problem is not None else 0
+    arrived = f"{chunks} chunk(s) of messages arrived before it ended"
+    if invocation.ended == "timed_out":
+        return f"\nIt timed out: the platform ended it before it returned ({arrived})."
+    if invocation.ended == "crashed":
+        return f"\nIts process ended (it exited or was killed) before it returned ({arrived})."
+    if problem is None:
+        return ""
+    if problem.problem == "never_opened":
+        return "\nIt failed before it opened Dagster Pipes."
+    if problem.problem == "not_closed":
+        return (
+            f"\nIt ended without closing Dagster Pipes ({arrived}): it timed out or its process"
+            " died."
+        )
+    return f"\n{problem}"
+
+
 def _checked_event(event: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
     """The event as a dict, and its size as JSON; raises naming what makes it unusable."""
     if event is not None and not isinstance(event, Mapping):
@@ -273,23 +293,17 @@ def _describe_failure(invocation: FunctionInvocation, problem: PipesSessionError
     """One account of a failed invocation: the remote error once, then the platform's details.
 
     The function's own exception (from its "closed" message) comes first where it sent one;
-    otherwise the platform's error, with what the reader saw (the function failed before it
-    opened Pipes, or ended without closing it: a timeout or a crash).
+    otherwise the platform's error, with how the run ended: the platform's own verdict (a timeout,
+    a crash) where it gave one, else what the reader saw (the function failed before it opened
+    Pipes, or ended without closing it).
     """
     platform_error = invocation.error
     if problem is not None and problem.remote_error is not None:
         text = f"{invocation.function} failed: {problem.remote_error}"
     elif platform_error is not None:
-        text = f"{invocation.function} failed: {platform_error}"
-        if problem is not None and problem.problem == "never_opened":
-            text += "\nIt failed before it opened Dagster Pipes."
-        elif problem is not None and problem.problem == "not_closed":
-            text += (
-                f"\nIt ended without closing Dagster Pipes ({problem.chunks_read} chunk(s) of"
-                " messages arrived before it ended): it timed out or its process died."
-            )
-        elif problem is not None:
-            text += f"\n{problem}"
+        text = f"{invocation.function} failed: {platform_error}" + _how_it_ended(
+            invocation, problem
+        )
     elif problem is not None:
         text = f"{invocation.function}: {problem}"
     else:

@@ -60,7 +60,8 @@ def test_a_timed_out_function_is_said_to_have_timed_out(s3_emulator: Any, aws_st
     assert not result.success
     failure = failure_text(result)
     assert "Task timed out after 1.00 seconds" in failure
-    assert "timed out or its process died" in failure
+    assert "It timed out: the platform ended it before it returned" in failure
+    assert "before it opened Dagster Pipes" not in failure
     assert "open_dagster_pipes" not in logs_of(result)
 
 

@@ -1,6 +1,8 @@
 # Two entry points, each sets up its own environment in .venv first:
 #   make demo   run the demo on the local stack (no cloud account needed)
 #   make test   lint, format check, type check and the test suite
+# Both install what constraints.txt pins, so every machine runs the versions CI ran;
+#   make lock   resolves the newest releases again and rewrites constraints.txt
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
@@ -10,19 +12,40 @@ CLOUD ?= all
 PACKAGE_DIRS := $(shell find adapters external orchestration components local examples -type d -not -name __pycache__)
 STRICT_EDITABLE := -e . --config-settings editable_mode=strict
 
-.PHONY: demo test lint typecheck pytest bench clean .checkov
+.PHONY: demo test lint typecheck pytest bench clean lock .checkov
+
+# Every Python package of the environment, pinned: refreshed on purpose with `make lock`.
+CONSTRAINTS := constraints.txt
 
 # Node tools of the local stack (Azurite), as package-lock.json pins them, in node_modules/.
 NODE_TOOLS := node_modules/.installed
 # checkov scans infra/ from a venv of its own, so it cannot change the project's dependencies.
 CHECKOV_VERSION := 3.3.30
 CHECKOV := .checkov/bin/checkov
+CHECKOV_CONSTRAINTS := constraints-checkov.txt
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
+	$(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) \
+		-e '.[dev]' --config-settings editable_mode=strict
 	touch $@
+
+# Resolve '.[dev]' afresh in a scratch venv and pin what it installed (the project itself aside).
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet '.[dev]'
+	{ echo "# Pins for make demo and make test; rewritten by make lock (resolved $$(date -u +%F))."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -iv '^dagster-pipes-cloud' \
+	    | grep -iv '^pip=='; } > $(CONSTRAINTS)
+	rm -rf .lock-venv build/lib
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	{ echo "# Pins for checkov's own venv; rewritten by make lock (resolved $$(date -u +%F))."; \
+	  .lock-venv/bin/python -m pip freeze | grep -iv '^pip=='; } > $(CHECKOV_CONSTRAINTS)
+	rm -rf .lock-venv
 
 # A strict editable install: build/__editable__.*/dagster_pipes_cloud is a tree of links to the
 # sources, on a plain path that type checkers and IDEs follow, holding exactly the modules a
@@ -49,9 +72,11 @@ typecheck: $(VENV)/.linked
 	cd build/__editable__.dagster_pipes_cloud-*/ && \
 		$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p dagster_pipes_cloud
 
-$(CHECKOV):
+$(CHECKOV): $(CHECKOV_CONSTRAINTS)
 	$(PYTHON) -m venv .checkov
-	.checkov/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	.checkov/bin/python -m pip install --quiet --constraint $(CHECKOV_CONSTRAINTS) \
+		checkov==$(CHECKOV_VERSION)
+	touch $@
 
 .checkov: $(CHECKOV)
 
@@ -65,4 +90,4 @@ bench: $(VENV)/.linked $(NODE_TOOLS)
 	$(BIN)/python benchmarks/report.py
 
 clean:
-	rm -rf $(VENV) build node_modules .checkov
+	rm -rf $(VENV) build node_modules .checkov .lock-venv

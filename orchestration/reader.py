@@ -3,62 +3,39 @@
 from __future__ import annotations
 
 import json
-import sys
-import threading
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Literal, TypedDict
+from typing import TypedDict
 
-from dagster import PipesMessageHandler, PipesMessageReader
+from dagster import PipesContextInjector, PipesMessageHandler, PipesMessageReader
 from dagster._core.errors import DagsterPipesExecutionError
-from dagster_pipes import (
-    PIPES_PROTOCOL_VERSION,
-    PipesBlobStoreMessageWriter,
-    PipesParams,
-)
+from dagster_pipes import PipesBlobStoreMessageWriter, PipesParams
 
-from dagster_pipes_cloud.adapters import (
-    CANCEL_MARKER,
-    BlobStore,
-    PipesCloudError,
-    RemoteError,
-    TransientError,
-)
+from dagster_pipes_cloud.adapters import CANCEL_MARKER, BlobStore, PipesCloudError
 from dagster_pipes_cloud.orchestration._keys import session_prefix
 from dagster_pipes_cloud.orchestration.injectors import PipesBlobStoreContextInjector
+from dagster_pipes_cloud.orchestration.session import (
+    ChunkedReadingSession,
+    PipesSessionError,
+    PollSettings,
+    ReadingSession,
+    StepLog,
+    remote_error_from_pipes,
+    step_log_of,
+)
 
 INCLUDE_STDIO_KEY = PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY
 
-_IDLE_BACKOFF = 2.0
-"""How much longer each idle wait is than the last, once chunks have come."""
-_STARTING_BACKOFF = 1.5
-"""The same before the first chunk, while the function may still be starting."""
-
-SessionProblem = Literal["read_failed", "never_opened", "not_closed", "remote_error"]
-
-
-class PipesSessionError(DagsterPipesExecutionError):
-    """A session that did not end well, as the reader saw it after draining.
-
-    `problem` says what went wrong; `remote_error` is the function's own exception from its
-    "closed" message (problem "remote_error"); `chunks_read` how many chunks arrived. Clients
-    catch it to combine what the reader saw with what the platform answered.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        problem: SessionProblem,
-        remote_error: RemoteError | None = None,
-        chunks_read: int = 0,
-    ) -> None:
-        super().__init__(message)
-        self.problem: SessionProblem = problem
-        self.remote_error = remote_error
-        self.chunks_read = chunks_read
+__all__ = [
+    "PipesChunkedMessageReader",
+    "PipesSessionError",
+    "ReaderOptions",
+    "ReadingSession",
+    "fallback_context_injector",
+    "read_session",
+    "remote_error_from_pipes",
+]
 
 
 class ReaderOptions(TypedDict, total=False):
@@ -111,14 +88,9 @@ class PipesChunkedMessageReader(PipesMessageReader):
     ) -> None:
         self._store = store
         self._key_prefix = key_prefix
-        self.first_read_delay = first_read_delay
-        self.interval = interval
-        self.max_interval = max_interval
-        self.drain_timeout = drain_timeout
+        self.settings = PollSettings(first_read_delay, interval, max_interval, drain_timeout)
         self.include_stdio_in_messages = include_stdio_in_messages
         self.cleanup = cleanup
-        self._pollers: dict[str, _ChunkPoller] = {}
-        self._pollers_lock = threading.Lock()
 
     @property
     def store(self) -> BlobStore:
@@ -137,30 +109,43 @@ class PipesChunkedMessageReader(PipesMessageReader):
 
     @contextmanager
     def read_messages(self, handler: PipesMessageHandler) -> Iterator[PipesParams]:
+        with self.reading(handler) as session:
+            yield session.params
+
+    @contextmanager
+    def reading(
+        self, handler: PipesMessageHandler, *, step_log: StepLog | None = None
+    ) -> Iterator[ChunkedReadingSession]:
+        """Read one session for `handler`, and hand its handle to the block (the client's way in;
+        `read_messages` is Dagster's). `step_log` writes a warning to the step's log."""
         try:
             self._store.check()
         except PipesCloudError as exc:
             raise DagsterPipesExecutionError(f"cannot read Pipes messages: {exc}") from exc
-        poller = _ChunkPoller(self, session_prefix(self._key_prefix, "messages"), handler)
-        with self._pollers_lock:
-            self._pollers[poller.prefix] = poller
-        poller.start()
+        params = {
+            "bucket": self._store.bucket,
+            "key_prefix": session_prefix(self._key_prefix, "messages"),
+            INCLUDE_STDIO_KEY: self.include_stdio_in_messages,
+        }
+        session = ChunkedReadingSession(
+            self._store,
+            params,
+            handler,
+            self.settings,
+            request_cancel=self._write_cancel,
+            step_log=step_log or step_log_of(handler),
+        )
+        session.start()
         try:
-            yield {
-                "bucket": self._store.bucket,
-                "key_prefix": poller.prefix,
-                INCLUDE_STDIO_KEY: self.include_stdio_in_messages,
-            }
+            yield session
         except BaseException:
-            poller.finish(failing=True)
+            session.finish(failing=True)
             raise
         else:
-            poller.finish(failing=False)
+            session.finish(failing=False)
         finally:
-            with self._pollers_lock:
-                self._pollers.pop(poller.prefix, None)
-            if self.cleanup and poller.read_to_the_end:
-                poller.delete_session()
+            if self.cleanup and session.read_to_the_end:
+                session.delete_read()
 
     def request_cancel(self, params: PipesParams, reason: str, *, run_id: str) -> str:
         """Ask the function of the session opened with `params` to stop: write the cancel
@@ -171,6 +156,9 @@ class PipesChunkedMessageReader(PipesMessageReader):
         prefix = params.get("key_prefix")
         if not isinstance(prefix, str) or not prefix:
             raise PipesCloudError(f"no session key prefix in the messages params {params!r}")
+        return self._write_cancel(prefix, reason, run_id)
+
+    def _write_cancel(self, prefix: str, reason: str, run_id: str) -> str:
         key = f"{prefix}/{CANCEL_MARKER}"
         marker = {
             "reason": reason,
@@ -180,24 +168,6 @@ class PipesChunkedMessageReader(PipesMessageReader):
         self._store.put(key, json.dumps(marker).encode())
         return self._store.url(key)
 
-    def limit_drain(self, params: PipesParams, seconds: float) -> None:
-        """Wait at most `seconds` for the "closed" message of the session opened with `params`
-        when it ends: its function is known to have ended (it failed, timed out or died, so
-        nothing more will come), or never to have run (0)."""
-        poller = self._poller_of(params)
-        if poller is not None:
-            poller.drain_limit = min(poller.drain_limit, max(0.0, seconds))
-
-    def is_reading(self, params: PipesParams) -> bool:
-        """Whether the session opened with `params` is still being read: False once its
-        "closed" message arrived or reading failed (a client waiting on it can stop)."""
-        poller = self._poller_of(params)
-        return poller is not None and poller.is_alive()
-
-    def _poller_of(self, params: PipesParams) -> _ChunkPoller | None:
-        with self._pollers_lock:
-            return self._pollers.get(params.get("key_prefix", ""))
-
     def no_messages_debug_text(self) -> str:
         return (
             f"Read messages from {self._store.url('')}. The function must write them with a"
@@ -205,194 +175,23 @@ class PipesChunkedMessageReader(PipesMessageReader):
         )
 
 
-class _ChunkPoller:
-    """One session's reading thread and what it learned."""
-
-    def __init__(self, reader: PipesChunkedMessageReader, prefix: str, handler: Any) -> None:
-        self._reader = reader
-        self._store = reader.store
-        self.prefix = prefix
-        self._handler: PipesMessageHandler = handler
-        self._next_index = 1
-        self._ended = threading.Event()
-        self._drain_deadline = float("inf")
-        self.drain_limit = reader.drain_timeout
-        self._closed = False
-        self._closed_exception: Mapping[str, Any] | None = None
-        self._error: PipesCloudError | None = None
-        self._warned_transient = False
-        self._thread = threading.Thread(target=self._run, name="pipes-chunk-reader", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
-    def read_to_the_end(self) -> bool:
-        """Whether every message of the session, up to "closed", has been read."""
-        return self._closed and self._error is None
-
-    def delete_session(self) -> None:
-        """Delete the chunks read (the whole session, since it was read to "closed") in one
-        request where the service allows; a failure is a warning in the step's log."""
-        try:
-            self._store.delete([self._chunk_key(i) for i in range(1, self._next_index)])
-        except PipesCloudError as exc:
-            # after "closed" a Pipes message would be reported as unexpected: log to the step
-            context = self._handler._context
-            context.log.warning(f"[pipes] could not delete the read session's messages: {exc}")
-
-    def finish(self, *, failing: bool) -> None:
-        """Drain, then raise `PipesSessionError` if the session did not end well (unless the
-        block is failing already: then drain briefly and leave the error to it)."""
-        drain = min(self.drain_limit, 2.0) if failing else self.drain_limit
-        self._drain_deadline = time.monotonic() + drain
-        self._ended.set()
-        self._thread.join()
-        if failing:
-            return
-        where = self._store.url(f"{self.prefix}/")
-        chunks = self._next_index - 1
-        if self._error is not None:
-            raise PipesSessionError(
-                f"reading Pipes messages failed: {self._error}",
-                problem="read_failed",
-                chunks_read=chunks,
-            )
-        if not self._handler.received_opened_message:
-            raise PipesSessionError(
-                f"the function never opened Dagster Pipes: nothing arrived at {where}"
-                f" {_within(drain)} after it returned. Is its entrypoint wrapped by a"
-                " dagster_pipes_cloud decorator, and can it write to that bucket?",
-                problem="never_opened",
-            )
-        if not self._closed:
-            raise PipesSessionError(
-                f"the function did not close Dagster Pipes: no 'closed' message at {where}"
-                f" {_within(drain)} after it returned ({chunks} chunk(s) read).",
-                problem="not_closed",
-                chunks_read=chunks,
-            )
-        if self._closed_exception is not None:
-            remote = remote_error_from_pipes(self._closed_exception)
-            raise PipesSessionError(
-                f"the function failed: {remote}",
-                problem="remote_error",
-                remote_error=remote,
-                chunks_read=chunks,
-            )
-
-    def _run(self) -> None:
-        self._ended.wait(self._reader.first_read_delay)
-        delay = self._reader.interval
-        while True:
-            ended = self._ended.is_set()
-            try:
-                progressed = self._read_available()
-            except TransientError as exc:
-                progressed = False
-                if not self._warned_transient:
-                    self._warned_transient = True
-                    self._log("warning", f"retrying after a transient storage error: {exc}")
-            except PipesCloudError as exc:
-                self._error = exc
-                return
-            except Exception as exc:  # never let the reading thread end silently
-                self._error = PipesCloudError(f"{type(exc).__name__}: {exc}")
-                return
-            if self._closed:
-                return
-            if ended:
-                if time.monotonic() >= self._drain_deadline:
-                    return
-                time.sleep(min(self._reader.interval, 0.05))
-                continue
-            if progressed:
-                delay = self._reader.interval
-            else:
-                # before the first chunk the function may still be starting: back off gently
-                growth = _IDLE_BACKOFF if self._next_index > 1 else _STARTING_BACKOFF
-                delay = min(delay * growth, self._reader.max_interval)
-            self._ended.wait(delay)
-
-    def _read_available(self) -> bool:
-        progressed = False
-        while not self._closed:
-            key = self._chunk_key(self._next_index)
-            body = self._store.get(key)
-            if body is None:
-                break
-            self._next_index += 1
-            progressed = True
-            self._handle_chunk(key, body)
-        return progressed
-
-    def _chunk_key(self, index: int) -> str:
-        return f"{self.prefix}/{index}.json"
-
-    def _handle_chunk(self, key: str, body: bytes) -> None:
-        text = body.decode("utf-8", errors="replace")
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                message = json.loads(line)
-            except ValueError:
-                self._log(
-                    "warning",
-                    f"line {number} of {self._store.url(key)} is not JSON and was skipped:"
-                    f" {line[:200]!r}",
-                )
-                continue
-            if not isinstance(message, dict) or "method" not in message:
-                where = self._store.url(key)
-                self._log("warning", f"line {number} of {where} is not a Pipes message: {line!r}")
-                continue
-            self._handle_message(message)
-            if message["method"] == "closed":
-                self._closed = True
-                params = message.get("params") or {}
-                self._closed_exception = params.get("exception")
-                return
-
-    def _handle_message(self, message: dict[str, Any]) -> None:
-        try:
-            self._handler.handle_message(message)  # type: ignore[arg-type]
-        except Exception:
-            self._handler.report_pipes_framework_exception(
-                f"PipesChunkedMessageReader handling {message.get('method')!r}", sys.exc_info()
-            )
-
-    def _log(self, level: str, text: str) -> None:
-        self._handler.handle_message(
-            {
-                "__dagster_pipes_version": PIPES_PROTOCOL_VERSION,  # the TypedDict's own key
-                "method": "log",
-                "params": {"message": f"[pipes] {text}", "level": level.upper()},
-            }
-        )
+@contextmanager
+def read_session(
+    reader: PipesMessageReader, handler: PipesMessageHandler, *, step_log: StepLog
+) -> Iterator[ReadingSession]:
+    """Read one session with `reader`, handing the block the session's handle: ours drains on
+    request, bounds its drain and asks the function to stop; any other reader's only carries
+    its params. `step_log` writes a warning to the step's log."""
+    if isinstance(reader, PipesChunkedMessageReader):
+        with reader.reading(handler, step_log=step_log) as session:
+            yield session
+    else:
+        with reader.read_messages(handler) as params:
+            yield ReadingSession(params)
 
 
-def _within(seconds: float) -> str:
-    return f"within {seconds:g}s" if seconds > 0 else "by the time"
-
-
-def remote_error_from_pipes(exception: Mapping[str, Any]) -> RemoteError:
-    """The exception a function sent in its "closed" message, as a `RemoteError`.
-
-    dagster_pipes sends `name`, `message` (Python's own "Type: text" line) and `stack`; the
-    type is not repeated in the message kept here.
-    """
-    name = str(exception.get("name") or "Exception")
-    message = str(exception.get("message") or "").strip()
-    # Python's own line names the type, qualified outside builtins ("module.Error: text")
-    head, colon, rest = message.partition(": ")
-    if head.split(".")[-1] == name and colon:
-        message = rest.strip()
-    elif message.split(".")[-1] == name:
-        message = ""
-    stack = exception.get("stack") or []
-    trace = [str(line) for line in stack] if isinstance(stack, list) else [str(stack)]
-    return RemoteError(type=name, message=message, trace=trace)
+def fallback_context_injector(reader: PipesMessageReader) -> PipesContextInjector | None:
+    """Where a context too large for the event goes: `reader`'s bucket if it is one of ours."""
+    if isinstance(reader, PipesChunkedMessageReader):
+        return reader.blob_context_injector()
+    return None

@@ -27,7 +27,12 @@ from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_
 
 from dagster_pipes_cloud.adapters import FunctionInvocation, PipesCloudError
 from dagster_pipes_cloud.orchestration.injectors import PipesEventContextInjector
-from dagster_pipes_cloud.orchestration.reader import PipesChunkedMessageReader, PipesSessionError
+from dagster_pipes_cloud.orchestration.reader import (
+    PipesSessionError,
+    ReadingSession,
+    fallback_context_injector,
+    read_session,
+)
 
 Context = OpExecutionContext | AssetExecutionContext
 Invoke = Callable[[bytes], FunctionInvocation]
@@ -64,7 +69,7 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
     With `forward_termination` (the default), a step that ends while its function may still run
     (the run was terminated, or waiting or reading failed) first asks the function to stop: no
     platform can end one running invocation, so the reader writes a cancel marker under the
-    session's prefix (`PipesChunkedMessageReader.request_cancel`), which the function's writer
+    session's prefix (`ReadingSession.request_cancel`), which the function's writer
     sees within its `cancel_check_interval` (2 s by default); the step's log says so, and the
     step ends after a drain of at most 2 s. A marker that cannot be written is a warning, never
     hides the step's own error. Not done once the function completed, nor when it never ran.
@@ -103,21 +108,21 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
         injector = self._injector_for(request_limit - event_size - _PARAMS_ALLOWANCE)
         invocation: FunctionInvocation | None = None
         try:
-            with self._open_session(context, injector, extras) as session:
+            with self._open_session(context, injector, extras) as (session, reading):
                 payload = json.dumps({**event, **session.get_bootstrap_env_vars()}).encode()
                 try:
-                    invocation = self._invoke(session, invoke, payload)
+                    invocation = self._invoke(reading, invoke, payload)
                     if not invocation.completed:
-                        self._wait_for_closed(session, invocation, wait_timeout)
+                        self._wait_for_closed(session, reading, invocation, wait_timeout)
                 except BaseException as exc:
                     if _may_still_run(session, invocation, exc):
-                        self._ask_to_stop(context, session, function, exc)
+                        self._ask_to_stop(context, reading, function, exc)
                     raise
         except PipesSessionError as problem:
             if invocation is None:
                 raise
             if _may_still_run(session, invocation, problem):  # reading failed while it runs
-                self._ask_to_stop(context, session, invocation.function, problem)
+                self._ask_to_stop(context, reading, invocation.function, problem)
             raise DagsterPipesExecutionError(_describe_failure(invocation, problem)) from None
         assert invocation is not None
         if invocation.error is not None:
@@ -130,20 +135,24 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
             )
         return PipesFunctionInvocation(session, invocation, metadata=metadata(invocation))
 
-    def _invoke(self, session: PipesSession, invoke: Invoke, payload: bytes) -> FunctionInvocation:
+    def _invoke(
+        self, reading: ReadingSession, invoke: Invoke, payload: bytes
+    ) -> FunctionInvocation:
         try:
             invocation = invoke(payload)
         except PipesCloudError as exc:  # the function never ran, or its end is unknown
-            self._limit_drain(session, 0)
+            reading.limit_drain(0)
             raise DagsterPipesExecutionError(str(exc)) from exc
         if invocation.completed and invocation.error is not None:
-            self._limit_drain(session, _ENDED_DRAIN_SECONDS)
+            reading.limit_drain(_ENDED_DRAIN_SECONDS)
+        if invocation.completed:
+            reading.end()
         return invocation
 
     def _ask_to_stop(
         self,
         context: Context,
-        session: PipesSession,
+        reading: ReadingSession,
         function: str,
         cause: BaseException,
     ) -> None:
@@ -153,24 +162,20 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
             why = "the run was terminated"
         else:
             why = f"the step failed while {function} may still run"
-        reader = self.message_reader
         if not self.forward_termination:
             context.log.warning(
                 f"[pipes] {why}; {function} was not asked to stop (forward_termination=False)"
             )
             return
-        if not isinstance(reader, PipesChunkedMessageReader):
-            context.log.warning(
-                f"[pipes] {why}; {type(reader).__name__} cannot ask {function} to stop"
-            )
-            return
         reason = why if not str(cause) else f"{why}: {str(cause)[:_REASON_MAX_CHARS]}"
         try:
-            where = reader.request_cancel(
-                session.message_reader_params, reason, run_id=context.run.run_id
-            )
+            where = reading.request_cancel(reason, run_id=context.run.run_id)
         except Exception as exc:  # the step's own error goes on; this one is only reported
             context.log.warning(f"[pipes] {why}; could not ask {function} to stop: {exc}")
+            return
+        if where is None:
+            reader = type(self.message_reader).__name__
+            context.log.warning(f"[pipes] {why}; {reader} cannot ask {function} to stop")
             return
         context.log.warning(f"[pipes] {why}: asked {function} to stop (cancel marker at {where})")
 
@@ -179,54 +184,44 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
         injector = self.context_injector
         if not isinstance(injector, PipesEventContextInjector):
             return injector
-        reader = self.message_reader
-        fallback = (
-            reader.blob_context_injector()
-            if isinstance(reader, PipesChunkedMessageReader)
-            else None
-        )
-        return injector.bounded(room, fallback=fallback)
+        return injector.bounded(room, fallback=fallback_context_injector(self.message_reader))
 
     @contextmanager
     def _open_session(
         self, context: Context, injector: PipesContextInjector, extras: Mapping[str, Any] | None
-    ) -> Iterator[PipesSession]:
-        """Dagster's `open_pipes_session`, without its closing warnings: this client knows
+    ) -> Iterator[tuple[PipesSession, ReadingSession]]:
+        """Dagster's `open_pipes_session`, without its closing warnings (this client knows
         whether the function failed, timed out or never ran, and says so in the step failure
-        instead of guessing at the cause."""
+        instead of guessing at the cause), and with the reader's handle on the session."""
         if context.has_assets_def:
             context.set_requires_typed_event_stream(error_message=_NOT_YIELDED)
         context_data = build_external_execution_context_data(context, extras)
         handler = PipesMessageHandler(context, self.message_reader)
         with (
             injector.inject_context(context_data) as injector_params,
-            handler.handle_messages() as reader_params,
+            read_session(self.message_reader, handler, step_log=context.log.warning) as reading,
         ):
-            yield PipesSession(
+            session = PipesSession(
                 context_data=context_data,
                 message_handler=handler,
                 context_injector_params=injector_params,
-                message_reader_params=reader_params,
+                message_reader_params=reading.params,
                 context=context,
             )
-
-    def _limit_drain(self, session: PipesSession, seconds: float) -> None:
-        """The function has ended (or never ran): what it wrote is in the bucket already, so our
-        reader waits for "closed" only `seconds`, not its whole drain timeout."""
-        if isinstance(self.message_reader, PipesChunkedMessageReader):
-            self.message_reader.limit_drain(session.message_reader_params, seconds)
+            yield session, reading
 
     def _wait_for_closed(
-        self, session: PipesSession, invocation: FunctionInvocation, timeout: float
+        self,
+        session: PipesSession,
+        reading: ReadingSession,
+        invocation: FunctionInvocation,
+        timeout: float,
     ) -> None:
-        """Until the "closed" message, our reader stops reading (it then says why), or
-        `timeout` seconds. `invocation.details["unfinished"]` says why its end is unknown."""
-        reader = self.message_reader
+        """Until the "closed" message, the reading stops (it then says why), or `timeout`
+        seconds. `invocation.details["unfinished"]` says why its end is unknown."""
         deadline = time.monotonic() + timeout
         while not session.message_handler.received_closed_message:
-            if isinstance(reader, PipesChunkedMessageReader) and not reader.is_reading(
-                session.message_reader_params
-            ):
+            if not reading.is_reading:
                 return
             if time.monotonic() >= deadline:
                 why = invocation.details.get("unfinished", "it was invoked without waiting for it")

@@ -1,5 +1,6 @@
 """Reader, injectors and client base through Dagster `materialize`, over `LocalBlobStore`."""
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Sequence
@@ -345,7 +346,8 @@ def test_cleanup_deletes_what_was_read_to_the_end_and_keeps_the_rest(tmp_path: P
         original_create(key, b"\n".join(lines))
 
     store.create = dropping_closed  # type: ignore[method-assign]
-    client.message_reader.drain_timeout = 0.3  # type: ignore[attr-defined]
+    reader = client.message_reader
+    reader.settings = dataclasses.replace(reader.settings, drain_timeout=0.3)  # type: ignore[attr-defined]
     assert not run_asset(client, fine).success
     assert store.list("runs/") != [], "a session that never closed is kept"
 

@@ -1,0 +1,349 @@
+"""The reader's handle on one session it reads, and the reading of one chunked session."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dagster import PipesMessageHandler
+from dagster._core.errors import DagsterPipesExecutionError
+from dagster_pipes import PIPES_PROTOCOL_VERSION, PIPES_PROTOCOL_VERSION_FIELD, PipesParams
+
+from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError, RemoteError, TransientError
+
+_IDLE_BACKOFF = 2.0
+"""How much longer each idle wait is than the last, once chunks have come."""
+_STARTING_BACKOFF = 1.5
+"""The same before the first chunk, while the function may still be starting."""
+_FAILING_DRAIN_SECONDS = 2.0
+"""The longest drain of a session whose step is failing already."""
+
+SessionProblem = Literal["read_failed", "never_opened", "not_closed", "remote_error"]
+StepLog = Callable[[str], None]
+"""Writes one warning to the step's log."""
+
+
+class PipesSessionError(DagsterPipesExecutionError):
+    """A session that did not end well, as the reader saw it after draining.
+
+    Args:
+        message: What went wrong, for the step's failure.
+        problem: Which way it went wrong.
+        remote_error: The function's own exception from its "closed" message (problem
+            "remote_error").
+        chunks_read: How many chunks arrived.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problem: SessionProblem,
+        remote_error: RemoteError | None = None,
+        chunks_read: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.problem: SessionProblem = problem
+        self.remote_error = remote_error
+        self.chunks_read = chunks_read
+
+
+class ReadingSession:
+    """A client's handle on the reading of one Pipes session.
+
+    This base serves a reader that is not ours: it carries the reader's params and can do
+    nothing else (its reading ends when the session's block does). `PipesChunkedMessageReader`
+    gives a handle that drains on request, bounds the drain, says whether it still reads and asks
+    the function to stop.
+
+    Args:
+        params: The messages params the reader gave the session.
+    """
+
+    def __init__(self, params: PipesParams) -> None:
+        self.params = params
+
+    @property
+    def session_prefix(self) -> str | None:
+        """The key prefix the function writes its messages under, where the reader has one."""
+        prefix = self.params.get("key_prefix")
+        return prefix if isinstance(prefix, str) and prefix else None
+
+    @property
+    def is_reading(self) -> bool:
+        """False once the reading has stopped ("closed" arrived, or reading failed)."""
+        return True
+
+    def end(self) -> None:
+        """The function has ended: read what it wrote up to "closed" now, not at the next poll."""
+
+    def limit_drain(self, seconds: float) -> None:
+        """Wait at most `seconds` for "closed" once the session ends: its function is known to
+        have ended without more to send, or never to have run (0)."""
+
+    def request_cancel(self, reason: str, *, run_id: str) -> str | None:
+        """Ask the function to stop; returns where the request was written, None where this
+        reader has no way to ask. Raises `PipesCloudError` if the request cannot be written."""
+        return None
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """How a chunked session is polled; see `PipesChunkedMessageReader` for each default."""
+
+    first_read_delay: float = 0.5
+    interval: float = 0.1
+    max_interval: float = 2.0
+    drain_timeout: float = 10.0
+
+
+class ChunkedReadingSession(ReadingSession):
+    """The reading of one session's numbered chunks, on a thread of its own.
+
+    Args:
+        store: The bucket the function writes to.
+        params: The messages params the function gets (`key_prefix` is the session prefix).
+        handler: Dagster's handler, which turns each message into events.
+        settings: How to poll.
+        request_cancel: Writes the cancel marker of a session prefix (the reader's).
+        step_log: Writes a warning to the step's log (used once "closed" has been handled).
+    """
+
+    def __init__(
+        self,
+        store: BlobStore,
+        params: PipesParams,
+        handler: PipesMessageHandler,
+        settings: PollSettings,
+        *,
+        request_cancel: Callable[[str, str, str], str],
+        step_log: StepLog,
+    ) -> None:
+        super().__init__(params)
+        self._store = store
+        self._prefix: str = params["key_prefix"]
+        self._handler = handler
+        self._settings = settings
+        self._write_cancel = request_cancel
+        self._step_log = step_log
+        self._next_index = 1
+        self._ended = threading.Event()
+        self._drain_deadline = float("inf")
+        self._drain_limit = settings.drain_timeout
+        self._closed = False
+        self._closed_exception: Mapping[str, Any] | None = None
+        self._error: PipesCloudError | None = None
+        self._warned_transient = False
+        self._thread = threading.Thread(target=self._run, name="pipes-chunk-reader", daemon=True)
+
+    @property
+    def session_prefix(self) -> str:
+        return self._prefix
+
+    @property
+    def is_reading(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def read_to_the_end(self) -> bool:
+        """Whether every message of the session, up to "closed", has been read."""
+        return self._closed and self._error is None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def end(self) -> None:
+        if not self._ended.is_set():
+            self._drain_deadline = time.monotonic() + self._drain_limit
+            self._ended.set()
+
+    def limit_drain(self, seconds: float) -> None:
+        self._drain_limit = min(self._drain_limit, max(0.0, seconds))
+        if self._ended.is_set():
+            self._drain_deadline = min(self._drain_deadline, time.monotonic() + seconds)
+
+    def request_cancel(self, reason: str, *, run_id: str) -> str:
+        return self._write_cancel(self._prefix, reason, run_id)
+
+    def chunk_keys(self) -> list[str]:
+        """The keys of every chunk read so far."""
+        return [self._chunk_key(index) for index in range(1, self._next_index)]
+
+    def delete_read(self) -> None:
+        """Delete the chunks read (the whole session, once read to "closed") in one request
+        where the service allows; a failure is a warning in the step's log."""
+        try:
+            self._store.delete(self.chunk_keys())
+        except PipesCloudError as exc:
+            self._step_log(f"[pipes] could not delete the read session's messages: {exc}")
+
+    def finish(self, *, failing: bool) -> None:
+        """Drain, then raise `PipesSessionError` if the session did not end well (unless the
+        block is failing already: then drain briefly and leave the error to it)."""
+        if failing:
+            self.limit_drain(_FAILING_DRAIN_SECONDS)
+        drain = self._drain_limit
+        self.end()
+        self._thread.join()
+        if not failing:
+            self._raise_if_ended_badly(drain)
+
+    def _raise_if_ended_badly(self, drain: float) -> None:
+        where = self._store.url(f"{self._prefix}/")
+        chunks = self._next_index - 1
+        if self._error is not None:
+            raise PipesSessionError(
+                f"reading Pipes messages failed: {self._error}",
+                problem="read_failed",
+                chunks_read=chunks,
+            )
+        if not self._handler.received_opened_message:
+            raise PipesSessionError(
+                f"the function never opened Dagster Pipes: nothing arrived at {where}"
+                f" {_within(drain)} after it returned. Is its entrypoint wrapped by a"
+                " dagster_pipes_cloud decorator, and can it write to that bucket?",
+                problem="never_opened",
+            )
+        if not self._closed:
+            raise PipesSessionError(
+                f"the function did not close Dagster Pipes: no 'closed' message at {where}"
+                f" {_within(drain)} after it returned ({chunks} chunk(s) read).",
+                problem="not_closed",
+                chunks_read=chunks,
+            )
+        if self._closed_exception is not None:
+            remote = remote_error_from_pipes(self._closed_exception)
+            raise PipesSessionError(
+                f"the function failed: {remote}",
+                problem="remote_error",
+                remote_error=remote,
+                chunks_read=chunks,
+            )
+
+    def _run(self) -> None:
+        settings = self._settings
+        self._ended.wait(settings.first_read_delay)
+        delay = settings.interval
+        while True:
+            ended = self._ended.is_set()
+            try:
+                progressed = self._read_available()
+            except TransientError as exc:
+                progressed = False
+                if not self._warned_transient:
+                    self._warned_transient = True
+                    self._log("warning", f"retrying after a transient storage error: {exc}")
+            except PipesCloudError as exc:
+                self._error = exc
+                return
+            except Exception as exc:  # never let the reading thread end silently
+                self._error = PipesCloudError(f"{type(exc).__name__}: {exc}")
+                return
+            if self._closed:
+                return
+            if ended:
+                if time.monotonic() >= self._drain_deadline:
+                    return
+                time.sleep(min(settings.interval, 0.05))
+                continue
+            if progressed:
+                delay = settings.interval
+            else:
+                # before the first chunk the function may still be starting: back off gently
+                growth = _IDLE_BACKOFF if self._next_index > 1 else _STARTING_BACKOFF
+                delay = min(delay * growth, settings.max_interval)
+            self._ended.wait(delay)
+
+    def _read_available(self) -> bool:
+        progressed = False
+        while not self._closed:
+            key = self._chunk_key(self._next_index)
+            body = self._store.get(key)
+            if body is None:
+                break
+            self._next_index += 1
+            progressed = True
+            self._handle_chunk(key, body)
+        return progressed
+
+    def _chunk_key(self, index: int) -> str:
+        return f"{self._prefix}/{index}.json"
+
+    def _handle_chunk(self, key: str, body: bytes) -> None:
+        text = body.decode("utf-8", errors="replace")
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                self._log(
+                    "warning",
+                    f"line {number} of {self._store.url(key)} is not JSON and was skipped:"
+                    f" {line[:200]!r}",
+                )
+                continue
+            if not isinstance(message, dict) or "method" not in message:
+                where = self._store.url(key)
+                self._log("warning", f"line {number} of {where} is not a Pipes message: {line!r}")
+                continue
+            self._handle_message(message)
+            if message["method"] == "closed":
+                self._closed = True
+                params = message.get("params") or {}
+                self._closed_exception = params.get("exception")
+                return
+
+    def _handle_message(self, message: dict[str, Any]) -> None:
+        try:
+            self._handler.handle_message(message)  # type: ignore[arg-type]
+        except Exception:
+            self._handler.report_pipes_framework_exception(
+                f"PipesChunkedMessageReader handling {message.get('method')!r}", sys.exc_info()
+            )
+
+    def _log(self, level: str, text: str) -> None:
+        self._handler.handle_message(
+            {
+                PIPES_PROTOCOL_VERSION_FIELD: PIPES_PROTOCOL_VERSION,  # type: ignore[misc]
+                "method": "log",
+                "params": {"message": f"[pipes] {text}", "level": level.upper()},
+            }
+        )
+
+
+def step_log_of(handler: PipesMessageHandler) -> StepLog:
+    """A warning writer to the step's log of `handler`, for a session opened by Dagster itself
+    (`read_messages`): Dagster's handler has no public way to its step context, so this is the
+    one place that reads its `_context`. A client opening a session gives its own context's log.
+    """
+    context = handler._context
+    return lambda text: context.log.warning(text)
+
+
+def _within(seconds: float) -> str:
+    return f"within {seconds:g}s" if seconds > 0 else "by the time"
+
+
+def remote_error_from_pipes(exception: Mapping[str, Any]) -> RemoteError:
+    """The exception a function sent in its "closed" message, as a `RemoteError`.
+
+    dagster_pipes sends `name`, `message` (Python's own "Type: text" line) and `stack`; the
+    type is not repeated in the message kept here.
+    """
+    name = str(exception.get("name") or "Exception")
+    message = str(exception.get("message") or "").strip()
+    # Python's own line names the type, qualified outside builtins ("module.Error: text")
+    head, colon, rest = message.partition(": ")
+    if head.split(".")[-1] == name and colon:
+        message = rest.strip()
+    elif message.split(".")[-1] == name:
+        message = ""
+    stack = exception.get("stack") or []
+    trace = [str(line) for line in stack] if isinstance(stack, list) else [str(stack)]
+    return RemoteError(type=name, message=message, trace=trace)

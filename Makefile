@@ -12,7 +12,7 @@ CLOUD ?= all
 PACKAGE_DIRS := $(shell find adapters external orchestration components local examples -type d -not -name __pycache__)
 STRICT_EDITABLE := -e . --config-settings editable_mode=strict
 
-.PHONY: demo test lint typecheck pytest bench clean lock .checkov
+.PHONY: demo test lint typecheck docs pytest bench clean lock .checkov
 
 # Every Python package of the environment, pinned: refreshed on purpose with `make lock`.
 CONSTRAINTS := constraints.txt
@@ -61,7 +61,7 @@ $(NODE_TOOLS): package.json package-lock.json
 demo: $(VENV)/.linked $(NODE_TOOLS)
 	$(BIN)/dagster-pipes-cloud demo --cloud $(CLOUD)
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 lint: $(VENV)/.linked
 	$(BIN)/ruff check .
@@ -71,6 +71,11 @@ lint: $(VENV)/.linked
 typecheck: $(VENV)/.linked
 	cd build/__editable__.dagster_pipes_cloud-*/ && \
 		$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p dagster_pipes_cloud
+
+# The API reference from the docstrings, and the README as its guide, in build/site; strict, so
+# a docstring mkdocstrings cannot read fails the build.
+docs: $(VENV)/.linked
+	$(BIN)/mkdocs build --strict --quiet
 
 $(CHECKOV): $(CHECKOV_CONSTRAINTS)
 	$(PYTHON) -m venv .checkov

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters.errors import AccessDeniedError
@@ -28,12 +30,30 @@ AZURE_FRONT_END_TIMEOUT = 230.0
 been answered; the function runs on, up to its own `functionTimeout`."""
 AZURE_FUNCTION_KEY_ENV = "AZURE_FUNCTIONS_KEY"
 """The environment variable the function key is read from when none is given."""
+FUNCTION_KEY_QUERY = "code"
+"""The query parameter of a function URL that carries its key, as Azure's portal writes it."""
 TOKEN_REFRESH_MARGIN_SECONDS = 5 * 60
 """A cached Entra ID token is replaced this long before it expires."""
 
 _READ_MARGIN = 30.0  # past the front end's limit: its own answer arrives first
 _CUT_STATUSES = frozenset({500, 502, 503, 504})
 _CUT_AFTER_FRACTION = 0.95  # a bare 5xx this late is the front end's, not the function's
+
+
+def without_function_key(url: str) -> tuple[str, str | None]:
+    """`url` without the function key its query may carry (`?code=`, as the portal's "Get
+    function URL" gives it), and that key (None where there is none).
+
+    Args:
+        url (str): A function's URL.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    keys = [value for name, value in query if name == FUNCTION_KEY_QUERY]
+    if not keys:
+        return url, None
+    kept = urlencode([(name, value) for name, value in query if name != FUNCTION_KEY_QUERY])
+    return urlunsplit(parts._replace(query=kept)), keys[-1]
 
 
 def default_credential() -> Any:
@@ -54,6 +74,8 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
       `DefaultAzureCredential`, made on first use), kept until
       `TOKEN_REFRESH_MARGIN_SECONDS` before it expires;
     - a given `session`, used as it is: nothing is added to its requests.
+    A key in the URL itself (`?code=`) is taken out of it and sent as `x-functions-key` in its
+    place, ahead of the others, so that no error or log line naming the URL shows the key.
     A 401 or 403 answer raises `AccessDeniedError` naming what was sent.
 
     Azure's front end ends a request after `front_end_timeout` seconds (230) while the function
@@ -98,6 +120,16 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
         self._credential = credential
         self._token: tuple[str, float] | None = None
         self._token_lock = threading.Lock()
+
+    def invoke(
+        self, url: str, payload: bytes, *, headers: Mapping[str, str] | None = None
+    ) -> FunctionInvocation:
+        """POST `payload` to `url` once, a function key in its query sent as a header instead;
+        see `HttpFunctionInvoker.invoke`."""
+        url, key = without_function_key(url)
+        if key is not None:
+            headers = {**(headers or {}), "x-functions-key": key}
+        return super().invoke(url, payload, headers=headers)
 
     def auth_headers(self, url: str) -> dict[str, str]:
         if self._scope is not None:

@@ -58,6 +58,9 @@ AWS_HANDLERS = (
     "fails_on_request",
     "slow",
     "reports_everything",
+    "large_and_non_ascii",
+    "killed_mid_run",
+    "bad_line",
 )
 
 

@@ -4,6 +4,8 @@ terraform runs on a copy of a module in a temporary folder (so no `.terraform` f
 lands in the checkout), with providers installed only from the machine's filesystem mirror (no
 registry is reachable offline). checkov runs from its own virtual environment, `.checkov/`, which
 `make` creates with a pinned version, so it cannot change the project's own dependencies.
+Where one of them is missing the tests that need it skip, saying how to install it; with `CI`
+set to "true" they fail instead.
 """
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
+from aws_testing import local_client
+
+from dagster_pipes_cloud.local import S3Emulator
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -39,15 +48,37 @@ def provider_mirror() -> Path | None:
     return None
 
 
-def require_terraform() -> Path:
-    """The provider mirror; skips the test, saying why, without terraform or a mirror."""
+def missing(what: str, how: str) -> NoReturn:
+    """Skip the test saying what is missing and how to install it; fail it instead where `CI`
+    is "true", so that a CI machine without the tool cannot pass the infra tests by skipping."""
+    message = f"{what}: {how}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (CI=true: the infra tests must run, not skip)", pytrace=False)
+    pytest.skip(message)
+
+
+def require_terraform_binary() -> None:
+    """Skips (fails under CI) where terraform is not on PATH; see `missing`."""
     if shutil.which("terraform") is None:
-        pytest.skip("terraform is not installed")
+        missing(
+            "terraform is not installed",
+            "install terraform >= 1.5 (https://developer.hashicorp.com/terraform/install) and"
+            " put it on PATH",
+        )
+
+
+def require_terraform() -> Path:
+    """The provider mirror; skips (fails under CI) without terraform or a mirror, saying which is
+    missing and how to install it."""
+    require_terraform_binary()
     mirror = provider_mirror()
     if mirror is None:
         places = ", ".join(str(place) for place in MIRROR_PLACES)
-        pytest.skip(
-            f"no terraform provider mirror (registry.terraform.io) in {places} or ${MIRROR_ENV}"
+        missing(
+            f"no terraform provider mirror (a folder holding registry.terraform.io) in {places}"
+            f" or ${MIRROR_ENV}",
+            "with registry access, run `terraform providers mirror DIR` in infra/aws and set"
+            f" {MIRROR_ENV}=DIR (or make DIR one of those places)",
         )
     return mirror
 
@@ -102,11 +133,11 @@ def terraform(
 def checkov_failures(module: str) -> list[str]:
     """Every failed checkov check on `infra/<module>`, as `CHECK_ID resource (file:lines)`.
 
-    Checks skipped inline (`#checkov:skip=CKV_...:reason`) are not failures. Skips the test,
-    saying how to install it, when `.checkov/` is missing.
+    Checks skipped inline (`#checkov:skip=CKV_...:reason`) are not failures. Skips the test
+    (fails it under CI), saying how to install it, when `.checkov/` is missing.
     """
     if not CHECKOV.exists():
-        pytest.skip(f"checkov is not installed in {CHECKOV.parent.parent}: run `make .checkov`")
+        missing(f"checkov is not installed in {CHECKOV.parent.parent}", "run `make .checkov`")
     process = subprocess.run(
         [
             str(CHECKOV),
@@ -136,3 +167,95 @@ def checkov_failures(module: str) -> list[str]:
             where = f"{check.get('file_path')}:{'-'.join(str(n) for n in lines)}"
             failures.append(f"{check['check_id']} {check['resource']} ({where})")
     return failures
+
+
+# --- infra/aws applied to moto --------------------------------------------------------------
+
+AWS_TEST_SERVICES = ("s3", "iam", "lambda", "logs", "sts")
+ORCHESTRATOR_PRINCIPAL = "arn:aws:iam::123456789012:role/dagster"
+
+
+def aws_provider_override(endpoint_url: str) -> str:
+    """An `override.tf` sending the module's AWS provider to moto with dummy credentials."""
+    endpoints = "\n".join(f'    {service} = "{endpoint_url}"' for service in AWS_TEST_SERVICES)
+    return (
+        'provider "aws" {\n'
+        f'  region                      = "{S3Emulator.region}"\n'
+        f'  access_key                  = "{S3Emulator.access_key_id}"\n'
+        f'  secret_key                  = "{S3Emulator.secret_access_key}"\n'
+        "  skip_credentials_validation = true\n"
+        "  skip_requesting_account_id  = true\n"
+        "  skip_metadata_api_check     = true\n"
+        "  s3_use_path_style           = true\n"
+        f"  endpoints {{\n{endpoints}\n  }}\n"
+        "}\n"
+    )
+
+
+@dataclass
+class AwsDeployment:
+    """infra/aws applied to moto: its outputs, its state's resources and clients to moto."""
+
+    workdir: Path
+    variables: list[str]
+    endpoint_url: str
+    outputs: dict[str, Any]
+    resources: dict[str, dict[str, Any]]
+    destroyed: bool = False
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        if service not in self.clients:
+            self.clients[service] = local_client(service, self.endpoint_url)
+        return self.clients[service]
+
+    def policy(self, address: str) -> dict[str, Any]:
+        """The policy document of the resource at `address`, as terraform rendered it."""
+        document: dict[str, Any] = json.loads(self.resources[address]["policy"])
+        return document
+
+    def destroy(self) -> None:
+        if not self.destroyed:
+            # the state is as the apply wrote it: no need to read everything back again
+            terraform(self.workdir, "destroy", "-auto-approve", "-refresh=false", *self.variables)
+            self.destroyed = True
+
+
+@contextmanager
+def applied_to_moto(root: Path) -> Iterator[AwsDeployment]:
+    """infra/aws, copied into `root` (its state stays there), applied with the orchestrator role
+    to a moto server of its own; destroyed on leaving, if not before. About a minute: see
+    test_aws.py."""
+    require_terraform()
+    workdir = module_copy("aws", root)
+    function_zip = root / "function.zip"
+    with zipfile.ZipFile(function_zip, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return {}\n")
+    variables = [
+        "-input=false",
+        "-no-color",
+        f"-var=function_zip={function_zip}",
+        "-var=create_orchestrator_role=true",
+        f"-var=orchestrator_principal_arns=[{json.dumps(ORCHESTRATOR_PRINCIPAL)}]",
+    ]
+    with S3Emulator() as moto:
+        (workdir / "override.tf").write_text(aws_provider_override(moto.endpoint_url))
+        terraform(workdir, "init", "-backend=false", "-input=false", "-no-color")
+        terraform(workdir, "apply", "-auto-approve", *variables)
+        outputs = json.loads(terraform(workdir, "output", "-json").stdout)
+        state = json.loads(terraform(workdir, "show", "-json").stdout)
+        resources = {
+            resource["address"]: resource["values"]
+            for resource in state["values"]["root_module"]["resources"]
+        }
+        deployed = AwsDeployment(
+            workdir,
+            variables,
+            moto.endpoint_url,
+            {name: output["value"] for name, output in outputs.items()},
+            resources,
+        )
+        try:
+            yield deployed
+        finally:
+            deployed.destroy()

@@ -11,6 +11,7 @@ from dagster_pipes_cloud.adapters import FunctionInvocation
 from dagster_pipes_cloud.adapters.azure_functions import (
     AZURE_FUNCTIONS_REQUEST_LIMIT,
     AzureFunctionInvoker,
+    without_function_key,
 )
 from dagster_pipes_cloud.adapters.http import attribution_headers, require_http_url
 from dagster_pipes_cloud.orchestration.clients._attribution import run_attribution
@@ -90,15 +91,18 @@ class PipesAzureFunctionClient(PipesFunctionClient):
         event: Mapping[str, Any] | None = None,
         extras: Mapping[str, Any] | None = None,
     ) -> PipesFunctionInvocation:
-        """Invoke the function at `function_url` (`https://APP.azurewebsites.net/api/ROUTE`)."""
-        url = require_http_url(function_url)
+        """Invoke the function at `function_url` (`https://APP.azurewebsites.net/api/ROUTE`; a
+        key in it, `?code=`, is sent as a header and named in no event)."""
+        shown, _ = without_function_key(function_url)
+        require_http_url(shown)
+        url = function_url
         headers = attribution_headers(run_attribution(context))
 
         def invoke(payload: bytes) -> FunctionInvocation:
             invocation = self._invoker.invoke(url, payload, headers=headers)
             if not invocation.completed:
                 context.log.warning(
-                    f"The response from {url} was cut: {invocation.details['unfinished']}."
+                    f"The response from {shown} was cut: {invocation.details['unfinished']}."
                     " Reading its messages until it closes Dagster Pipes, for up to"
                     f" {self.function_timeout:g}s."
                 )
@@ -110,6 +114,6 @@ class PipesAzureFunctionClient(PipesFunctionClient):
             event=event,
             request_limit=AZURE_FUNCTIONS_REQUEST_LIMIT,
             wait_timeout=self.function_timeout,
-            function=function_url,
+            function=shown,
             invoke=invoke,
         )

@@ -203,3 +203,15 @@ def test_the_local_hosts_throttle_is_resent_then_the_function_runs(tmp_path: Any
         invoker = AzureFunctionInvoker(resend_attempts=1)
         assert invoker.invoke(url, b'{"n": 2}').response == {"n": 2}
         invoker.close()
+
+
+def test_a_key_in_the_url_is_sent_as_the_header_and_named_nowhere(
+    function_server: ScriptedFunction,
+) -> None:
+    url = function_server.script(Answer(500, b'{"errorType": "ValueError", "errorMessage": "x"}'))
+    invoker = AzureFunctionInvoker(function_key="client-key")
+    invocation = invoker.invoke(f"{url}?a=1&code=url-key", b"{}")
+    assert sent_header(function_server, "x-functions-key") == "url-key", "the URL's key wins"
+    assert function_server.received[-1].path.endswith("?a=1")
+    assert invocation.function == f"{url}?a=1"
+    assert "url-key" not in str(invocation.error)

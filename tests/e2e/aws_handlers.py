@@ -7,6 +7,7 @@ from typing import Any
 from dagster_pipes import PipesContext
 from e2e import function_bodies
 
+from dagster_pipes_cloud.adapters.s3 import S3BlobStore
 from dagster_pipes_cloud.external import lambda_handler
 
 counting = lambda_handler(function_bodies.counting)
@@ -105,3 +106,10 @@ def reports_everything(pipes: PipesContext, payload: dict[str, Any]) -> str:
     pipes.report_asset_check(check_name="positive", passed=True, metadata={"min": 1})
     pipes.report_custom_message({"custom": True})
     return "reported"
+
+
+large_and_non_ascii = lambda_handler(function_bodies.large_and_non_ascii)
+killed_mid_run = lambda_handler(function_bodies.killed_mid_run)
+bad_line = lambda_handler(message_writer=function_bodies.writer_with_a_bad_line(S3BlobStore))(
+    function_bodies.kept_beside_a_bad_line
+)

@@ -9,6 +9,7 @@ import azure.functions as func
 from dagster_pipes import PipesContext
 from e2e import function_bodies
 
+from dagster_pipes_cloud.adapters.azure_blob import AzureBlobStore
 from dagster_pipes_cloud.external import PipesAzureBlobStorageMessageWriter, azure_function
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -70,4 +71,13 @@ def official_writer(req: func.HttpRequest) -> func.HttpResponse:
 small_chunks = PipesAzureBlobStorageMessageWriter(max_chunk_bytes=400, interval=0.01)
 app.route(route="many_chunks", methods=["POST"])(
     azure_function(message_writer=small_chunks)(function_bodies.many_chunks)
+)
+app.route(route="large_and_non_ascii", methods=["POST"])(
+    azure_function(function_bodies.large_and_non_ascii)
+)
+app.route(route="killed_mid_run", methods=["POST"])(azure_function(function_bodies.killed_mid_run))
+app.route(route="bad_line", methods=["POST"])(
+    azure_function(message_writer=function_bodies.writer_with_a_bad_line(AzureBlobStore))(
+        function_bodies.kept_beside_a_bad_line
+    )
 )

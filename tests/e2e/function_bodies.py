@@ -1,12 +1,18 @@
 """What the end-to-end test functions do, written once as `fn(pipes, payload)`; each platform's
 module wraps them with its own entrypoint decorator."""
 
+import importlib
 import os
+import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dagster_pipes import PipesContext
+
+from dagster_pipes_cloud.adapters import BlobStore
+from dagster_pipes_cloud.external import PipesChunkedMessageWriter
 
 invocations = 0
 _lock = threading.Lock()
@@ -63,3 +69,63 @@ def many_chunks(pipes: PipesContext, payload: dict[str, Any]) -> None:
     for i in range(payload["messages"]):
         pipes.log.info(f"line {i}")
     pipes.report_asset_materialization(metadata={"done": True})
+
+
+NON_ASCII = "naïve café, Grüße, Ελληνικά, 東京, emoji 🙂"
+
+
+def non_ascii_text(size: int) -> str:
+    """`NON_ASCII` repeated to at most `size` bytes as UTF-8, cut on a character boundary."""
+    encoded = NON_ASCII.encode()
+    return (encoded * (size // len(encoded) + 1))[:size].decode(errors="ignore")
+
+
+def large_and_non_ascii(pipes: PipesContext, payload: dict[str, Any]) -> str:
+    """Logs `non_ascii_text(size)` as one message, reports `NON_ASCII` as metadata and returns
+    it."""
+    pipes.log.info(non_ascii_text(payload["size"]))
+    pipes.report_asset_materialization(metadata={"text": NON_ASCII})
+    return NON_ASCII
+
+
+def kept_beside_a_bad_line(pipes: PipesContext, payload: dict[str, Any]) -> None:
+    """Sends a message and a materialization, for a writer that also writes a line of non-JSON."""
+    pipes.log.info("kept message")
+    pipes.report_asset_materialization(metadata={"kept": 1})
+
+
+class BadLineInFirstChunk:
+    """A broken writer's store: the first chunk of a session gets a line that is not JSON,
+    after its first line; every other call goes to `store` unchanged."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def create(self, key: str, data: bytes) -> None:
+        if key.endswith("/1.json"):
+            first, _, rest = data.partition(b"\n")
+            data = b"\n".join([first, b"{not json", *([rest] if rest else [])])
+        self._store.create(key, data)
+
+
+def writer_with_a_bad_line(store_for_bucket: Callable[[str], BlobStore]) -> Any:
+    """A Pipes writer to `store_for_bucket(bucket)` that puts a non-JSON line in chunk 1."""
+    return PipesChunkedMessageWriter(lambda bucket: BadLineInFirstChunk(store_for_bucket(bucket)))
+
+
+def killed_mid_run(pipes: PipesContext, payload: dict[str, Any]) -> None:
+    """Sends a message, waits until its first chunk is in `bucket` (a key under `prefix` ends in
+    /1.json, read with the `BlobStore` class `store`, `module:name`), then kills its own process
+    with SIGKILL."""
+    pipes.log.info("sent before the kill")
+    module, _, name = payload["store"].partition(":")
+    store = getattr(importlib.import_module(module), name)(payload["bucket"])
+    deadline = time.monotonic() + 60
+    while not any(key.endswith("/1.json") for key in store.list(payload["prefix"])):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the first chunk under {payload['prefix']} never arrived")
+        time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGKILL)

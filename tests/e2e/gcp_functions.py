@@ -4,6 +4,7 @@ from typing import Any
 
 from e2e import function_bodies
 
+from dagster_pipes_cloud.adapters.gcs import GCSBlobStore
 from dagster_pipes_cloud.external import PipesGCSMessageWriter, cloud_function
 
 counting = cloud_function(function_bodies.counting)
@@ -41,3 +42,8 @@ def official_writer(request: Any) -> str:
 many_chunks = cloud_function(
     message_writer=PipesGCSMessageWriter(max_chunk_bytes=400, interval=0.01)
 )(function_bodies.many_chunks)
+large_and_non_ascii = cloud_function(function_bodies.large_and_non_ascii)
+killed_mid_run = cloud_function(function_bodies.killed_mid_run)
+bad_line = cloud_function(message_writer=function_bodies.writer_with_a_bad_line(GCSBlobStore))(
+    function_bodies.kept_beside_a_bad_line
+)

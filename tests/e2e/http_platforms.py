@@ -1,5 +1,6 @@
 """Cloud Functions and Azure Functions as the end-to-end tests use them alike: a Pipes client on
-the session's stack, a run through Dagster, and the bucket as our readers see it."""
+the session's stack, a run through Dagster, and the bucket as our readers see it. `CLOUDS` adds
+Lambda, for the tests that run on all three clouds."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from dagster_pipes_cloud.orchestration import (
     PipesCloudFunctionClient,
     PipesGCSContextInjector,
     PipesGCSMessageReader,
+    PipesLambdaClient,
+    PipesS3ContextInjector,
+    PipesS3MessageReader,
 )
 
 
@@ -27,7 +31,8 @@ class Platform:
 
     `client(bucket, injector_prefix, **reader)` makes a Pipes client reading from `bucket`
     (default: the stack's), with a blob context injector under `injector_prefix` if given;
-    `store` is the stack's bucket; `kind` names a bucket as errors do.
+    `store` is the stack's bucket; `kind` names a bucket as errors do; `target(function)` is
+    the keyword naming a function to the client's `run` (default: its URL, `function_url`).
     """
 
     asset: str
@@ -35,10 +40,13 @@ class Platform:
     client: Callable[..., Any]
     store: BlobStore
     kind: str
+    target: Callable[[str], dict[str, str]] | None = None
 
     def run(self, function: str, client: Any = None, **run_kwargs: Any) -> Any:
-        url = self.stack.url(function)
-        return materialize_run(client or self.client(), self.asset, function_url=url, **run_kwargs)
+        target = (
+            self.target(function) if self.target else {"function_url": self.stack.url(function)}
+        )
+        return materialize_run(client or self.client(), self.asset, **target, **run_kwargs)
 
 
 def gcp(stack: Any) -> Platform:
@@ -85,8 +93,34 @@ def azure(stack: Any) -> Platform:
     return Platform("azure_asset", stack, client, reader.store, "Azure container")
 
 
+def aws(stack: Any) -> Platform:
+    def client(bucket: str | None = None, injector_prefix: str | None = None, **reader: Any):
+        bucket = bucket or stack.bucket
+        injector = (
+            PipesS3ContextInjector(
+                bucket=bucket, client=stack.s3_client, key_prefix=injector_prefix
+            )
+            if injector_prefix
+            else None
+        )
+        return PipesLambdaClient(
+            client=stack.lambda_client,
+            message_reader=PipesS3MessageReader(bucket=bucket, client=stack.s3_client, **reader),
+            context_injector=injector,
+        )
+
+    store = PipesS3MessageReader(bucket=stack.bucket, client=stack.s3_client).store
+
+    def by_name(function: str) -> dict[str, str]:
+        return {"function_name": function}
+
+    return Platform("lambda_asset", stack, client, store, "S3 bucket", by_name)
+
+
 PLATFORMS: dict[str, tuple[str, Callable[[Any], Platform]]] = {
     "gcp": ("gcp_stack", gcp),
     "azure": ("azure_stack", azure),
 }
-"""Each platform's stack fixture, and how to make its `Platform` from that stack."""
+"""Each HTTP platform's stack fixture, and how to make its `Platform` from that stack."""
+CLOUDS: dict[str, tuple[str, Callable[[Any], Platform]]] = {"aws": ("aws_stack", aws), **PLATFORMS}
+"""`PLATFORMS` and Lambda."""

@@ -48,7 +48,9 @@ def test_an_invoke_that_never_reached_the_function_gives_no_pipes_hint(aws_stack
 
 
 def test_a_timed_out_function_is_said_to_have_timed_out(s3_emulator: Any, aws_stack: Any) -> None:
-    with LocalLambdaHost({"slow": "e2e.aws_handlers:slow"}, env=s3_emulator.env, timeout=1) as host:
+    # long enough to open Pipes on a loaded machine: the function has, when it times out
+    functions = {"slow": "e2e.aws_handlers:slow"}
+    with LocalLambdaHost(functions, env=s3_emulator.env, timeout=5) as host:
         lambda_client = local_client(
             "lambda", host.endpoint_url, Config(retries={"total_max_attempts": 1})
         )
@@ -59,7 +61,7 @@ def test_a_timed_out_function_is_said_to_have_timed_out(s3_emulator: Any, aws_st
         )
     assert not result.success
     failure = failure_text(result)
-    assert "Task timed out after 1.00 seconds" in failure
+    assert "Task timed out after 5.00 seconds" in failure
     assert "It timed out: the platform ended it before it returned" in failure
     assert "before it opened Dagster Pipes" not in failure
     assert "open_dagster_pipes" not in logs_of(result)

@@ -18,7 +18,11 @@ from dagster_pipes_cloud.adapters import (
     TransientError,
 )
 from dagster_pipes_cloud.external.errors import PipesSessionConflictError
-from dagster_pipes_cloud.external.writer import WRITER_ID_EXTRA, PipesChunkedMessageWriter
+from dagster_pipes_cloud.external.writer import (
+    WRITER_ID_EXTRA,
+    PipesChunkedMessageWriter,
+    PipesChunkedMessageWriterChannel,
+)
 
 
 def log_message(i: int) -> PipesMessage:
@@ -146,22 +150,28 @@ def test_a_denied_upload_is_not_retried(tmp_path: Path) -> None:
 OPENED: PipesMessage = {"__dagster_pipes_version": "0.1", "method": "opened", "params": {}}
 
 
+def write_until_refused(channel: PipesChunkedMessageWriterChannel, attempts: int = 3000) -> None:
+    """Write log messages 10 ms apart until one raises (the upload it waits for has failed),
+    at most `attempts` of them: an upload thread that never fails ends the test, not a hang."""
+    for _ in range(attempts):
+        channel.write_message(log_message(0))
+        time.sleep(0.01)
+
+
 def test_a_denied_bucket_surfaces_at_the_next_message(tmp_path: Path) -> None:
     (tmp_path / "bucket").mkdir()
     denied = AccessDeniedError("access to the bucket denied")
     store = FlakyStore(tmp_path, "bucket", failures=100, error=denied)
-    writer = PipesChunkedMessageWriter(lambda b: store, interval=3600)
+    # no interval upload: the first chunk goes when a few messages fill it
+    writer = PipesChunkedMessageWriter(lambda b: store, interval=3600, max_chunk_bytes=200)
     raised_while_running = False
     with (
         pytest.raises(PipesCloudError, match="denied"),
         writer.open({"bucket": "bucket", "key_prefix": "p"}) as channel,
     ):
         channel.write_message(OPENED)
-        deadline = time.monotonic() + 30
         try:
-            while time.monotonic() < deadline:
-                channel.write_message(log_message(0))
-                time.sleep(0.01)
+            write_until_refused(channel)
         except PipesCloudError:
             raised_while_running = True
             raise
@@ -270,9 +280,8 @@ def test_a_second_writer_of_a_session_is_refused_at_its_first_chunk(tmp_path: Pa
         second.open(params) as channel,
     ):
         channel.write_message(opened_message(second))  # the same event, delivered again
-        time.sleep(0.2)
         with pytest.raises(PipesSessionConflictError):
-            channel.write_message(log_message(1))
+            write_until_refused(channel)
     assert {key: store.get(key) for key in store.list("p")} == written
 
 

@@ -1,5 +1,5 @@
-"""infra/aws: valid, applied to moto and destroyed, least privilege, and checkov clean
-(formatting: `test_format.py`).
+"""infra/aws: valid, applied to moto, least privilege, and checkov clean (formatting:
+`test_format.py`; destroying: `test_aws_destroy.py`).
 
 The apply runs the module unchanged against moto's server (S3, IAM, Lambda, CloudWatch Logs and
 STS on one local port): a test-only `override.tf` in the module's copy points the AWS provider
@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_testing import local_client
-from botocore.exceptions import ClientError
-from terraform_testing import checkov_failures, module_copy, require_terraform, terraform
+from terraform_testing import (
+    ORCHESTRATOR_PRINCIPAL,
+    AwsDeployment,
+    applied_to_moto,
+    checkov_failures,
+    module_copy,
+    terraform,
+)
 
 from dagster_pipes_cloud.local import S3Emulator
 
@@ -34,8 +38,6 @@ MODULE = "aws"
 ENV_OUTPUTS = {"PIPES_BUCKET", "PIPES_KEY_PREFIX", "PIPES_LAMBDA_FUNCTION", "AWS_REGION"}
 """The outputs that are the Dagster process's environment; the module's others are lower case."""
 IDENTITY_OUTPUTS = {"orchestrator_policy_arn", "orchestrator_role_arn"}
-ORCHESTRATOR_PRINCIPAL = "arn:aws:iam::123456789012:role/dagster"
-TEST_SERVICES = ("s3", "iam", "lambda", "logs", "sts")
 
 
 def test_module_validates(tmp_path: Path) -> None:
@@ -51,93 +53,16 @@ def test_checkov_finds_nothing() -> None:
 # --- applied to moto ------------------------------------------------------------------------
 
 
-def provider_override(endpoint_url: str) -> str:
-    """An `override.tf` sending the module's AWS provider to moto with dummy credentials."""
-    endpoints = "\n".join(f'    {service} = "{endpoint_url}"' for service in TEST_SERVICES)
-    return (
-        'provider "aws" {\n'
-        f'  region                      = "{S3Emulator.region}"\n'
-        f'  access_key                  = "{S3Emulator.access_key_id}"\n'
-        f'  secret_key                  = "{S3Emulator.secret_access_key}"\n'
-        "  skip_credentials_validation = true\n"
-        "  skip_requesting_account_id  = true\n"
-        "  skip_metadata_api_check     = true\n"
-        "  s3_use_path_style           = true\n"
-        f"  endpoints {{\n{endpoints}\n  }}\n"
-        "}\n"
-    )
-
-
-@dataclass
-class Deployment:
-    """The module applied to moto: its outputs, its state's resources and clients to moto."""
-
-    workdir: Path
-    variables: list[str]
-    endpoint_url: str
-    outputs: dict[str, Any]
-    resources: dict[str, dict[str, Any]]
-    destroyed: bool = False
-    clients: dict[str, Any] = field(default_factory=dict)
-
-    def client(self, service: str) -> Any:
-        if service not in self.clients:
-            self.clients[service] = local_client(service, self.endpoint_url)
-        return self.clients[service]
-
-    def policy(self, address: str) -> dict[str, Any]:
-        """The policy document of the resource at `address`, as terraform rendered it."""
-        document: dict[str, Any] = json.loads(self.resources[address]["policy"])
-        return document
-
-    def destroy(self) -> None:
-        if not self.destroyed:
-            # the state is as the apply wrote it: no need to read everything back again
-            terraform(self.workdir, "destroy", "-auto-approve", "-refresh=false", *self.variables)
-            self.destroyed = True
-
-
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """infra/aws applied to a moto server of its own, with the orchestrator role; destroyed by
-    `test_destroy_removes_everything` (the last test here) or, failing that, on teardown."""
-    require_terraform()
-    root = tmp_path_factory.mktemp("infra-aws")
-    workdir = module_copy(MODULE, root)
-    function_zip = root / "function.zip"
-    with zipfile.ZipFile(function_zip, "w") as archive:
-        archive.writestr("handler.py", "def handler(event, context):\n    return {}\n")
-    variables = [
-        "-input=false",
-        "-no-color",
-        f"-var=function_zip={function_zip}",
-        "-var=create_orchestrator_role=true",
-        f"-var=orchestrator_principal_arns=[{json.dumps(ORCHESTRATOR_PRINCIPAL)}]",
-    ]
-    with S3Emulator() as moto:
-        (workdir / "override.tf").write_text(provider_override(moto.endpoint_url))
-        terraform(workdir, "init", "-backend=false", "-input=false", "-no-color")
-        terraform(workdir, "apply", "-auto-approve", *variables)
-        outputs = json.loads(terraform(workdir, "output", "-json").stdout)
-        state = json.loads(terraform(workdir, "show", "-json").stdout)
-        resources = {
-            resource["address"]: resource["values"]
-            for resource in state["values"]["root_module"]["resources"]
-        }
-        deployed = Deployment(
-            workdir,
-            variables,
-            moto.endpoint_url,
-            {name: output["value"] for name, output in outputs.items()},
-            resources,
-        )
-        try:
-            yield deployed
-        finally:
-            deployed.destroy()
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsDeployment]:
+    """infra/aws applied to a moto server of its own, with the orchestrator role, shared by the
+    tests here and destroyed when they are done (destroying is `test_aws_destroy.py`'s, on an
+    apply of its own: no test here depends on the order the others run in)."""
+    with applied_to_moto(tmp_path_factory.mktemp("infra-aws")) as deployed:
+        yield deployed
 
 
-def test_outputs_are_the_environment(deployment: Deployment) -> None:
+def test_outputs_are_the_environment(deployment: AwsDeployment) -> None:
     outputs = deployment.outputs
     assert {name for name in outputs if name.isupper()} == ENV_OUTPUTS
     assert set(outputs) - ENV_OUTPUTS == IDENTITY_OUTPUTS
@@ -148,13 +73,13 @@ def test_outputs_are_the_environment(deployment: Deployment) -> None:
     assert outputs["orchestrator_role_arn"].endswith(":role/dagster-pipes-example-orchestrator")
 
 
-def test_apply_is_stable(deployment: Deployment) -> None:
+def test_apply_is_stable(deployment: AwsDeployment) -> None:
     """A second plan finds nothing to change (no attribute the provider reads back differently)."""
     plan = terraform(deployment.workdir, "plan", "-detailed-exitcode", *deployment.variables)
     assert "No changes." in plan.stdout
 
 
-def test_bucket_is_private_encrypted_and_expires_sessions(deployment: Deployment) -> None:
+def test_bucket_is_private_encrypted_and_expires_sessions(deployment: AwsDeployment) -> None:
     s3 = deployment.client("s3")
     bucket = deployment.outputs["PIPES_BUCKET"]
     s3.head_bucket(Bucket=bucket)
@@ -187,7 +112,7 @@ def test_bucket_is_private_encrypted_and_expires_sessions(deployment: Deployment
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_function_runs_once_per_event(deployment: Deployment) -> None:
+def test_function_runs_once_per_event(deployment: AwsDeployment) -> None:
     lambda_ = deployment.client("lambda")
     name = deployment.outputs["PIPES_LAMBDA_FUNCTION"]
     configuration = lambda_.get_function(FunctionName=name)["Configuration"]
@@ -206,7 +131,7 @@ def test_function_runs_once_per_event(deployment: Deployment) -> None:
     assert group["retentionInDays"] == 30
 
 
-def test_orchestrator_role_has_the_policy(deployment: Deployment) -> None:
+def test_orchestrator_role_has_the_policy(deployment: AwsDeployment) -> None:
     iam = deployment.client("iam")
     role = iam.get_role(RoleName="dagster-pipes-example-orchestrator")["Role"]
     (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
@@ -371,7 +296,7 @@ def test_the_evaluator_follows_iams_rules() -> None:
         ).decide(Request("s3:ListBucket", "arn:aws:s3:::b", {"s3:max-keys": "5"}))
 
 
-def test_function_role_writes_under_the_prefix_only(deployment: Deployment) -> None:
+def test_function_role_writes_under_the_prefix_only(deployment: AwsDeployment) -> None:
     bucket = deployment.outputs["PIPES_BUCKET"]
     prefix = deployment.outputs["PIPES_KEY_PREFIX"]
     function_arn = deployment.resources["aws_lambda_function.example"]["arn"]
@@ -411,7 +336,9 @@ def test_function_role_writes_under_the_prefix_only(deployment: Deployment) -> N
     assert not role.allows(Request("xray:PutTraceSegments", "*"))  # tracing_mode PassThrough
 
 
-def test_orchestrator_invokes_the_function_and_manages_the_prefix(deployment: Deployment) -> None:
+def test_orchestrator_invokes_the_function_and_manages_the_prefix(
+    deployment: AwsDeployment,
+) -> None:
     bucket = deployment.outputs["PIPES_BUCKET"]
     bucket_arn = f"arn:aws:s3:::{bucket}"
     prefix = deployment.outputs["PIPES_KEY_PREFIX"]
@@ -464,7 +391,7 @@ def test_orchestrator_invokes_the_function_and_manages_the_prefix(deployment: De
 KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
-def test_kms_key_and_active_tracing_are_granted(deployment: Deployment) -> None:
+def test_kms_key_and_active_tracing_are_granted(deployment: AwsDeployment) -> None:
     """Planned over the deployment: a KMS key turns the bucket to SSE-KMS and grants the
     function's role that key only; Active tracing grants X-Ray's write actions. (The
     orchestrator's policy waits for the function's update here, so its plan is not known.)"""
@@ -498,21 +425,3 @@ def test_kms_key_and_active_tracing_are_granted(deployment: Deployment) -> None:
     bucket = deployment.outputs["PIPES_BUCKET"]
     assert role.allows(Request("s3:PutObject", s3_object(bucket, "dagster-pipes/m/1.json")))
     assert not role.allows(Request("s3:PutObject", s3_object(bucket, "m/1.json")))
-
-
-def test_destroy_removes_everything(deployment: Deployment) -> None:
-    """Last in this file: destroys the deployment the tests above share."""
-    deployment.destroy()
-    outputs = deployment.outputs
-    with pytest.raises(ClientError, match=r"404|NoSuchBucket|Not Found"):
-        deployment.client("s3").head_bucket(Bucket=outputs["PIPES_BUCKET"])
-    with pytest.raises(ClientError, match="ResourceNotFound"):
-        deployment.client("lambda").get_function(FunctionName=outputs["PIPES_LAMBDA_FUNCTION"])
-    iam = deployment.client("iam")
-    for role in ("dagster-pipes-example-function", "dagster-pipes-example-orchestrator"):
-        with pytest.raises(ClientError, match="NoSuchEntity"):
-            iam.get_role(RoleName=role)
-    with pytest.raises(ClientError, match="NoSuchEntity"):
-        iam.get_policy(PolicyArn=outputs["orchestrator_policy_arn"])
-    groups = deployment.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/")
-    assert groups["logGroups"] == []

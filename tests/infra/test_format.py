@@ -6,11 +6,10 @@ whose providers cannot be installed offline.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
-from terraform_testing import INFRA, ROOT
+from terraform_testing import INFRA, ROOT, require_terraform_binary
 
 
 def module_names() -> list[str]:
@@ -23,8 +22,7 @@ def test_there_is_a_module_per_cloud() -> None:
 
 @pytest.mark.parametrize("module", module_names())
 def test_module_is_formatted(module: str) -> None:
-    if shutil.which("terraform") is None:
-        pytest.skip("terraform is not installed: `terraform fmt -check` cannot run")
+    require_terraform_binary()
     folder = (INFRA / module).relative_to(ROOT)
     process = subprocess.run(
         ["terraform", "fmt", "-check", "-diff", "-recursive", "-no-color", str(folder)],

@@ -53,10 +53,17 @@ def test_exit_before_ready_names_the_exit_code_and_output() -> None:
 
 
 def test_never_ready_times_out_and_is_stopped() -> None:
+    def printed_yet_never_ready() -> bool:
+        # the probe returns only once the child has printed, so its output is there to report
+        deadline = time.monotonic() + 30
+        while "waiting" not in process.output_tail() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return False
+
     process = ManagedProcess(
         [sys.executable, "-c", "import time; print('waiting', flush=True); time.sleep(60)"],
         name="sleeper",
-        ready=lambda: False,
+        ready=printed_yet_never_ready,
         startup_timeout=0.5,
     )
     with pytest.raises(ProcessStartError, match=r"sleeper was not ready within 0.5 s") as raised:
@@ -89,10 +96,14 @@ def test_stop_escalates_to_kill_when_term_is_ignored() -> None:
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
         "print('ready', flush=True); time.sleep(60)"
     )
-    process = ManagedProcess([sys.executable, "-c", script], stop_timeout=0.2)
+    process = ManagedProcess(
+        [sys.executable, "-c", script],
+        ready=lambda: "ready" in process.output_tail(),  # SIGTERM is ignored from then on
+        stop_timeout=0.2,
+    )
     process.start()
     process.stop()
-    assert process.returncode is not None and process.returncode < 0
+    assert process.returncode == -signal.SIGKILL
 
 
 def test_missing_program_is_a_start_error() -> None:

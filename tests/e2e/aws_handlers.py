@@ -8,7 +8,7 @@ from dagster_pipes import PipesContext
 from e2e import function_bodies
 
 from dagster_pipes_cloud.adapters.s3 import S3BlobStore
-from dagster_pipes_cloud.external import lambda_handler
+from dagster_pipes_cloud.external import PipesS3MessageWriter, lambda_handler
 
 counting = lambda_handler(function_bodies.counting)
 chatty = lambda_handler(function_bodies.chatty)
@@ -96,6 +96,12 @@ def slow(pipes: PipesContext, payload: dict[str, Any]) -> str:
     pipes.log.info(f"sleeping {payload['seconds']}s")
     time.sleep(payload["seconds"])
     return "slept"
+
+
+@lambda_handler(message_writer=PipesS3MessageWriter(interval=3600))
+def slow_and_unsent(pipes: PipesContext, payload: dict[str, Any]) -> str:
+    """`slow`, whose writer sends nothing before it returns: a timeout leaves no chunk."""
+    return slow.__wrapped__(pipes, payload)  # type: ignore[attr-defined, no-any-return]
 
 
 @lambda_handler

@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aws_testing import local_client, materialize_lambda
 from botocore.config import Config
 from dagster_testing import failure_text, logs_of
@@ -47,21 +48,31 @@ def test_an_invoke_that_never_reached_the_function_gives_no_pipes_hint(aws_stack
     assert "decorator" not in failure_text(result)
 
 
-def test_a_timed_out_function_is_said_to_have_timed_out(s3_emulator: Any, aws_stack: Any) -> None:
-    # long enough to open Pipes on a loaded machine: the function has, when it times out
-    functions = {"slow": "e2e.aws_handlers:slow"}
-    with LocalLambdaHost(functions, env=s3_emulator.env, timeout=5) as host:
+@pytest.mark.parametrize(
+    ("handler", "timeout"),
+    [
+        # long enough to open Pipes on a loaded machine: the function has, when it times out
+        ("slow", 5),
+        # its writer holds every message: nothing has arrived when it times out
+        ("slow_and_unsent", 1),
+    ],
+)
+def test_a_timed_out_function_is_said_to_have_timed_out(
+    s3_emulator: Any, aws_stack: Any, handler: str, timeout: int
+) -> None:
+    functions = {handler: f"e2e.aws_handlers:{handler}"}
+    with LocalLambdaHost(functions, env=s3_emulator.env, timeout=timeout) as host:
         lambda_client = local_client(
             "lambda", host.endpoint_url, Config(retries={"total_max_attempts": 1})
         )
         result = materialize_lambda(
             pipes_client(aws_stack, lambda_client),
-            "slow",
+            handler,
             event={"seconds": 30, "runs": "/dev/null"},
         )
     assert not result.success
     failure = failure_text(result)
-    assert "Task timed out after 5.00 seconds" in failure
+    assert f"Task timed out after {timeout}.00 seconds" in failure
     assert "It timed out: the platform ended it before it returned" in failure
     assert "before it opened Dagster Pipes" not in failure
     assert "open_dagster_pipes" not in logs_of(result)

@@ -4,6 +4,7 @@ SDKs are imported when first used; a missing one raises `MissingDependencyError`
 install line to run.
 """
 
+from dagster_pipes_cloud.adapters._given import GivenClientWarning
 from dagster_pipes_cloud.adapters.blob_store import CANCEL_MARKER, BlobStore
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
@@ -23,6 +24,7 @@ __all__ = [
     "AlreadyExistsError",
     "BlobStore",
     "FunctionInvocation",
+    "GivenClientWarning",
     "LocalBlobStore",
     "MissingDependencyError",
     "PipesCloudError",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import random
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from dagster_pipes_cloud.adapters._given import used_as_it_is
 from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
@@ -17,7 +19,7 @@ from dagster_pipes_cloud.adapters.errors import (
 )
 
 if TYPE_CHECKING:
-    from azure.storage.blob import ExponentialRetry
+    from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 TRANSIENT_CODES = frozenset({"ServerBusy", "OperationTimedOut", "InternalError"})
@@ -31,6 +33,14 @@ RETRY_TOTAL = 12
 
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 1.0
+
+_ENCRYPTION_SETTINGS = (
+    "require_encryption",
+    "encryption_version",
+    "key_encryption_key",
+    "key_resolver_function",
+)
+"""A `BlobServiceClient`'s public client-side encryption settings, carried to its copy."""
 
 IDENTITY_HINT = (
     "run `az login`, give the host a managed identity, or set AZURE_CLIENT_ID, AZURE_TENANT_ID"
@@ -93,8 +103,8 @@ def blob_retry_policy(
     the first retry, doubling the bound on each retry up to `max_backoff` (1 s), for
     `retry_total` retries (12: at most 9.5 s of waiting in all). The SDK retries what it
     considers retryable: 408, 5xx other than 501/505 (503 ServerBusy is how Blob Storage
-    throttles), refused and dropped connections, timeouts. For your own client:
-    `BlobServiceClient(url, credential=..., retry_policy=blob_retry_policy())`.
+    throttles), refused and dropped connections, timeouts. `AzureBlobStore` puts it in place of
+    a given client's own (`with_retry_policy`).
     """
     return _retry_class()(
         retry_total=retry_total, first_backoff=first_backoff, max_backoff=max_backoff
@@ -145,6 +155,44 @@ def _retry_class() -> Callable[..., ExponentialRetry]:
             return random.uniform(0, bound)
 
     return QuickExponentialRetry
+
+
+def with_retry_policy(client: Any, policy: Any, what: str) -> BlobServiceClient | Any:
+    """A `BlobServiceClient` that sends through `client`'s pipeline (its endpoint, credential,
+    transport and session, proxies, headers, request hooks) with `policy` in place of its retry
+    policy. `client` itself is left as it was.
+
+    The storage SDK takes a retry policy only when a client is made and offers no public way to
+    read a client's pipeline; this does what its own `get_container_client` does (a new pipeline
+    over the same transport and policies, through the private `_pipeline`, `_config` and
+    `_hosts`), with each policy copied so that relinking them leaves `client`'s chain alone. A
+    `client` that is not a `BlobServiceClient` (a test double), or one whose pipeline has no
+    retry policy of its config, is used as it is, with a `GivenClientWarning`.
+    """
+    blob = blob_module()
+    if not isinstance(client, blob.BlobServiceClient):
+        return used_as_it_is(client, "a BlobServiceClient", what)
+    from azure.core.pipeline import Pipeline
+    from azure.storage.blob._shared.base_client import TransportWrapper
+
+    own = client._config.retry_policy
+    policies = [policy if p is own else copy.copy(p) for p in client._pipeline._impl_policies]
+    if not any(p is policy for p in policies):
+        return used_as_it_is(client, "a BlobServiceClient with a retry policy we can replace", what)
+    shared_transport = TransportWrapper(client._pipeline._transport)  # type: ignore[no-untyped-call]
+    config = copy.copy(client._config)
+    config.retry_policy = policy
+    rebuilt: BlobServiceClient = blob.BlobServiceClient(
+        client.url,
+        credential=client.credential,
+        api_version=client.api_version,
+        **{name: getattr(client, name) for name in _ENCRYPTION_SETTINGS},
+        _configuration=config,
+        _pipeline=Pipeline(transport=shared_transport, policies=policies),
+        _hosts=client._hosts,
+        _location_mode=client._location_mode,
+    )
+    return rebuilt
 
 
 def describe(exc: BaseException) -> str:

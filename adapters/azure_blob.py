@@ -12,12 +12,14 @@ from dagster_pipes_cloud.adapters._azure import (
     BLOB_EXISTS,
     BLOB_NOT_FOUND,
     CONTAINER_NOT_FOUND,
+    RETRY_TOTAL,
     blob_module,
     blob_retry_policy,
     describe,
     error_code,
     identity_module,
     translate,
+    with_retry_policy,
 )
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
@@ -75,12 +77,14 @@ class AzureBlobStore:
     """One Azure Blob Storage container. `client` (a `BlobServiceClient`) defaults to
     `default_azure_blob_client()`, made on first use.
 
-    Retries: the default client's SDK policy is `blob_retry_policy()` (backoff from up to 0.1 s,
-    doubling to 1 s, 12 retries). A client passed in is used as it is, with its own retry policy:
-    the SDK's default waits about 18 s before its first retry, so build yours with
-    `retry_policy=blob_retry_policy()`. Every call gives the SDK a per-request timeout
-    (`REQUEST_TIMEOUT`: 5 s to connect, 30 s per read). A failure that outlives the policy is a
-    `TransientError`, for the caller's next pass.
+    Retries: every call goes through the SDK with `blob_retry_policy(retry_total=...)` (backoff
+    from up to 0.1 s, doubling to 1 s; `retry_total` retries, default 12) and a per-request
+    timeout (`REQUEST_TIMEOUT`: 5 s to connect, 30 s per read). A given `client` says where and
+    as whom: its pipeline (endpoint, credential, transport, hooks) is used with that policy in
+    place of its own (`with_retry_policy`; the SDK's default waits about 18 s before its first
+    retry), and the client itself is left as it was. One that is not a `BlobServiceClient` (a
+    test double) is used as it is, with a `GivenClientWarning`. A failure that outlives the
+    policy is a `TransientError`, for the caller's next pass.
 
     `put` is one Put Blob (`Content-Type: application/json`, replacing what is there); `create`
     the same with `If-None-Match: *`, `AlreadyExistsError` where the blob exists (as after a
@@ -91,9 +95,16 @@ class AzureBlobStore:
     properties.
     """
 
-    def __init__(self, container: str, client: BlobServiceClient | None = None) -> None:
+    def __init__(
+        self,
+        container: str,
+        client: BlobServiceClient | Any | None = None,
+        *,
+        retry_total: int = RETRY_TOTAL,
+    ) -> None:
         self._container_name = container
         self._client = client
+        self._retry_total = retry_total
         self._handle: ContainerClient | None = None
         self._lock = threading.Lock()
 
@@ -105,23 +116,33 @@ class AzureBlobStore:
         """The blob's URL (`https://account.blob.core.windows.net/container/key`, for Azurite
         `http://127.0.0.1:PORT/devstoreaccount1/container/key`), never with a SAS token; when no
         client can be made, `azure://container/key`."""
+        plain = f"azure://{self._container_name}/{key}"
         try:
             container = self._container()
         except PipesCloudError:
-            return f"azure://{self._container_name}/{key}"
-        return f"{container.scheme}://{container.primary_hostname}/{self._container_name}/{key}"
+            return plain
+        scheme = getattr(container, "scheme", None)  # a test double may have neither
+        host = getattr(container, "primary_hostname", None)
+        if not (isinstance(scheme, str) and isinstance(host, str)):
+            return plain
+        return f"{scheme}://{host}/{self._container_name}/{key}"
 
     def _container(self) -> ContainerClient:
-        """The SDK's container client; the default client is made on first use."""
+        """The SDK's container client, with our retry policy; the default client is made on first
+        use."""
         with self._lock:
             if self._handle is None:
                 blob_module()
-                if self._client is None:
+                what = f"Azure container {self._container_name!r}"
+                client = self._client
+                if client is None:
                     try:
-                        self._client = default_azure_blob_client()
+                        client = default_azure_blob_client()
                     except PipesCloudError as exc:  # no account configured, say for what
-                        raise type(exc)(f"Azure container {self._container_name!r}: {exc}") from exc
-                self._handle = self._client.get_container_client(self._container_name)
+                        raise type(exc)(f"{what}: {exc}") from exc
+                policy = blob_retry_policy(retry_total=self._retry_total)
+                client = with_retry_policy(client, policy, what)
+                self._handle = client.get_container_client(self._container_name)
             return self._handle
 
     def _error(self, exc: Exception, key: str | None = None) -> PipesCloudError:

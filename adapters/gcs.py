@@ -6,6 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from dagster_pipes_cloud.adapters._given import used_as_it_is
 from dagster_pipes_cloud.adapters._google import (
     sdk_retry,
     status_of,
@@ -54,13 +55,16 @@ class GCSBlobStore:
     """One GCS bucket. `client` (a `google.cloud.storage.Client`) defaults to
     `default_gcs_client()`, made on first use.
 
-    Retries: every call passes the SDK an explicit policy (`sdk_retry`: 408, 429, 5xx, dropped
-    connections and timeouts; backoff from 0.1 s doubling to 1 s, full jitter; given up
-    `retry_deadline` seconds after the first attempt, default 10) and a per-request timeout of
-    `REQUEST_TIMEOUT`. Uploads get the policy too: the SDK on its own does not retry an upload
-    without a generation precondition; rewriting the same bytes under one key is safe here.
-    A failure that outlives the policy is a `TransientError`, for the caller's next pass; a call
-    lasts at most about `retry_deadline` plus one request's timeout.
+    Retries: every call, with the default client or a given one, passes the SDK an explicit
+    policy (`sdk_retry`: 408, 429, 5xx, dropped connections and timeouts; backoff from 0.1 s
+    doubling to 1 s, full jitter; given up `retry_deadline` seconds after the first attempt,
+    default 10) and a per-request timeout of `REQUEST_TIMEOUT`. Uploads get the policy too: the
+    SDK on its own does not retry an upload without a generation precondition; rewriting the
+    same bytes under one key is safe here. A failure that outlives the policy is a
+    `TransientError`, for the caller's next pass; a call lasts at most about `retry_deadline`
+    plus one request's timeout. A given client that is not a `google.cloud.storage.Client` (a
+    test double) is used as it is, with a `GivenClientWarning`: whether it honours those
+    settings is its own affair.
 
     `create` is one upload with `ifGenerationMatch=0`: GCS's 412 (the object exists) is
     `AlreadyExistsError`, also when the policy sent it again after a lost answer and met its
@@ -98,13 +102,16 @@ class GCSBlobStore:
         """
         with self._lock:
             if self._handle is None:
-                storage_module()
+                storage = storage_module()
                 self._retry = sdk_retry(self._retry_deadline)
                 if self._client is None:
                     try:
                         self._client = default_gcs_client()
                     except Exception as exc:
                         raise self._error(exc) from exc
+                elif not isinstance(self._client, storage.Client):
+                    what = f"GCS bucket {self._bucket_name!r}"
+                    used_as_it_is(self._client, "a google.cloud.storage.Client", what)
                 self._handle = self._client.bucket(self._bucket_name)
             return self._handle
 

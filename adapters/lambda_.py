@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import threading
 import time
@@ -15,8 +14,8 @@ from dagster_pipes_cloud.adapters._aws import (
     botocore_exceptions,
     error_code,
     translate,
+    with_our_settings,
 )
-from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters.errors import PipesCloudError, ThrottledError
 from dagster_pipes_cloud.adapters.http import (
     parse_retry_after,
@@ -90,22 +89,14 @@ def default_lambda_client() -> LambdaClient:
 def invoke_client_like(client: Any) -> LambdaClient:
     """A Lambda client with the endpoint, region, credentials and other settings of `client`,
     but the invoke settings of `default_lambda_client` (read timeout past Lambda's 15 minutes,
-    no retries of an invoke that may have arrived).
+    no retries of an invoke that may have arrived): see `with_our_settings`.
 
-    The credentials object itself is shared, so refreshing credentials (an assumed role, SSO)
-    keep refreshing. Event hooks registered on `client` are not carried over.
+    Args:
+        client: A boto3 Lambda client. Event hooks registered on it are not carried over. One
+            that is not a botocore client (a test double) is returned as it is, with a
+            `GivenClientWarning`: its own timeouts and retries then apply.
     """
-    botocore_session = require("botocore.session", "aws").Session()
-    botocore_session.register_component("data_loader", _shared_data_loader())
-    botocore_session.register_component(
-        "credential_provider", _credentials_resolver(_credentials_of(client))
-    )
-    rebuilt: LambdaClient = botocore_session.create_client(
-        "lambda",
-        region_name=client.meta.region_name,
-        endpoint_url=client.meta.endpoint_url,
-        config=client.meta.config.merge(_invoke_config()),
-    )
+    rebuilt: LambdaClient = with_our_settings(client, "lambda", _invoke_config(), "Lambda")
     return rebuilt
 
 
@@ -138,34 +129,6 @@ def attribution_from_client_context(custom: Mapping[str, Any] | None) -> dict[st
     return {field: str(custom[key]) for field, key in CLIENT_CONTEXT_KEYS.items() if key in custom}
 
 
-@functools.cache
-def _shared_data_loader() -> Any:
-    """One botocore data loader, which keeps the service models it has read: each new botocore
-    session would otherwise read Lambda's model from disk again (tens of milliseconds)."""
-    return require("botocore.session", "aws").get_session().get_component("data_loader")
-
-
-def _credentials_of(client: Any) -> Any:
-    """The credentials object a botocore client signs with (botocore offers no public getter;
-    `_get_credentials` is its own accessor for this)."""
-    getter = getattr(client, "_get_credentials", None)
-    return getter() if callable(getter) else client._request_signer._credentials
-
-
-def _credentials_resolver(credentials: Any) -> Any:
-    """A botocore credential resolver that always answers with `credentials`."""
-    botocore_credentials = require("botocore.credentials", "aws")
-    provider: Any = botocore_credentials.CredentialProvider
-
-    class GivenCredentials(provider):  # type: ignore[misc]
-        METHOD = "dagster-pipes-cloud-given-client"
-
-        def load(self) -> Any:
-            return credentials
-
-    return botocore_credentials.CredentialResolver(providers=[GivenCredentials()])
-
-
 def decode_log_tail(encoded: str, *, drop_error_report: bool) -> str:
     """The `LogType=Tail` log (base64) as readable lines.
 
@@ -191,15 +154,16 @@ class LambdaInvoker:
 
     A given `client` says where and as whom (endpoint, region, credentials): invokes go through
     a copy of it with our invoke settings (`invoke_client_like`), so its own read timeout and
-    retries cannot run a function twice. A request is resent only when it cannot have reached
-    the function, up to `resend_attempts` times (default 3) after a short backoff (0.5 s,
-    doubling): the connection could not be opened, or Lambda throttled it
-    (`TooManyRequestsException`: no concurrency left, answered before the function ran). A
-    throttled request still refused after that, or whose `Retry-After` asks for more than
-    `THROTTLED_WAIT_MAX_SECONDS`, raises `ThrottledError` with Lambda's suggested delay
-    (`retry_after`, None where it gave none), for a Dagster `RetryPolicy` to retry the step. A
-    read timeout or a dropped connection after sending is an error, never a second run. Clients
-    are made on first use, not at construction.
+    retries cannot run a function twice; its registered event hooks are not carried over. One
+    that is not a boto3 client (a test double) is used as it is, with a `GivenClientWarning`. A
+    request is resent only when it cannot have reached the function, up to `resend_attempts`
+    times (default 3) after a short backoff (0.5 s, doubling): the connection could not be
+    opened, or Lambda throttled it (`TooManyRequestsException`: no concurrency left, answered
+    before the function ran). A throttled request still refused after that, or whose
+    `Retry-After` asks for more than `THROTTLED_WAIT_MAX_SECONDS`, raises `ThrottledError` with
+    Lambda's suggested delay (`retry_after`, None where it gave none), for a Dagster
+    `RetryPolicy` to retry the step. A read timeout or a dropped connection after sending is an
+    error, never a second run. Clients are made on first use, not at construction.
     """
 
     def __init__(

@@ -6,7 +6,13 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dagster_pipes_cloud.adapters._aws import DENIED_CODES, boto3_module, error_code, translate
+from dagster_pipes_cloud.adapters._aws import (
+    DENIED_CODES,
+    boto3_module,
+    error_code,
+    translate,
+    with_our_settings,
+)
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
     AlreadyExistsError,
@@ -21,25 +27,32 @@ _EXISTS_CODES = {"PreconditionFailed", "412"}
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects takes
 
 
-def default_s3_client() -> S3Client:
-    """A boto3 S3 client from the environment (credentials chain, `AWS_ENDPOINT_URL_S3`).
-
-    Short timeouts and botocore's standard retries: every S3 call here is idempotent.
-    """
-    boto3 = boto3_module()
+def _s3_config() -> Any:
+    """botocore settings for every S3 call: short timeouts and botocore's standard retries
+    (every S3 call here is idempotent; a first backoff of up to 1 s, 4 attempts in all)."""
     from botocore.config import Config
 
-    config = Config(
+    return Config(
         connect_timeout=5,
         read_timeout=30,
         retries={"mode": "standard", "max_attempts": 4},
     )
-    client: S3Client = boto3.client("s3", config=config)
+
+
+def default_s3_client() -> S3Client:
+    """A boto3 S3 client from the environment (credentials chain, `AWS_ENDPOINT_URL_S3`), with
+    our call settings: 5 s to connect, 30 s per read, botocore's standard retries (4 attempts)."""
+    client: S3Client = boto3_module().client("s3", config=_s3_config())
     return client
 
 
 class S3BlobStore:
     """One S3 bucket. `client` defaults to `default_s3_client()`, made on first use.
+
+    A given `client` says where and as whom (endpoint, region, credentials): calls go through a
+    copy of it with the default client's timeouts and retries (see `with_our_settings`; event
+    hooks registered on it are not carried over). One that is not a boto3 client (a test
+    double) is used as it is, with a `GivenClientWarning`.
 
     `create` is one `PutObject` with `If-None-Match: *`: 412 `PreconditionFailed` (the key
     exists) is `AlreadyExistsError`; 409 `ConditionalRequestConflict` (another conditional write
@@ -54,16 +67,21 @@ class S3BlobStore:
     def __init__(self, bucket: str, client: Any | None = None) -> None:
         self._bucket = bucket
         self._given_client = client
+        self._ready_client: S3Client | None = None
         self._lock = threading.Lock()
 
     @property
     def _client(self) -> S3Client:
-        if self._given_client is None:
-            with self._lock:
-                if self._given_client is None:
-                    self._given_client = default_s3_client()
-        client: S3Client = self._given_client
-        return client
+        """The client calls are made with: made on first use, from the given one if any."""
+        with self._lock:
+            if self._ready_client is None:
+                given = self._given_client
+                self._ready_client = (
+                    default_s3_client()
+                    if given is None
+                    else with_our_settings(given, "s3", _s3_config(), f"S3 bucket {self._bucket!r}")
+                )
+            return self._ready_client
 
     @property
     def bucket(self) -> str:

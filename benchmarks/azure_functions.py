@@ -1,7 +1,7 @@
 """The Azure Functions app the Azure Blob Storage benchmarks serve: one HTTP function per library
-doing the same work (`_work.work`: the request body says what; `{}` is the trivial run,
-`{"messages": 400, "pace": 0.01}` the busy one), the same over Dagster's temp-file channel, and
-one that does nothing.
+doing the same work (ours also with a client given at the SDK's defaults; `_work.work`: the
+request body says what; `{}` is the trivial run, `{"messages": 400, "pace": 0.01}` the busy one),
+the same over Dagster's temp-file channel, and one that does nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +37,13 @@ def _blob_client() -> Any:
     from azure.storage.blob import BlobServiceClient
 
     return BlobServiceClient.from_connection_string(os.environ["AZURE_STORAGE_CONNECTION_STRING"])
+
+
+@app.route(route="given", methods=["POST"])
+@azure_function(client=_blob_client())
+def given(pipes: PipesContext, payload: dict[str, Any]) -> Any:
+    """Ours with the client a user would pass: made at the SDK's defaults."""
+    return work(pipes, payload)
 
 
 @app.route(route="official", methods=["POST"])

@@ -1,4 +1,5 @@
-"""The `BlobStore` of a bucket name, for writers and loaders: one SDK client, made on first use."""
+"""The `BlobStore` of a bucket name, for writers and loaders: one store per bucket, made on first
+use."""
 
 from __future__ import annotations
 
@@ -12,22 +13,18 @@ S = TypeVar("S", bound=BlobStore)
 
 
 class BucketStores(Generic[S]):
-    """Calls `store(bucket, client)` with `client`, or with one default client made by
-    `default_client()` on the first call (never at import or construction) and shared after."""
+    """Calls `store(bucket, client)` once per bucket (never at import or construction) and hands
+    out that store after: a given client is readied for our call settings once per bucket, not
+    once per invocation; with `client` None each store makes its SDK's default client."""
 
-    def __init__(
-        self,
-        store: Callable[[str, Any], S],
-        default_client: Callable[[], Any],
-        client: Any | None = None,
-    ) -> None:
+    def __init__(self, store: Callable[[str, Any], S], client: Any | None = None) -> None:
         self._store = store
-        self._default_client = default_client
         self._client = client
+        self._stores: dict[str, S] = {}
         self._lock = threading.Lock()
 
     def __call__(self, bucket: str) -> S:
         with self._lock:
-            if self._client is None:
-                self._client = self._default_client()
-        return self._store(bucket, self._client)
+            if bucket not in self._stores:
+                self._stores[bucket] = self._store(bucket, self._client)
+            return self._stores[bucket]

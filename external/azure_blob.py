@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dagster_pipes_cloud.adapters.azure_blob import AzureBlobStore, default_azure_blob_client
+from dagster_pipes_cloud.adapters.azure_blob import AzureBlobStore
 from dagster_pipes_cloud.external._stores import BucketStores
 from dagster_pipes_cloud.external.loader import PipesBlobStoreContextLoader
 from dagster_pipes_cloud.external.writer import PipesChunkedMessageWriter, WriterOptions
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def _azure_blob_stores(client: BlobServiceClient | None) -> BucketStores[AzureBlobStore]:
-    return BucketStores(AzureBlobStore, default_azure_blob_client, client)
+    return BucketStores(AzureBlobStore, client)
 
 
 class PipesAzureBlobStorageMessageWriter(PipesChunkedMessageWriter):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dagster_pipes_cloud.adapters.gcs import GCSBlobStore, default_gcs_client
+from dagster_pipes_cloud.adapters.gcs import GCSBlobStore
 from dagster_pipes_cloud.external._stores import BucketStores
 from dagster_pipes_cloud.external.loader import PipesBlobStoreContextLoader
 from dagster_pipes_cloud.external.writer import PipesChunkedMessageWriter, WriterOptions
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def _gcs_stores(client: Any | None) -> BucketStores[GCSBlobStore]:
-    return BucketStores(GCSBlobStore, default_gcs_client, client)
+    return BucketStores(GCSBlobStore, client)
 
 
 class PipesGCSMessageWriter(PipesChunkedMessageWriter):

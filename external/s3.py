@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dagster_pipes_cloud.adapters.s3 import S3BlobStore, default_s3_client
+from dagster_pipes_cloud.adapters.s3 import S3BlobStore
 from dagster_pipes_cloud.external._stores import BucketStores
 from dagster_pipes_cloud.external.loader import PipesBlobStoreContextLoader
 from dagster_pipes_cloud.external.writer import PipesChunkedMessageWriter, WriterOptions
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def _s3_stores(client: Any | None) -> BucketStores[S3BlobStore]:
-    return BucketStores(S3BlobStore, default_s3_client, client)
+    return BucketStores(S3BlobStore, client)
 
 
 class PipesS3MessageWriter(PipesChunkedMessageWriter):

@@ -18,8 +18,9 @@ class PipesAzureBlobStorageMessageReader(PipesChunkedMessageReader):
     """Reads Pipes messages from `container` (under `key_prefix`, optional). `client`: a
     `BlobServiceClient`; by default one from the environment (`AZURE_STORAGE_CONNECTION_STRING`,
     or the account URL with `DefaultAzureCredential`: see `default_azure_blob_client`), made on
-    first use. A client passed in keeps its own retry policy (see `AzureBlobStore`). Other options
-    and their defaults: see `PipesChunkedMessageReader`.
+    first use. A client passed in says where and as whom; our retry policy and timeouts still
+    apply to its calls (see `AzureBlobStore`). Other options and their defaults: see
+    `PipesChunkedMessageReader`.
     """
 
     def __init__(

@@ -1,13 +1,17 @@
-"""Checks every `BlobStore` binding must pass, run by each adapter's tests against its emulator."""
+"""Checks every `BlobStore` binding must pass, run by each adapter's tests against its emulator,
+and what they record."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Mapping
 from types import ModuleType
 
 import pytest
 from faults import FaultProxy
 
-from dagster_pipes_cloud.adapters import BlobStore
+from dagster_pipes_cloud.adapters import BlobStore, GivenClientWarning
 
 
 def check_delete_batches(
@@ -32,3 +36,29 @@ def check_delete_batches(
     assert [r.method for r in proxy.requests] == ["POST"] * 3
     assert store.list("session/") == []
     return first
+
+
+def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The seconds this thread sleeps from now on (the SDK's retry backoffs), still slept."""
+    waits: list[float] = []
+    sleep, caller = time.sleep, threading.get_ident()
+
+    def recording(seconds: float) -> None:
+        if threading.get_ident() == caller:
+            waits.append(seconds)
+        sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", recording)
+    return waits
+
+
+def check_a_double_is_used_as_it_is(
+    store: BlobStore, double: object, blobs: Mapping[str, bytes]
+) -> None:
+    """`store` was given `double` (a test double, not the SDK's client) as its client: the first
+    call warns that it is used as it is, and a blob put is in `blobs` (the double's record) and
+    comes back."""
+    name = type(double).__name__
+    with pytest.warns(GivenClientWarning, match=f"{name}.*own timeouts and retries"):
+        store.put("k.json", b"x")
+    assert blobs == {"k.json": b"x"} and store.get("k.json") == b"x"

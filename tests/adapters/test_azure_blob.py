@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import BlobServiceClient
 from azure_testing import azurite_client, azurite_connection_string, new_container
 from faults import DROP, FaultProxy, azure_error
-from store_checks import check_delete_batches
+from store_checks import check_a_double_is_used_as_it_is, check_delete_batches, record_sleeps
 
 from dagster_pipes_cloud.adapters import (
     AccessDeniedError,
@@ -182,8 +183,7 @@ def test_server_busy_is_retried_by_the_sdk_policy(
 
 def test_server_busy_outliving_the_policy_is_transient(container: str, azurite: AzuriteEmulator):
     with FaultProxy(azurite.endpoint_url, fault=azure_error(), probability=1.0) as proxy:
-        client = azurite_client(proxy.url, retry_policy=blob_retry_policy(retry_total=2))
-        store = AzureBlobStore(container, client)
+        store = AzureBlobStore(container, azurite_client(proxy.url), retry_total=2)
         with pytest.raises(TransientError, match=f"{container}/k.json: .*503 ServerBusy"):
             store.put("k.json", b"x")
         assert proxy.counts["PUT"] == 3  # the first attempt and two retries
@@ -200,9 +200,9 @@ def test_429_and_dropped_connections_are_transient(store: AzureBlobStore, proxy:
 
 
 def test_an_unreachable_endpoint_is_transient() -> None:
-    client = azurite_client("http://127.0.0.1:9", retry_policy=blob_retry_policy(retry_total=1))
+    client = azurite_client("http://127.0.0.1:9")
     with pytest.raises(TransientError, match=re.escape("127.0.0.1:9/devstoreaccount1/ctr/k")):
-        AzureBlobStore("ctr", client).put("k", b"x")
+        AzureBlobStore("ctr", client, retry_total=1).put("k", b"x")
 
 
 def test_the_policy_is_ours_quick_and_bounded() -> None:
@@ -283,3 +283,74 @@ def test_azurite_answers_a_create_of_an_existing_blob_with_409(
     with pytest.raises(AlreadyExistsError):
         store.create("k.json", b"x")
     assert [(r.method, r.status) for r in proxy.requests] == [("PUT", 201), ("PUT", 409)]
+
+
+def test_a_given_client_retries_with_our_policy_through_its_own_pipeline(
+    container: str, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client at the SDK's defaults (its first backoff 15 s plus 3) says where and as whom; the
+    store's calls with it wait our backoffs, and still pass its own request hook."""
+    sent: list[str] = []
+    client = BlobServiceClient.from_connection_string(
+        azurite_connection_string(proxy.url),
+        raw_request_hook=lambda request: sent.append(request.http_request.method),
+    )
+    store = AzureBlobStore(container, client)
+    proxy.fail_next(3)
+    waits = record_sleeps(monkeypatch)
+    store.put("k.json", b"x")
+    assert len(waits) == 3 and max(waits) <= 0.4  # up to 0.1 s, doubling, jittered
+    assert sent == ["PUT"] * 4
+    assert store.get("k.json") == b"x"
+
+
+def test_a_given_client_keeps_its_own_policy_for_its_own_calls(
+    container: str, proxy: FaultProxy
+) -> None:
+    client = BlobServiceClient.from_connection_string(
+        azurite_connection_string(proxy.url), retry_total=0
+    )
+    store = AzureBlobStore(container, client)
+    proxy.fail_next(1)
+    store.put("k.json", b"x")  # retried with ours
+    proxy.reset()
+    proxy.fail_next(1)
+    with pytest.raises(HttpResponseError, match="ServerBusy"):
+        client.get_blob_client(container, "k.json").download_blob()  # its own: no retries
+    assert proxy.counts["GET"] == 1
+
+
+class FakeDownload:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def readall(self) -> bytes:
+        return self.data
+
+
+class FakeContainerClient:
+    """A user's test double of a container client: blobs in a dict, every option ignored."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def upload_blob(self, name: str, data: bytes, **options: Any) -> None:
+        self.blobs[name] = data
+
+    def download_blob(self, name: str, **options: Any) -> FakeDownload:
+        return FakeDownload(self.blobs[name])
+
+
+class FakeBlobServiceClient:
+    def __init__(self) -> None:
+        self.container = FakeContainerClient()
+
+    def get_container_client(self, name: str) -> FakeContainerClient:
+        return self.container
+
+
+def test_a_client_that_is_not_a_blob_service_client_is_used_as_it_is() -> None:
+    client = FakeBlobServiceClient()
+    store = AzureBlobStore("ctr", client)
+    check_a_double_is_used_as_it_is(store, client, client.container.blobs)
+    assert store.url("k.json") == "azure://ctr/k.json"  # it has no account to name

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ from google.api_core.exceptions import PreconditionFailed
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2.credentials import Credentials
-from store_checks import check_delete_batches
+from store_checks import check_a_double_is_used_as_it_is, check_delete_batches, record_sleeps
 
 from dagster_pipes_cloud.adapters import (
     AccessDeniedError,
@@ -51,20 +50,6 @@ def proxy(gcs_emulator: GCSEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterato
 @pytest.fixture
 def store(bucket: str, proxy: FaultProxy) -> GCSBlobStore:
     return GCSBlobStore(bucket, retry_deadline=2.0)
-
-
-def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The seconds this thread sleeps from now on (the SDK's retry backoffs), still slept."""
-    waits: list[float] = []
-    sleep, caller = time.sleep, threading.get_ident()
-
-    def recording(seconds: float) -> None:
-        if threading.get_ident() == caller:
-            waits.append(seconds)
-        sleep(seconds)
-
-    monkeypatch.setattr(time, "sleep", recording)
-    return waits
 
 
 def test_put_get_list_delete(store: GCSBlobStore) -> None:
@@ -317,3 +302,51 @@ def test_of_eight_creates_at_once_one_wins(store: GCSBlobStore) -> None:
         winners = [i for i in pool.map(create, range(8)) if i is not None]
     assert len(winners) == 1
     assert store.get("race.json") == f"writer {winners[0]}".encode()
+
+
+def test_a_given_client_retries_with_our_policy(
+    bucket: str, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client made by the user says where and as whom; every call still carries our retry
+    policy and timeout, which the SDK applies per call, whatever client makes it."""
+    client = storage.Client(
+        project="p", credentials=AnonymousCredentials(), client_options={"api_endpoint": proxy.url}
+    )
+    store = GCSBlobStore(bucket, client)
+    # uploads only: the SDK's bucket metadata cache, on in a client made so, GETs the bucket
+    proxy.where = lambda method, _: method == "POST"
+    proxy.fail_next(3)
+    waits = record_sleeps(monkeypatch)
+    store.put("k.json", b"x")
+    assert len(waits) == 3 and max(waits) <= 0.4
+    assert [r.status for r in proxy.requests if r.method == "POST"] == [503, 503, 503, 200]
+
+
+class FakeBlob:
+    def __init__(self, blobs: dict[str, bytes], name: str) -> None:
+        self.blobs, self.name = blobs, name
+
+    def upload_from_string(self, data: bytes, **options: object) -> None:
+        self.blobs[self.name] = data
+
+    def download_as_bytes(self, **options: object) -> bytes:
+        return self.blobs[self.name]
+
+
+class FakeGCSClient:
+    """A user's test double of a storage client: blobs in a dict, every option ignored."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def bucket(self, name: str) -> FakeGCSClient:
+        return self
+
+    def blob(self, name: str) -> FakeBlob:
+        return FakeBlob(self.blobs, name)
+
+
+def test_a_client_that_is_not_a_storage_client_is_used_as_it_is() -> None:
+    client = FakeGCSClient()
+    store = GCSBlobStore("bkt", client)
+    check_a_double_is_used_as_it_is(store, client, client.blobs)

@@ -1,13 +1,19 @@
 """`LambdaInvoker` against `LocalLambdaHost`, and the default client's settings."""
 
 import base64
+import io
 import json
 from typing import Any
 
 import pytest
 from aws_testing import local_client, unreachable_client
 
-from dagster_pipes_cloud.adapters import ResourceNotFoundError, ThrottledError, TransientError
+from dagster_pipes_cloud.adapters import (
+    GivenClientWarning,
+    ResourceNotFoundError,
+    ThrottledError,
+    TransientError,
+)
 from dagster_pipes_cloud.adapters.lambda_ import (
     CLIENT_CONTEXT_MAX_BYTES,
     LAMBDA_MAX_SECONDS,
@@ -107,3 +113,23 @@ def test_the_attribution_rides_in_the_client_context_and_drops_asset_keys_to_fit
     assert encoded is not None
     custom = json.loads(base64.b64decode(encoded))["custom"]
     assert attribution_from_client_context(custom) == {"run_id": "r1", "retry_number": "1"}
+
+
+class FakeLambdaClient:
+    """A user's test double of a Lambda client, as dagster-aws's own tests pass one."""
+
+    def __init__(self) -> None:
+        self.invokes: list[dict[str, Any]] = []
+
+    def invoke(self, **request: Any) -> dict[str, Any]:
+        self.invokes.append(request)
+        return {"StatusCode": 200, "Payload": io.BytesIO(b'{"ok": true}')}
+
+
+def test_a_client_that_is_not_a_boto3_client_is_used_as_it_is() -> None:
+    client = FakeLambdaClient()
+    invoker = LambdaInvoker(client)
+    with pytest.warns(GivenClientWarning, match="FakeLambdaClient.*own timeouts and retries"):
+        invocation = invoker.invoke("fn", b"{}")
+    assert invocation.response == {"ok": True} and invocation.error is None
+    assert [request["FunctionName"] for request in client.invokes] == ["fn"]

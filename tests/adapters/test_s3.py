@@ -1,14 +1,16 @@
 """`S3BlobStore` against moto's S3 server."""
 
+import io
 import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aws_testing import local_client, unreachable_client
-from botocore.stub import Stubber
-from faults import FaultProxy, s3_error
-from store_checks import check_delete_batches
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from faults import Fault, FaultProxy, s3_error
+from store_checks import check_a_double_is_used_as_it_is, check_delete_batches, record_sleeps
 
 from dagster_pipes_cloud.adapters import (
     AccessDeniedError,
@@ -65,13 +67,19 @@ def test_delete_is_one_request_per_batch(
     assert paths[0].endswith("?delete")  # DeleteObjects
 
 
-def test_a_key_s3_would_not_delete_is_named(s3_client: Any) -> None:
-    store = S3BlobStore("bkt", s3_client)
-    with Stubber(s3_client) as stub:
-        refused = {"Key": "s/2.json", "Code": "AccessDenied", "Message": "Access Denied"}
-        stub.add_response("delete_objects", {"Errors": [refused, {**refused, "Key": "s/3.json"}]})
-        with pytest.raises(AccessDeniedError, match=r"s3://bkt/s/2\.json denied") as denied:
-            store.delete(["s/1.json", "s/2.json", "s/3.json"])
+def test_a_key_s3_would_not_delete_is_named(proxied_store: S3BlobStore, proxy: FaultProxy) -> None:
+    refused = "<Code>AccessDenied</Code><Message>Access Denied</Message>"
+    answer = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"<Error><Key>s/2.json</Key>{refused}</Error><Error><Key>s/3.json</Key>{refused}</Error>"
+        "</DeleteResult>"
+    )
+    proxy.where = lambda method, _: method == "POST"  # DeleteObjects
+    proxy.script([Fault(200, answer.encode(), {"Content-Type": "application/xml"})])
+    bucket = proxied_store.bucket
+    with pytest.raises(AccessDeniedError, match=rf"s3://{bucket}/s/2\.json denied") as denied:
+        proxied_store.delete(["s/1.json", "s/2.json", "s/3.json"])
     assert "1 more key(s) not deleted" in str(denied.value)
 
 
@@ -113,3 +121,39 @@ def test_a_conditional_write_racing_another_is_transient(
     assert proxied_store.get("s/1.json") is None
     proxied_store.create("s/1.json", b"mine")
     assert proxied_store.get("s/1.json") == b"mine"
+
+
+def test_a_given_client_retries_with_our_settings(
+    store: S3BlobStore, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client whose own config makes no retries says where and as whom; the store's calls with
+    it retry as the default client's do, and the client itself keeps its own config."""
+    client = local_client("s3", proxy.url, Config(retries={"total_max_attempts": 1}))
+    given = S3BlobStore(store.bucket, client)
+    proxy.fail_next(2, s3_error(503, "SlowDown"))
+    waits = record_sleeps(monkeypatch)
+    given.put("k.json", b"x")
+    assert len(waits) == 2 and proxy.counts["PUT"] == 3
+    proxy.fail_next(1, s3_error(503, "SlowDown"))
+    with pytest.raises(ClientError, match="SlowDown"):
+        client.put_object(Bucket=store.bucket, Key="k.json", Body=b"y")  # its own: no retries
+    assert proxy.counts["PUT"] == 4 and given.get("k.json") == b"x"
+
+
+class FakeS3Client:
+    """A user's test double of an S3 client: objects in a dict."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, **options: Any) -> None:
+        self.objects[Key] = Body
+
+    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+
+def test_a_client_that_is_not_a_boto3_client_is_used_as_it_is() -> None:
+    client = FakeS3Client()
+    store = S3BlobStore("bkt", client)
+    check_a_double_is_used_as_it_is(store, client, client.objects)

@@ -4,7 +4,7 @@ SDKs are imported when first used; a missing one raises `MissingDependencyError`
 install line to run.
 """
 
-from dagster_pipes_cloud.adapters.blob_store import CANCEL_MARKER, BlobStore
+from dagster_pipes_cloud.adapters.blob_store import BlobStore
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
     AlreadyExistsError,
@@ -16,6 +16,7 @@ from dagster_pipes_cloud.adapters.errors import (
 )
 from dagster_pipes_cloud.adapters.invocation import FunctionInvocation, RemoteError
 from dagster_pipes_cloud.adapters.local import LocalBlobStore
+from dagster_pipes_cloud.adapters.wire import CANCEL_MARKER
 
 __all__ = [
     "CANCEL_MARKER",

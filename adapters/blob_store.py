@@ -5,11 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-CANCEL_MARKER = "cancel.json"
-"""The blob under a session's key prefix by which Dagster asks its function to stop: written by
-the orchestration side's reader, watched for by the function side's writer (both sides import it
-from here, since neither may import the other)."""
-
 
 class BlobStore(Protocol):
     """One bucket (or container) of a blob service.

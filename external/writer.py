@@ -31,11 +31,11 @@ from dagster_pipes import (
 from dagster_pipes_cloud.adapters import (
     CANCEL_MARKER,
     AccessDeniedError,
-    AlreadyExistsError,
     BlobStore,
     PipesCloudError,
     TransientError,
 )
+from dagster_pipes_cloud.adapters.blob_store import create_or_match
 from dagster_pipes_cloud.external.errors import PipesCancelledError, PipesSessionConflictError
 from dagster_pipes_cloud.external.stdio import Stream, capture_stdio, write_to_platform_log
 
@@ -359,15 +359,12 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
         """Create chunk `key`, never overwriting one: where it exists, it is this writer's own
         if it holds the same bytes (an earlier try landed and its answer was lost); else
         another invocation writes this session, and `PipesSessionConflictError` says so."""
-        try:
-            self._store.create(key, chunk)
-        except AlreadyExistsError:
-            if self._store.get(key) != chunk:
-                raise PipesSessionConflictError(
-                    f"{self._store.url(key)} was written by another invocation of this Pipes"
-                    " session (an event delivered twice, or sent again): its messages stand,"
-                    " and this invocation's are not delivered"
-                ) from None
+        if not create_or_match(self._store, key, chunk):
+            raise PipesSessionConflictError(
+                f"{self._store.url(key)} was written by another invocation of this Pipes"
+                " session (an event delivered twice, or sent again): its messages stand,"
+                " and this invocation's are not delivered"
+            )
 
     def _split(self, lines: list[str]) -> Iterator[bytes]:
         chunk: list[str] = []

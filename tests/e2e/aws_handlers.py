@@ -10,6 +10,7 @@ from e2e import function_bodies
 from dagster_pipes_cloud.external import lambda_handler
 
 counting = lambda_handler(function_bodies.counting)
+appending = lambda_handler(function_bodies.appending)
 chatty = lambda_handler(function_bodies.chatty)
 
 

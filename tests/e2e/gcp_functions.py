@@ -7,6 +7,7 @@ from e2e import function_bodies
 from dagster_pipes_cloud.external import PipesGCSMessageWriter, cloud_function
 
 counting = cloud_function(function_bodies.counting)
+appending = cloud_function(function_bodies.appending)
 chatty = cloud_function(function_bodies.chatty)
 failing = cloud_function(function_bodies.failing)
 tagged = cloud_function(function_bodies.tagged)

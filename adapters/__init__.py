@@ -5,7 +5,7 @@ install line to run.
 """
 
 from dagster_pipes_cloud.adapters._given import GivenClientWarning
-from dagster_pipes_cloud.adapters.blob_store import CANCEL_MARKER, BlobStore
+from dagster_pipes_cloud.adapters.blob_store import BlobStore
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
     AlreadyExistsError,
@@ -17,6 +17,7 @@ from dagster_pipes_cloud.adapters.errors import (
 )
 from dagster_pipes_cloud.adapters.invocation import FunctionInvocation, RemoteError
 from dagster_pipes_cloud.adapters.local import LocalBlobStore
+from dagster_pipes_cloud.adapters.wire import CANCEL_MARKER
 
 __all__ = [
     "CANCEL_MARKER",

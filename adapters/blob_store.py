@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-CANCEL_MARKER = "cancel.json"
-"""The blob under a session's key prefix by which Dagster asks its function to stop: written by
-the orchestration side's reader, watched for by the function side's writer (both sides import it
-from here, since neither may import the other)."""
+from dagster_pipes_cloud.adapters.errors import AlreadyExistsError
 
 
 class BlobStore(Protocol):
@@ -50,3 +47,20 @@ class BlobStore(Protocol):
         """Delete `keys` in as few requests as the service allows (S3 `DeleteObjects`, a GCS or
         Azure batch; one plain delete for one key); a key that is not there is no error."""
         ...
+
+
+def create_or_match(store: BlobStore, key: str, data: bytes) -> bool:
+    """Create `key` holding `data` unless it is there (`BlobStore.create`).
+
+    A key that is there already is read back: it holds `data` where an earlier try of this very
+    write landed and its answer was lost (the SDK sent it again), other bytes where another
+    writer was first. One storage call, two when the key was there.
+
+    Returns:
+        True where `key` now holds `data`; False where another writer's bytes stand.
+    """
+    try:
+        store.create(key, data)
+    except AlreadyExistsError:
+        return store.get(key) == data
+    return True

@@ -10,7 +10,11 @@ from dagster_pipes_cloud.external.azure_blob import (
 from dagster_pipes_cloud.external.azure_functions import azure_function
 from dagster_pipes_cloud.external.cloud_functions import cloud_function
 from dagster_pipes_cloud.external.context import PipesCloudContext
-from dagster_pipes_cloud.external.errors import PipesCancelledError, PipesSessionConflictError
+from dagster_pipes_cloud.external.errors import (
+    PipesCancelledError,
+    PipesSessionClaimedError,
+    PipesSessionConflictError,
+)
 from dagster_pipes_cloud.external.gcs import PipesGCSContextLoader, PipesGCSMessageWriter
 from dagster_pipes_cloud.external.lambda_ import lambda_handler
 from dagster_pipes_cloud.external.loader import PipesBlobStoreContextLoader
@@ -32,6 +36,7 @@ __all__ = [
     "PipesGCSMessageWriter",
     "PipesS3ContextLoader",
     "PipesS3MessageWriter",
+    "PipesSessionClaimedError",
     "PipesSessionConflictError",
     "azure_function",
     "cloud_function",

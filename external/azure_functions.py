@@ -10,16 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.external._http import (
+    CONFLICT,
     JSON_CONTENT_TYPE,
     attribution_from_request,
     error_body,
     event_from_body,
+    refusal_body,
 )
 from dagster_pipes_cloud.external.azure_blob import (
     PipesAzureBlobStorageContextLoader,
     PipesAzureBlobStorageMessageWriter,
 )
 from dagster_pipes_cloud.external.entrypoint import Channels, Entrypoint, EntrypointDecorator
+from dagster_pipes_cloud.external.errors import PipesSessionClaimedError
 
 if TYPE_CHECKING:
     import azure.functions as func
@@ -49,19 +52,23 @@ def _attribution(req: func.HttpRequest) -> Mapping[str, str]:
 
 
 def _answer(result: Any) -> func.HttpResponse:
-    functions = _functions()
-    if isinstance(result, functions.HttpResponse):
+    if isinstance(result, _functions().HttpResponse):
         given: func.HttpResponse = result
         return given
-    response: func.HttpResponse = functions.HttpResponse(
-        json.dumps(result), status_code=200, mimetype=JSON_CONTENT_TYPE
-    )
-    return response
+    return _json_response(json.dumps(result), 200)
 
 
 def _answer_error(exc: Exception) -> func.HttpResponse:
+    return _json_response(error_body(exc), 500)
+
+
+def _answer_refused(exc: PipesSessionClaimedError) -> func.HttpResponse:
+    return _json_response(refusal_body(exc), CONFLICT)
+
+
+def _json_response(body: str, status: int) -> func.HttpResponse:
     response: func.HttpResponse = _functions().HttpResponse(
-        error_body(exc), status_code=500, mimetype=JSON_CONTENT_TYPE
+        body, status_code=status, mimetype=JSON_CONTENT_TYPE
     )
     return response
 
@@ -82,6 +89,7 @@ azure_function: EntrypointDecorator[AzureHttpFunction] = EntrypointDecorator(
         event=_event,
         answer=_answer,
         answer_error=_answer_error,
+        answer_refused=_answer_refused,
         signature=_signature,
         attribution=_attribution,
     ),
@@ -91,15 +99,16 @@ azure_function: EntrypointDecorator[AzureHttpFunction] = EntrypointDecorator(
 
     The event is the request's JSON body (`{}` for an empty body, the text for one that is not
     JSON); `payload` is that body without Dagster's bootstrap keys. The result is answered as JSON
-    with status 200 (a `func.HttpResponse` result is answered as it is). An exception is reported
-    to Dagster in the "closed" message (type, message and trace), logged, and answered with status
-    500 and `{"errorType", "errorMessage"}`. Each invocation gets its own `PipesContext`, so a warm
-    instance serves request after request, and two requests run at once by the worker's thread
-    pool keep their messages and printed output apart. The run id, asset keys and retry number
-    (`X-Dagster-*` headers from `PipesAzureFunctionClient`) go on one line of the function's log,
-    `[dagster-pipes] Dagster run <id> ...`. Invoked without a bootstrap payload, `fn`
-    still runs. `client` is the `azure.storage.blob.BlobServiceClient` to use (default: one from
-    `AZURE_STORAGE_CONNECTION_STRING`, else from the account URL with `DefaultAzureCredential`,
+    with status 200 (a `func.HttpResponse` result is answered as it is). An exception is reported to
+    Dagster in the "closed" message (type, message and trace), logged, and answered with status 500
+    and `{"errorType", "errorMessage"}`; a second delivery of a request whose session an earlier one
+    claimed, with 409 and the same shape, without running `fn`. Each invocation gets its own
+    `PipesContext`, so a warm instance serves request after request, and two requests run at once by
+    the worker's thread pool keep their messages and printed output apart. The run id, asset keys
+    and retry number (`X-Dagster-*` headers from `PipesAzureFunctionClient`) go on one line of the
+    function's log, `[dagster-pipes] Dagster run <id> ...`. Invoked without a bootstrap payload,
+    `fn` still runs. `client` is the `azure.storage.blob.BlobServiceClient` to use (default: one
+    from `AZURE_STORAGE_CONNECTION_STRING`, else from the account URL with `DefaultAzureCredential`,
     made on first use).
 
     The wrapper presents the signature `(req: func.HttpRequest) -> func.HttpResponse` to the

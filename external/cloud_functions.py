@@ -7,12 +7,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dagster_pipes_cloud.external._http import (
+    CONFLICT,
     JSON_CONTENT_TYPE,
     attribution_from_request,
     error_body,
     event_from_body,
+    refusal_body,
 )
 from dagster_pipes_cloud.external.entrypoint import Channels, Entrypoint, EntrypointDecorator
+from dagster_pipes_cloud.external.errors import PipesSessionClaimedError
 from dagster_pipes_cloud.external.gcs import PipesGCSContextLoader, PipesGCSMessageWriter
 
 HttpFunction = Callable[[Any], Any]
@@ -40,12 +43,17 @@ def _answer_error(exc: Exception) -> tuple[str, int, dict[str, str]]:
     return error_body(exc), 500, _JSON
 
 
+def _answer_refused(exc: PipesSessionClaimedError) -> tuple[str, int, dict[str, str]]:
+    return refusal_body(exc), CONFLICT, _JSON
+
+
 cloud_function: EntrypointDecorator[HttpFunction] = EntrypointDecorator(
     Entrypoint(
         channels=_gcs_channels,
         event=_event,
         answer=_answer,
         answer_error=_answer_error,
+        answer_refused=_answer_refused,
         attribution=_attribution,
     ),
     "cloud_function",
@@ -54,14 +62,15 @@ cloud_function: EntrypointDecorator[HttpFunction] = EntrypointDecorator(
     The event is the request's JSON body (`{}` for an empty body, the text for one that is not
     JSON); `payload` is that body without Dagster's bootstrap keys. The result is answered as JSON
     with status 200. An exception is reported to Dagster in the "closed" message (type, message and
-    trace), logged, and answered with status 500 and `{"errorType", "errorMessage"}`. Each
-    invocation gets its own `PipesContext`, so a warm instance serves request after request, and two
-    requests served at once keep their messages and printed output apart. The run id, asset keys
-    and retry number (`X-Dagster-*` headers from `PipesCloudFunctionClient`) go on one line of
-    the function's log, `[dagster-pipes] Dagster run <id> ...`. Invoked without a
-    bootstrap payload, `fn` still runs. `client` is the `google.cloud.storage.Client` to use
-    (default: one from the environment, on first use). Stacks under functions-framework's own
-    decorator:
+    trace), logged, and answered with status 500 and `{"errorType", "errorMessage"}`. A second
+    delivery of a request whose session an earlier one claimed is answered with 409 and the same
+    shape, without running `fn`. Each invocation gets its own `PipesContext`, so a warm instance
+    serves request after request, and two requests served at once keep their messages and printed
+    output apart. The run id, asset keys and retry number (`X-Dagster-*` headers from
+    `PipesCloudFunctionClient`) go on one line of the function's log, `[dagster-pipes] Dagster run
+    <id> ...`. Invoked without a bootstrap payload, `fn` still runs. `client` is the
+    `google.cloud.storage.Client` to use (default: one from the environment, on first use). Stacks
+    under functions-framework's own decorator:
 
         @functions_framework.http
         @cloud_function

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from dagster_pipes import PipesContextLoader, PipesMessageWriter
 
+from dagster_pipes_cloud.external.errors import PipesSessionClaimedError
 from dagster_pipes_cloud.external.invocation import UserFunction, run_invocation
 from dagster_pipes_cloud.external.stdio import install_tees
 
@@ -32,6 +33,9 @@ class Entrypoint:
     `answer(result)`: the platform's response to a returned value (None: the value itself).
     `answer_error(exc)`: the response to a raised exception, which has been reported to Dagster
     already; None re-raises it, so the platform marks the invocation failed.
+    `answer_refused(exc)`: the response to a delivery refused because an earlier one claimed its
+    session (`PipesSessionClaimedError`), one the platform does not retry; None returns
+    `error_fields(exc)` as the result (Lambda's own error shape, without failing).
     `channels(client)`: the default context loader and message writer over a storage client
     (None: the SDK's default client, made on first use).
     `signature()`: the signature the platform inspects, where it must not be the user's.
@@ -43,6 +47,7 @@ class Entrypoint:
     event: Callable[..., Any]
     answer: Callable[[Any], Any] | None = None
     answer_error: Callable[[Exception], Any] | None = None
+    answer_refused: Callable[[PipesSessionClaimedError], Any] | None = None
     signature: Callable[[], inspect.Signature] | None = None
     attribution: Callable[..., Mapping[str, str]] | None = None
 
@@ -119,6 +124,10 @@ class EntrypointDecorator(Generic[H]):
                     message_writer=writer,
                     attribution=attribution,
                 )
+            except PipesSessionClaimedError as refused:
+                if platform.answer_refused is None:
+                    return error_fields(refused)
+                return platform.answer_refused(refused)
             except Exception as exc:
                 if platform.answer_error is None:
                     raise
@@ -128,6 +137,12 @@ class EntrypointDecorator(Generic[H]):
         if platform.signature is not None:
             _present(entrypoint, platform.signature())
         return entrypoint  # type: ignore[return-value]
+
+
+def error_fields(exc: BaseException) -> dict[str, str]:
+    """`{"errorType", "errorMessage"}`: how our entrypoints name an error in an answer, in the
+    shape of Lambda's own error payload."""
+    return {"errorType": type(exc).__name__, "errorMessage": str(exc)}
 
 
 def _present(entrypoint: Callable[..., Any], signature: inspect.Signature) -> None:

@@ -15,6 +15,13 @@ class PipesSessionConflictError(PipesCloudError):
     this one's are not delivered."""
 
 
+class PipesSessionClaimedError(PipesSessionConflictError):
+    """An earlier delivery of this invocation claimed its Pipes session (see `claim_session`):
+    this one is refused when the session opens, before the user's code runs, and writes
+    nothing. The entrypoint decorators answer it without raising (Lambda: a returned
+    `{"errorType", "errorMessage"}`; HTTP platforms: 409), so the platform does not retry it."""
+
+
 class PipesCancelledError(DagsterPipesError):
     """Dagster asked this invocation to stop: its run was terminated, or its step failed while
     the function ran. Raised by the next Pipes call after the request is seen; let it propagate:

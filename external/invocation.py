@@ -30,7 +30,7 @@ from dagster_pipes import (
 )
 
 from dagster_pipes_cloud.external.context import PipesCloudContext
-from dagster_pipes_cloud.external.errors import PipesCancelledError
+from dagster_pipes_cloud.external.errors import PipesCancelledError, PipesSessionClaimedError
 from dagster_pipes_cloud.external.stdio import labelled_platform_log, write_to_platform_log
 
 BOOTSTRAP_KEYS = (DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR)
@@ -72,6 +72,9 @@ def run_invocation(
     A `PipesCancelledError` (Dagster asked the invocation to stop) is reported in "closed" like
     any exception, but returns None instead of raising: the function did what it was asked, and a
     platform that retries failed invocations (Lambda's `Event`) must not start it again.
+    A `PipesSessionClaimedError` (this is a second delivery of an invocation whose session an
+    earlier one claimed) is raised before `fn` runs, with one line in the platform's log; the
+    entrypoint answers it without failing the invocation.
 
     Every other line the invocation writes to the platform's log (see `write_to_platform_log`)
     ends with the run id, once it is known.
@@ -98,6 +101,9 @@ def run_invocation(
             # reported in "closed"; a normal return keeps a platform from retrying it
             write_to_platform_log(f"[dagster-pipes] stopped, as Dagster asked: {cancelled}")
             return None  # type: ignore[return-value]
+        except PipesSessionClaimedError as refused:
+            write_to_platform_log(f"[dagster-pipes] not run: {refused}")
+            raise
 
 
 def attribution_line(attribution: Mapping[str, str]) -> str:

@@ -31,7 +31,10 @@ lambda_handler: EntrypointDecorator[LambdaHandler] = EntrypointDecorator(
 
     Each invocation gets its own `PipesContext` (messages to S3, context inline in the event or in
     S3); `payload` is the event without Dagster's bootstrap keys; the result is the Lambda result.
-    An exception is reported to Dagster and re-raised, so Lambda marks the invocation failed.
+    An exception is reported to Dagster and re-raised, so Lambda marks the invocation failed. A
+    second delivery of an event whose session an earlier one claimed (Lambda's asynchronous queue
+    delivers at least once) does not run `fn`: it returns `{"errorType", "errorMessage"}` naming
+    the refusal, so Lambda does not retry it.
     The run id, asset keys and retry number (from `PipesLambdaClient`'s client context, or the
     loaded context) go on one line of the function's log, `[dagster-pipes] Dagster run <id> ...`.
     Invoked without a bootstrap payload, `fn` still runs (with a detached context). `client` is the

@@ -31,11 +31,12 @@ from dagster_pipes import (
 from dagster_pipes_cloud.adapters import (
     CANCEL_MARKER,
     AccessDeniedError,
-    AlreadyExistsError,
     BlobStore,
     PipesCloudError,
     TransientError,
 )
+from dagster_pipes_cloud.adapters.blob_store import create_or_match
+from dagster_pipes_cloud.external.claim import claim_session
 from dagster_pipes_cloud.external.errors import PipesCancelledError, PipesSessionConflictError
 from dagster_pipes_cloud.external.stdio import Stream, capture_stdio, write_to_platform_log
 
@@ -68,16 +69,18 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
     `interval` seconds while messages flow (default 0.5; the first, with "opened", one interval
     in), as soon as `max_chunk_bytes` are buffered (default 256 KiB), and always before the
     block ends: a function shorter than `interval` writes one chunk.
-    Chunks are created only where absent (`BlobStore.create`), so a second invocation of the
-    same session (an event delivered twice) is refused with `PipesSessionConflictError` at its
-    first chunk, and the first one's messages stand. Each upload is retried by the store's own
-    SDK policy; a `TransientError` that survives
-    it is tried again on the next pass, in order, at the same index with the same bytes, and at
-    the end of the block for up to `flush_timeout` seconds (default 30). Any other failure (a
-    denied or missing bucket) makes the next message written raise `PipesCloudError`, and the
-    end of the block raise it. When the
-    reader asks for it (`include_stdio_in_messages`), what the invocation prints is sent too,
-    before the "closed" message.
+    Opening claims the session first (`claim_session`: one create-only blob, before the user's
+    code runs), so a second delivery of the same event is refused there with
+    `PipesSessionClaimedError` and writes nothing; params without a `key_prefix` name no session,
+    and nothing is claimed. Chunks too are created only where absent (`BlobStore.create`): a
+    chunk that meets another invocation's raises `PipesSessionConflictError`, and the first
+    one's messages stand. Each upload is retried by the store's own SDK policy; a
+    `TransientError` that survives it is tried again on the next pass, in order, at the same
+    index with the same bytes, and at the end of the block for up to `flush_timeout` seconds
+    (default 30; the claim too, when opening). Any other failure (a denied or missing bucket)
+    fails the claim, or makes the next message written raise `PipesCloudError`, and the end of
+    the block raise it. When the reader asks for it (`include_stdio_in_messages`), what the
+    invocation prints is sent too, before the "closed" message.
 
     Cancellation: the writer watches for `<key_prefix>/cancel.json`, which Dagster writes when
     the run is terminated (or the step fails) while the function runs, every
@@ -116,6 +119,16 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
 
     @contextmanager
     def open(self, params: PipesParams) -> Iterator[PipesChunkedMessageWriterChannel]:
+        """Claim the session, then upload the messages written while the block runs.
+
+        Args:
+            params: The messages params from Dagster: `bucket`, `key_prefix` (the session; none:
+                chunks at the bucket's root, nothing claimed) and `include_stdio_in_messages`.
+
+        Raises:
+            PipesSessionClaimedError: An earlier delivery of this invocation claimed the session.
+            PipesCloudError: The claim or a chunk could not be written.
+        """
         bucket = params.get("bucket")
         key_prefix = params.get("key_prefix")
         if not isinstance(bucket, str) or not bucket:
@@ -124,8 +137,11 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
             )
         if key_prefix is not None and not isinstance(key_prefix, str):
             raise DagsterPipesError(f"'key_prefix' must be a string, got {key_prefix!r}")
+        store = self._store_for_bucket(bucket)
+        if key_prefix:
+            claim_session(store, key_prefix, retry_for=self.flush_timeout)
         channel = PipesChunkedMessageWriterChannel(
-            self._store_for_bucket(bucket),
+            store,
             key_prefix,
             interval=self.interval,
             max_chunk_bytes=self.max_chunk_bytes,
@@ -359,15 +375,12 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
         """Create chunk `key`, never overwriting one: where it exists, it is this writer's own
         if it holds the same bytes (an earlier try landed and its answer was lost); else
         another invocation writes this session, and `PipesSessionConflictError` says so."""
-        try:
-            self._store.create(key, chunk)
-        except AlreadyExistsError:
-            if self._store.get(key) != chunk:
-                raise PipesSessionConflictError(
-                    f"{self._store.url(key)} was written by another invocation of this Pipes"
-                    " session (an event delivered twice, or sent again): its messages stand,"
-                    " and this invocation's are not delivered"
-                ) from None
+        if not create_or_match(self._store, key, chunk):
+            raise PipesSessionConflictError(
+                f"{self._store.url(key)} was written by another invocation of this Pipes"
+                " session (an event delivered twice, or sent again): its messages stand,"
+                " and this invocation's are not delivered"
+            )
 
     def _split(self, lines: list[str]) -> Iterator[bytes]:
         chunk: list[str] = []

@@ -69,9 +69,10 @@ class PipesChunkedMessageReader(PipesMessageReader):
 
     With `cleanup` (default True) a session's chunks are deleted (in one request where the
     service allows) once it has been read to its "closed" message (the function's exception, if
-    any, is in Dagster by then); a session that did not end that way is kept for a look, and the
-    bucket's lifecycle rule ends it. A failed delete is a warning in the step's log, never a
-    failed step.
+    any, is in Dagster by then); the function's claim of the session is kept, so a late second
+    delivery is still refused; a session that did not end that way is kept for a look; the
+    bucket's lifecycle rule ends what is kept. A failed delete is a warning in the step's log,
+    never a failed step.
     """
 
     def __init__(

@@ -47,6 +47,7 @@ class AwsStack:
 
 AWS_HANDLERS = (
     "counting",
+    "appending",
     "chatty",
     "failing",
     "event_target",

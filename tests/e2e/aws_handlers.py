@@ -11,6 +11,7 @@ from dagster_pipes_cloud.adapters.s3 import S3BlobStore
 from dagster_pipes_cloud.external import PipesS3MessageWriter, lambda_handler
 
 counting = lambda_handler(function_bodies.counting)
+appending = lambda_handler(function_bodies.appending)
 chatty = lambda_handler(function_bodies.chatty)
 
 

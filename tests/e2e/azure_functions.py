@@ -15,6 +15,7 @@ from dagster_pipes_cloud.external import PipesAzureBlobStorageMessageWriter, azu
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 app.route(route="counting", methods=["POST"])(azure_function(function_bodies.counting))
+app.route(route="appending", methods=["POST"])(azure_function(function_bodies.appending))
 app.route(route="chatty", methods=["POST"])(azure_function(function_bodies.chatty))
 
 

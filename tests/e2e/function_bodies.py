@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dagster_pipes import PipesContext
@@ -27,6 +28,23 @@ def counting(pipes: PipesContext, payload: dict[str, Any]) -> dict[str, int]:
     pipes.log.info(f"invocation {count} in process {os.getpid()}")
     pipes.report_asset_materialization(metadata={"invocation": count, "pid": os.getpid()})
     return {"invocation": count, "pid": os.getpid()}
+
+
+def appending(pipes: PipesContext, payload: dict[str, Any]) -> int:
+    """Appends a line to the file `runs` (a side effect a second delivery must not repeat), then,
+    where `release` names a file, waits for it (a minute at most) before it ends, so that another
+    delivery can come while it runs. Reports and returns the lines `runs` has by then."""
+    runs = Path(payload["runs"])
+    with runs.open("a") as file:
+        file.write("run\n")
+    pipes.log.info(f"appended to {runs.name}")
+    release = payload.get("release")
+    deadline = time.monotonic() + 60
+    while release and not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    count = len(runs.read_text().splitlines())
+    pipes.report_asset_materialization(metadata={"runs": count})
+    return count
 
 
 def chatty(pipes: PipesContext, payload: dict[str, Any]) -> None:

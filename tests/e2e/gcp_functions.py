@@ -8,6 +8,7 @@ from dagster_pipes_cloud.adapters.gcs import GCSBlobStore
 from dagster_pipes_cloud.external import PipesGCSMessageWriter, cloud_function
 
 counting = cloud_function(function_bodies.counting)
+appending = cloud_function(function_bodies.appending)
 chatty = cloud_function(function_bodies.chatty)
 failing = cloud_function(function_bodies.failing)
 tagged = cloud_function(function_bodies.tagged)

@@ -1,17 +1,22 @@
-"""Exactly-once chunks on each emulator (moto's S3, gcp-storage-emulator, Azurite).
+"""At most one run per session and each chunk once, on each emulator (moto's S3,
+gcp-storage-emulator, Azurite).
 
-Chunks are created only where absent (`BlobStore.create`). A create whose request landed but
-whose answer was lost is sent again by the SDK and meets its own chunk: the writer reads it back
-and goes on. A second delivery of the same event, with the same bootstrap, is refused at its
-first chunk with `PipesSessionConflictError`, and the first delivery's messages stand.
+The claim and the chunks are created only where absent (`BlobStore.create`). A create whose
+request landed but whose answer was lost is sent again by the SDK and meets its own blob: the
+writer reads it back and goes on. A second delivery of the same event, with the same bootstrap,
+while the first still runs or after Dagster's cleanup, is refused at the claim before the
+function's body runs, and the first delivery's messages stand.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +32,9 @@ from dagster_pipes_cloud.adapters import AlreadyExistsError, BlobStore, Function
 from dagster_pipes_cloud.adapters.azure_blob import AzureBlobStore
 from dagster_pipes_cloud.adapters.gcs import GCSBlobStore
 from dagster_pipes_cloud.adapters.s3 import S3BlobStore
+from dagster_pipes_cloud.adapters.wire import claim_key
+from dagster_pipes_cloud.external.claim import claim_session
+from dagster_pipes_cloud.external.errors import PipesSessionClaimedError
 from dagster_pipes_cloud.external.writer import PipesChunkedMessageWriter
 
 
@@ -100,6 +108,15 @@ def test_create_writes_only_where_absent(channel: Channel) -> None:
     assert store.list("s/") == ["s/1.json"]
 
 
+def test_a_session_is_claimed_once(channel: Channel) -> None:
+    claim_session(channel.store, "claimed", retry_for=1)
+    claim = channel.store.get(claim_key("claimed"))
+    with pytest.raises(PipesSessionClaimedError, match=r"/claimed was already claimed"):
+        claim_session(channel.proxied, "claimed", retry_for=1)
+    assert channel.store.list("claimed/") == [claim_key("claimed")]
+    assert channel.store.get(claim_key("claimed")) == claim
+
+
 def log(i: int) -> PipesMessage:
     return {"__dagster_pipes_version": "0.1", "method": "log", "params": {"message": f"m{i}"}}
 
@@ -110,13 +127,16 @@ def read_session(store: BlobStore, prefix: str) -> list[Any]:
     while (body := store.get(f"{prefix}/{index}.json")) is not None:
         messages.extend(json.loads(line) for line in body.decode().split("\n"))
         index += 1
-    assert len(store.list(f"{prefix}/")) == index - 1, "a chunk index was skipped"
+    keys = store.list(f"{prefix}/")
+    assert claim_key(prefix) in keys, "the session was claimed"
+    assert len(keys) == index, "a chunk index was skipped"
     return messages
 
 
-def test_a_chunk_whose_answer_was_lost_is_kept_once(channel: Channel) -> None:
-    """The first and the third chunk land and lose their answers: each is sent again by the
-    SDK, meets its own chunk and is read back; every message arrives once, in order."""
+def test_a_claim_or_chunk_whose_answer_was_lost_is_kept_once(channel: Channel) -> None:
+    """The claim and the second chunk land and lose their answers: each is sent again by the
+    SDK, meets its own blob and is read back (the claim is this writer's, not a refusal); every
+    message arrives once, in order."""
     channel.proxy.script([LOST_ANSWER, None, None, LOST_ANSWER])
     writer = PipesChunkedMessageWriter(lambda _: channel.proxied, interval=60, max_chunk_bytes=400)
     with writer.open({"bucket": channel.store.bucket, "key_prefix": "lost"}) as writing:
@@ -126,39 +146,51 @@ def test_a_chunk_whose_answer_was_lost_is_kept_once(channel: Channel) -> None:
     assert [m["params"]["message"] for m in messages] == [f"m{i}" for i in range(30)]
     creates = [(r.status, r.injected) for r in channel.proxy.requests if r.method == channel.upload]
     lost, met, created = (0, True), (channel.exists, False), (channel.created, False)
+    # the claim lost and met; chunk 1 created; chunk 2 lost and met; the other chunks created
     assert creates[:5] == [lost, met, created, lost, met]
-    assert creates[5:] == [created] * (len(channel.store.list("lost/")) - 3)
+    chunks = len(channel.store.list("lost/")) - 1
+    assert creates[5:] == [created] * (chunks - 2)
 
 
-class DeliveredTwice:
-    """Wraps a client's invoker: each payload is delivered twice, the second time once the first
-    has answered (as Lambda retries an `Event`, or a user sends an event again), and the first
-    answer is returned. Keeps the second answer and the session's chunks around it."""
+class DeliveredAgain:
+    """Wraps a client's invoker: keeps the payload of its invocation, and with `release` (a file
+    the function waits for before it ends) delivers it a second time while the first delivery
+    runs, once the function has recorded its run, as Lambda's queue or a proxy's retry may;
+    returns the first answer. `deliver_again()` sends the payload once more later."""
 
-    def __init__(self, invoker: Any, store: BlobStore) -> None:
+    def __init__(self, invoker: Any, runs: Path, release: Path | None = None) -> None:
         self._invoker = invoker
-        self._store = store
-        self.second: FunctionInvocation | None = None
-        self.before: dict[str, bytes | None] = {}
-        self.after: dict[str, bytes | None] = {}
+        self._runs = runs
+        self._release = release
+        self._call: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
         self.prefix = ""
+        self.second: FunctionInvocation | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._invoker, name)
 
     def invoke(self, *args: Any, **kwargs: Any) -> FunctionInvocation:
-        first: FunctionInvocation = self._invoker.invoke(*args, **kwargs)
+        self._call = (args, kwargs)
         payload = next(arg for arg in (*args, *kwargs.values()) if isinstance(arg, bytes))
-        self.prefix = decode_param(json.loads(payload)[DAGSTER_PIPES_MESSAGES_ENV_VAR])[
-            "key_prefix"
-        ]
-        self.before = self._chunks()
-        self.second = self._invoker.invoke(*args, **kwargs)
-        self.after = self._chunks()
-        return first
+        messages = decode_param(json.loads(payload)[DAGSTER_PIPES_MESSAGES_ENV_VAR])
+        self.prefix = messages["key_prefix"]
+        if self._release is None:
+            first: FunctionInvocation = self._invoker.invoke(*args, **kwargs)
+            return first
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(self._invoker.invoke, *args, **kwargs)
+            deadline = time.monotonic() + 60
+            while not self._runs.exists() and not running.done() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert self._runs.exists() and not running.done(), "the first delivery runs"
+            self.second = self.deliver_again()
+            self._release.touch()
+            return running.result()
 
-    def _chunks(self) -> dict[str, bytes | None]:
-        return {key: self._store.get(key) for key in self._store.list(f"{self.prefix}/")}
+    def deliver_again(self) -> FunctionInvocation:
+        args, kwargs = self._call
+        again: FunctionInvocation = self._invoker.invoke(*args, **kwargs)
+        return again
 
 
 @dataclass
@@ -172,7 +204,7 @@ def aws(request: pytest.FixtureRequest) -> Stack:
     stack = request.getfixturevalue("aws_stack")
     reader = orchestration.PipesS3MessageReader(bucket=stack.bucket, client=stack.s3_client)
     client = orchestration.PipesLambdaClient(client=stack.lambda_client, message_reader=reader)
-    return Stack(client, S3BlobStore(stack.bucket, stack.s3_client), {"function_name": "counting"})
+    return Stack(client, S3BlobStore(stack.bucket, stack.s3_client), {"function_name": "appending"})
 
 
 def gcp(request: pytest.FixtureRequest) -> Stack:
@@ -182,7 +214,7 @@ def gcp(request: pytest.FixtureRequest) -> Stack:
         message_reader=reader, session=requests.Session()
     )
     store = GCSBlobStore(stack.bucket, stack.storage_client())
-    return Stack(client, store, {"function_url": stack.url("counting")})
+    return Stack(client, store, {"function_url": stack.url("appending")})
 
 
 def azure(request: pytest.FixtureRequest) -> Stack:
@@ -194,27 +226,62 @@ def azure(request: pytest.FixtureRequest) -> Stack:
         message_reader=reader, function_key=stack.function_key
     )
     store = AzureBlobStore(stack.container, stack.blob_client())
-    return Stack(client, store, {"function_url": stack.url("counting")})
+    return Stack(client, store, {"function_url": stack.url("appending")})
 
 
-@pytest.mark.parametrize("stack", [aws, gcp, azure], ids=["aws", "gcp", "azure"])
-def test_a_second_delivery_of_the_same_event_is_refused_at_its_first_chunk(
-    request: pytest.FixtureRequest, stack: Callable[[pytest.FixtureRequest], Stack]
+STACKS = pytest.mark.parametrize("stack", [aws, gcp, azure], ids=["aws", "gcp", "azure"])
+
+
+def refusal(invocation: FunctionInvocation | None) -> str:
+    """What a refused delivery answered: Lambda returns it, an HTTP platform answers 409."""
+    assert invocation is not None, "delivered again"
+    if invocation.error is None:
+        return json.dumps(invocation.response)
+    assert invocation.details.get("status_code") == 409, invocation
+    return invocation.error.headline
+
+
+def assert_refused(invoker: DeliveredAgain, second: FunctionInvocation | None) -> None:
+    text = refusal(second)
+    assert "PipesSessionClaimedError" in text, text
+    assert f"{invoker.prefix} was already claimed" in text, text
+
+
+@STACKS
+def test_a_second_delivery_while_the_first_runs_does_not_run_the_function(
+    request: pytest.FixtureRequest, stack: Callable[[pytest.FixtureRequest], Stack], tmp_path: Path
 ) -> None:
-    """`counting` logs and reports its invocation number: the second delivery's number reaches
-    neither the bucket nor Dagster, and its own answer names the conflict at chunk 1."""
+    """The first delivery appends to `runs`, then waits until the second has been answered: the
+    second is refused at the claim, and the first reports one line, its own."""
     made = stack(request)
-    invoker = DeliveredTwice(made.client._invoker, made.store)
+    runs, release = tmp_path / "runs", tmp_path / "release"
+    invoker = DeliveredAgain(made.client._invoker, runs, release)
     made.client._invoker = invoker
-    result = materialize_run(made.client, "delivered_twice", **made.run)
+    event = {"runs": str(runs), "release": str(release)}
+    result = materialize_run(made.client, "delivered_twice", event=event, **made.run)
     assert result.success, failure_text(result)
-    count = materialization_metadata(result, "delivered_twice")["invocation"]
-    logs = logs_of(result)
-    assert f"invocation {count} in process" in logs
-    assert f"invocation {count + 1} in process" not in logs
-    assert invoker.before, "the first delivery wrote its session"
-    assert invoker.after == invoker.before, "the first delivery's chunks stand untouched"
-    second = invoker.second
-    assert second is not None and second.error is not None, "the second delivery failed"
-    assert "PipesSessionConflictError" in str(second.error), second
-    assert f"{invoker.prefix}/1.json was written by another" in str(second.error)
+    assert_refused(invoker, invoker.second)
+    assert materialization_metadata(result, "delivered_twice")["runs"] == 1
+    assert logs_of(result).count("appended to runs") == 1
+    assert runs.read_text() == "run\n"
+
+
+@STACKS
+def test_a_second_delivery_after_cleanup_does_not_run_the_function(
+    request: pytest.FixtureRequest, stack: Callable[[pytest.FixtureRequest], Stack], tmp_path: Path
+) -> None:
+    """Once the run succeeded and its session was cleaned up, the claim is all that is left; the
+    same event delivered again is refused there and writes nothing."""
+    made = stack(request)
+    runs = tmp_path / "runs"
+    invoker = DeliveredAgain(made.client._invoker, runs)
+    made.client._invoker = invoker
+    result = materialize_run(made.client, "delivered_late", event={"runs": str(runs)}, **made.run)
+    assert result.success, failure_text(result)
+    assert materialization_metadata(result, "delivered_late")["runs"] == 1
+    left = {key: made.store.get(key) for key in made.store.list(f"{invoker.prefix}/")}
+    assert list(left) == [claim_key(invoker.prefix)], "cleanup keeps the claim alone"
+
+    assert_refused(invoker, invoker.deliver_again())
+    assert runs.read_text() == "run\n"
+    assert {key: made.store.get(key) for key in made.store.list(f"{invoker.prefix}/")} == left

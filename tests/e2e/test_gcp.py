@@ -11,6 +11,7 @@ import requests
 from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
 from faults import FaultProxy
 
+from dagster_pipes_cloud.adapters.wire import CLAIM_BLOB
 from dagster_pipes_cloud.local import LocalCloudFunctionHost
 from dagster_pipes_cloud.orchestration import (
     PipesCloudFunctionClient,
@@ -32,7 +33,8 @@ def session_messages(gcp_stack: Any, prefix: str) -> list[dict[str, Any]]:
     storage = gcp_stack.storage_client()
     messages = []
     for blob in storage.list_blobs(gcp_stack.bucket, prefix=prefix):
-        if blob.name.endswith(".json") and "/messages-" in blob.name:
+        is_chunk = blob.name.endswith(".json") and not blob.name.endswith(f"/{CLAIM_BLOB}")
+        if is_chunk and "/messages-" in blob.name:
             text = blob.download_as_bytes().decode()
             messages.extend(json.loads(line) for line in text.split("\n") if line.strip())
     return messages

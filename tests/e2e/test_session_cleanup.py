@@ -1,6 +1,7 @@
 """Session hygiene on each cloud's local stack, through Dagster: every run's blobs go under the
-reader's and injector's base prefix, and with cleanup (the reader's default) nothing is left
-there after the runs; without it, the sessions stay for the bucket's lifecycle rule."""
+reader's and injector's base prefix, and with cleanup (the reader's default) nothing but each
+session's claim is left there after the runs (the bucket's lifecycle rule ends it); without it,
+the sessions stay for that rule."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from aws_testing import materialize_lambda
 from dagster_testing import failure_text
 from e2e.http_platforms import Platform, azure, gcp
 
+from dagster_pipes_cloud.adapters.wire import claim_key
 from dagster_pipes_cloud.orchestration import (
     PipesLambdaClient,
     PipesS3ContextInjector,
@@ -54,7 +56,7 @@ RUNNERS = {
 
 
 @pytest.mark.parametrize("cloud", sorted(RUNNERS))
-def test_nothing_is_left_under_the_prefix_after_runs_with_cleanup(
+def test_only_the_claims_are_left_under_the_prefix_after_runs_with_cleanup(
     cloud: str, request: pytest.FixtureRequest
 ) -> None:
     fixture, runner = RUNNERS[cloud]
@@ -62,7 +64,10 @@ def test_nothing_is_left_under_the_prefix_after_runs_with_cleanup(
     for _ in range(RUNS):
         result = run(True)
         assert result.success, failure_text(result)
-    assert store.list(f"hygiene-{cloud}/") == []
+    keys = store.list(f"hygiene-{cloud}/")
+    assert len(keys) == RUNS, keys
+    assert all(key.split("/")[1].startswith("messages-") for key in keys), "contexts deleted"
+    assert all(key == claim_key(key.rsplit("/", 1)[0]) for key in keys), keys
 
 
 @pytest.mark.parametrize("cloud", sorted(RUNNERS))

@@ -3,17 +3,22 @@
 import inspect
 import json
 import typing
+from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import azure.functions as func
 import flask
 import pytest
-from dagster_pipes import PipesContext
+from dagster_pipes import PipesContext, encode_param
+from inprocess_platform import local_store
 
 from dagster_pipes_cloud.examples.aws.function.handler import handler as example_lambda_handler
 from dagster_pipes_cloud.examples.azure.function.function_app import app as example_azure_app
 from dagster_pipes_cloud.examples.gcp.function.main import main as example_cloud_function
 from dagster_pipes_cloud.external import azure_function, cloud_function, lambda_handler
+from dagster_pipes_cloud.external.loader import PipesBlobStoreContextLoader
+from dagster_pipes_cloud.external.writer import PipesChunkedMessageWriter
 from dagster_pipes_cloud.local.azure_functions_host.indexing import index_app
 
 
@@ -124,3 +129,74 @@ def test_an_annotated_azure_function_passes_the_workers_indexing() -> None:
     app.route(route="echo", methods=["POST"])(azure_echo)
     [indexed] = index_app(app)
     assert indexed.name == "azure_echo" and list(indexed.parameters) == ["req"]
+
+
+def second_delivery_answers(
+    decorator: Any, call: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> tuple[Any, Any, list[str]]:
+    """Deliver one Dagster event twice to `fn` decorated by `decorator` (over a local bucket),
+    calling it as its platform does (`call(function, body)`); returns both answers and what the
+    function recorded of its runs."""
+    store = local_store(tmp_path)
+    runs: list[str] = []
+
+    def fn(pipes: PipesContext, payload: Any) -> str:
+        runs.append(payload["tag"])
+        return "ran"
+
+    function = decorator(
+        context_loader=PipesBlobStoreContextLoader(lambda bucket: store),
+        message_writer=PipesChunkedMessageWriter(lambda bucket: store, interval=60),
+    )(fn)
+    body = json.dumps(
+        {
+            "DAGSTER_PIPES_CONTEXT": encode_param({"data": {**CONTEXT, "run_id": "run-1"}}),
+            "DAGSTER_PIPES_MESSAGES": encode_param({"bucket": "bucket", "key_prefix": "s"}),
+            "tag": "delivered",
+        }
+    )
+    first = call(function, body.encode())
+    capfd.readouterr()
+    second = call(function, body.encode())
+    assert "[dagster-pipes] not run: the Pipes session" in capfd.readouterr().err
+    return first, second, runs
+
+
+CONTEXT = {
+    key: None
+    for key in (
+        "asset_keys",
+        "code_version_by_asset_key",
+        "provenance_by_asset_key",
+        "partition_key",
+        "partition_key_range",
+        "partition_time_window",
+        "job_name",
+    )
+} | {"retry_number": 0, "extras": {}}
+
+
+def call_lambda(function: Any, body: bytes) -> Any:
+    return function(json.loads(body), None)
+
+
+REFUSED = {"errorType": "PipesSessionClaimedError", "errorMessage": ANY}
+PLATFORMS = {
+    "lambda": (lambda_handler, call_lambda, "ran", REFUSED),
+    "cloud_function": (cloud_function, call_http, (200, "ran"), (409, REFUSED)),
+    "azure_function": (azure_function, call_azure, (200, "ran"), (409, REFUSED)),
+}
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_a_second_delivery_is_answered_without_running_the_function(
+    platform: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Lambda returns the refusal (raising would have its asynchronous queue retry it); the
+    HTTP platforms answer 409, which proxies do not retry."""
+    decorator, call, ran, refused = PLATFORMS[platform]
+    first, second, runs = second_delivery_answers(decorator, call, tmp_path, capfd)
+    assert runs == ["delivered"]
+    assert (first, second) == (ran, refused)
+    message = second["errorMessage"] if platform == "lambda" else second[1]["errorMessage"]
+    assert "/bucket/s was already claimed" in message

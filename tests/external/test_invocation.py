@@ -84,10 +84,13 @@ def test_without_a_bootstrap_the_function_still_runs(
         pipes.log.warning("no Dagster here")
         return payload
 
+    store = local_store(tmp_path)
     with caplog.at_level(logging.INFO, logger="dagster_pipes_cloud"):
-        assert invoke(local_store(tmp_path), fn, {"plain": True}) == {"plain": True}
-        assert invoke(local_store(tmp_path), fn, ["not", "a", "mapping"]) == ["not", "a", "mapping"]
+        assert invoke(store, fn, {"plain": True}) == {"plain": True}
+        assert invoke(store, fn, {"plain": True}) == {"plain": True}, "no claim, no refusal"
+        assert invoke(store, fn, ["not", "a", "mapping"]) == ["not", "a", "mapping"]
     assert "no Dagster here" in caplog.text
+    assert store.list("") == [], "nothing claimed, nothing written"
 
 
 def test_a_bootstrap_without_messages_params_is_named(tmp_path: Path) -> None:

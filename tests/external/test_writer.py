@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,11 @@ from dagster_pipes_cloud.adapters import (
     PipesCloudError,
     TransientError,
 )
-from dagster_pipes_cloud.external.errors import PipesSessionConflictError
+from dagster_pipes_cloud.adapters.wire import claim_key
+from dagster_pipes_cloud.external.errors import (
+    PipesSessionClaimedError,
+    PipesSessionConflictError,
+)
 from dagster_pipes_cloud.external.writer import (
     WRITER_ID_EXTRA,
     PipesChunkedMessageWriter,
@@ -37,13 +42,16 @@ CLOSED: PipesMessage = {"__dagster_pipes_version": "0.1", "method": "closed", "p
 
 
 def read_chunks(store: LocalBlobStore, prefix: str) -> list[list[dict[str, object]]]:
-    """Chunks by index from 1 until one is missing; asserts nothing lies past the gap."""
+    """Chunks by index from 1 until one is missing; asserts nothing lies past the gap, and
+    that the session was claimed."""
     chunks = []
     index = 1
     while (body := store.get(f"{prefix}/{index}.json")) is not None:
         chunks.append([json.loads(line) for line in body.decode().split("\n")])
         index += 1
-    assert len(store.list(prefix)) == len(chunks), "a chunk index was skipped"
+    keys = store.list(prefix)
+    assert claim_key(prefix) in keys, "the session was claimed"
+    assert len(keys) == len(chunks) + 1, "a chunk index was skipped"
     return chunks
 
 
@@ -87,12 +95,20 @@ def test_interval_uploads_while_the_function_runs(tmp_path: Path) -> None:
 
 
 class FlakyStore(LocalBlobStore):
-    """Fails the first `failures` creates of every key with a transient error."""
+    """Fails the first `failures` creates of every key but those `spared` with `error`."""
 
-    def __init__(self, root: Path, bucket: str, failures: int, error: Exception) -> None:
+    def __init__(
+        self,
+        root: Path,
+        bucket: str,
+        failures: int,
+        error: Exception,
+        spared: Collection[str] = (),
+    ) -> None:
         super().__init__(root, bucket)
         self.failures = failures
         self.error = error
+        self.spared = spared
         self.attempts: dict[str, list[bytes]] = {}
         self.lock = threading.Lock()
 
@@ -100,7 +116,7 @@ class FlakyStore(LocalBlobStore):
         with self.lock:
             attempts = self.attempts.setdefault(key, [])
             attempts.append(data)
-            if len(attempts) <= self.failures:
+            if key not in self.spared and len(attempts) <= self.failures:
                 raise self.error
         super().create(key, data)
 
@@ -118,6 +134,7 @@ def test_transient_failures_are_retried_in_order_with_the_same_bytes(tmp_path: P
     assert [m["params"]["message"] for m in messages[:-1]] == [  # type: ignore[index]
         f"message {i}" for i in range(50)
     ]
+    assert claim_key("p") in store.attempts, "the claim is retried like a chunk"
     for key, attempts in store.attempts.items():
         assert len(attempts) == 3, f"{key}: each put fails twice, then lands once"
         assert len(set(attempts)) == 1, f"{key} was retried with other bytes"
@@ -125,13 +142,39 @@ def test_transient_failures_are_retried_in_order_with_the_same_bytes(tmp_path: P
 
 def test_a_chunk_that_cannot_be_written_raises_at_close_naming_it(tmp_path: Path) -> None:
     (tmp_path / "bucket").mkdir()
-    store = FlakyStore(tmp_path, "bucket", failures=100, error=TransientError("503"))
+    store = FlakyStore(
+        tmp_path, "bucket", failures=100, error=TransientError("503"), spared={claim_key("p")}
+    )
     writer = PipesChunkedMessageWriter(lambda b: store, interval=0.01, flush_timeout=0.5)
     with (
         pytest.raises(PipesCloudError, match=r"p/1\.json"),
         writer.open({"bucket": "bucket", "key_prefix": "p"}) as channel,
     ):
         channel.write_message(log_message(0))
+    assert store.list("p") == [claim_key("p")]
+
+
+@pytest.mark.parametrize(
+    "error", [TransientError("503"), AccessDeniedError("access to the bucket denied")]
+)
+def test_a_claim_that_cannot_be_written_fails_the_open_naming_it(
+    tmp_path: Path, error: PipesCloudError
+) -> None:
+    """A denied bucket, or transient failures past `flush_timeout`, fail before the block (the
+    user's code) runs, with the error a chunk would give, naming the claim."""
+    (tmp_path / "bucket").mkdir()
+    store = FlakyStore(tmp_path, "bucket", failures=100, error=error)
+    writer = PipesChunkedMessageWriter(lambda b: store, interval=0.01, flush_timeout=0.3)
+    ran = False
+    with (
+        pytest.raises(
+            PipesCloudError, match=rf"claim the Pipes session at .*p/claim\.json.*{error}"
+        ),
+        writer.open({"bucket": "bucket", "key_prefix": "p"}),
+    ):
+        ran = True
+    assert not ran
+    assert list(store.attempts) == [claim_key("p")]
     assert store.list("p") == []
 
 
@@ -158,10 +201,10 @@ def write_until_refused(channel: PipesChunkedMessageWriterChannel, attempts: int
         time.sleep(0.01)
 
 
-def test_a_denied_bucket_surfaces_at_the_next_message(tmp_path: Path) -> None:
+def test_a_denied_chunk_surfaces_at_the_next_message(tmp_path: Path) -> None:
     (tmp_path / "bucket").mkdir()
     denied = AccessDeniedError("access to the bucket denied")
-    store = FlakyStore(tmp_path, "bucket", failures=100, error=denied)
+    store = FlakyStore(tmp_path, "bucket", failures=100, error=denied, spared={claim_key("p")})
     # no interval upload: the first chunk goes when a few messages fill it
     writer = PipesChunkedMessageWriter(lambda b: store, interval=3600, max_chunk_bytes=200)
     raised_while_running = False
@@ -261,20 +304,54 @@ def test_a_chunk_whose_answer_was_lost_is_not_an_error(tmp_path: Path) -> None:
         channel.write_message(CLOSED)
     messages = [m for chunk in read_chunks(store, "p") for m in chunk]
     assert [m["method"] for m in messages] == ["log"] * 10 + ["closed"]
-    assert len(store.answered) >= 2
+    assert claim_key("p") in store.answered, "the claim's lost answer is its own, not a refusal"
+    assert len(store.answered) >= 3
 
 
-def test_a_second_writer_of_a_session_is_refused_at_its_first_chunk(tmp_path: Path) -> None:
-    (tmp_path / "bucket").mkdir()
-    store = LocalBlobStore(tmp_path, "bucket")
-    params = {"bucket": "bucket", "key_prefix": "p"}
+def write_a_session(store: LocalBlobStore, params: dict[str, str]) -> dict[str, bytes | None]:
+    """One writer's whole session; returns its blobs."""
     first = PipesChunkedMessageWriter(lambda b: store, interval=0.01)
-    second = PipesChunkedMessageWriter(lambda b: store, interval=0.01)
     with first.open(params) as channel:
         channel.write_message(opened_message(first))
         channel.write_message(log_message(0))
         channel.write_message(CLOSED)
+    return {key: store.get(key) for key in store.list(params["key_prefix"])}
+
+
+@pytest.mark.parametrize("cleaned_up", [False, True], ids=["kept", "cleaned-up"])
+def test_a_second_writer_of_a_session_is_refused_when_it_opens(
+    tmp_path: Path, cleaned_up: bool
+) -> None:
+    """Refused before the block runs (the user's code), whether Dagster's cleanup deleted the
+    first writer's chunks (it keeps the claim) or not, and writing nothing."""
+    (tmp_path / "bucket").mkdir()
+    store = LocalBlobStore(tmp_path, "bucket")
+    params = {"bucket": "bucket", "key_prefix": "p"}
+    written = write_a_session(store, params)
+    if cleaned_up:
+        store.delete([key for key in written if key != claim_key("p")])
+    left = {key: store.get(key) for key in store.list("p")}
+    second = PipesChunkedMessageWriter(lambda b: store, interval=0.01)
+    ran = False
+    with (
+        pytest.raises(PipesSessionClaimedError, match=r"session file://\S+/p was already claimed"),
+        second.open(params),
+    ):
+        ran = True
+    assert not ran
+    assert {key: store.get(key) for key in store.list("p")} == left
+
+
+def test_a_session_whose_claim_is_gone_is_still_not_overwritten(tmp_path: Path) -> None:
+    """Chunks are create-only too: where the claim is gone (another writer that does not
+    claim), a second writer is refused at its first chunk."""
+    (tmp_path / "bucket").mkdir()
+    store = LocalBlobStore(tmp_path, "bucket")
+    params = {"bucket": "bucket", "key_prefix": "p"}
+    write_a_session(store, params)
+    store.delete([claim_key("p")])
     written = {key: store.get(key) for key in store.list("p")}
+    second = PipesChunkedMessageWriter(lambda b: store, interval=0.01)
     with (
         pytest.raises(PipesSessionConflictError, match=r"p/1\.json was written by another"),
         second.open(params) as channel,
@@ -282,7 +359,30 @@ def test_a_second_writer_of_a_session_is_refused_at_its_first_chunk(tmp_path: Pa
         channel.write_message(opened_message(second))  # the same event, delivered again
         with pytest.raises(PipesSessionConflictError):
             write_until_refused(channel)
-    assert {key: store.get(key) for key in store.list("p")} == written
+    assert {key: store.get(key) for key in store.list("p")} == {
+        **written,
+        claim_key("p"): store.get(claim_key("p")),
+    }
+
+
+def test_a_claim_is_a_small_json_object_of_its_own(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    writer = PipesChunkedMessageWriter(lambda b: store)
+    claims = []
+    for session in ("a", "b"):
+        with writer.open({"bucket": "bucket", "key_prefix": session}):
+            pass
+        claims.append(json.loads(store.get(claim_key(session)) or b""))
+    assert all(sorted(claim) == ["claim", "claimed_at"] for claim in claims)
+    assert claims[0]["claim"] != claims[1]["claim"]
+
+
+def test_params_without_a_key_prefix_claim_nothing(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    writer = PipesChunkedMessageWriter(lambda b: store)
+    with writer.open({"bucket": "bucket"}) as channel:
+        channel.write_message(log_message(0))
+    assert store.list("") == ["1.json"]
 
 
 def test_each_writing_opens_with_its_own_id() -> None:

@@ -32,6 +32,7 @@ from terraform_testing import (
     terraform,
 )
 
+from dagster_pipes_cloud.adapters.wire import claim_key
 from dagster_pipes_cloud.local import S3Emulator
 
 MODULE = "aws"
@@ -307,9 +308,13 @@ def test_function_role_writes_under_the_prefix_only(deployment: AwsDeployment) -
         deployment.policy("aws_s3_bucket_policy.messages"),
     )
     chunk = s3_object(bucket, f"{prefix}/messages-0a1b/1.json")
+    claim = s3_object(bucket, claim_key(f"{prefix}/messages-0a1b"))
     context = s3_object(bucket, f"{prefix}/context-2c3d/context.json")
 
     assert role.allows(Request("s3:PutObject", chunk, TLS))
+    # the session's claim: created before the user's code runs, read back on a conflict
+    assert role.allows(Request("s3:PutObject", claim, TLS))
+    assert role.allows(Request("s3:GetObject", claim, TLS))
     assert role.allows(Request("s3:GetObject", context, TLS))
     assert role.decide(Request("s3:PutObject", chunk, PLAIN_HTTP)) == "Deny"
     for elsewhere in (

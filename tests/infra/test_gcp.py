@@ -18,6 +18,7 @@ from pathlib import Path
 from terraform_testing import INFRA, ROOT, checkov_failures
 
 from dagster_pipes_cloud.adapters.cloud_functions import CLOUD_FUNCTIONS_MAX_SECONDS
+from dagster_pipes_cloud.adapters.wire import claim_key
 
 MODULE = INFRA / "gcp"
 DEFINITIONS = ROOT / "examples" / "gcp" / "definitions.py"
@@ -306,7 +307,11 @@ def allowed(member: str, permission: str, object_name: str | None) -> bool:
     )
 
 
-SESSION_OBJECTS = (f"{PREFIX}/messages-0f3a/1.json", f"{PREFIX}/context-9b1c/context.json")
+SESSION_OBJECTS = (
+    f"{PREFIX}/messages-0f3a/1.json",
+    claim_key(f"{PREFIX}/messages-0f3a"),  # created by the function, read back on a conflict
+    f"{PREFIX}/context-9b1c/context.json",
+)
 OTHER_OBJECTS = (
     "messages-0f3a/1.json",  # a session at the bucket's root
     f"{PREFIX}-other/1.json",  # a sibling prefix: the condition's trailing "/" keeps it out

@@ -21,6 +21,7 @@ from dagster_testing import failure_text, logs_of, materialization_metadata, mat
 from inprocess_platform import InProcessClient, local_store
 
 from dagster_pipes_cloud.adapters import AccessDeniedError, LocalBlobStore, TransientError
+from dagster_pipes_cloud.adapters.wire import CLAIM_BLOB
 from dagster_pipes_cloud.orchestration import (
     PipesBlobStoreContextInjector,
     PipesChunkedMessageReader,
@@ -337,7 +338,10 @@ def test_cleanup_deletes_what_was_read_to_the_end_and_keeps_the_rest(tmp_path: P
         assert run_asset(client, fine).success
     failed = run_asset(client, raising)
     assert "ValueError: the function's own error" in failure_text(failed)
-    assert store.list("runs/") == [], "read to its closed message: deleted, error or not"
+    left = store.list("runs/")
+    assert len(left) == 4 and all(key.endswith(f"/{CLAIM_BLOB}") for key in left), (
+        "read to its closed message: deleted, error or not, but for each session's claim"
+    )
 
     original_create = store.create
 
@@ -349,7 +353,7 @@ def test_cleanup_deletes_what_was_read_to_the_end_and_keeps_the_rest(tmp_path: P
     reader = client.message_reader
     reader.settings = dataclasses.replace(reader.settings, drain_timeout=0.3)  # type: ignore[attr-defined]
     assert not run_asset(client, fine).success
-    assert store.list("runs/") != [], "a session that never closed is kept"
+    assert store.list("runs/") != left, "a session that never closed is kept"
 
 
 class RecordingStore:
@@ -371,7 +375,7 @@ class RecordingStore:
         return counted
 
 
-def test_a_short_function_costs_one_chunk_one_read_and_one_delete(tmp_path: Path) -> None:
+def test_a_short_function_costs_a_claim_one_chunk_one_read_and_one_delete(tmp_path: Path) -> None:
     store = RecordingStore(local_store(tmp_path))
     # neither a poll nor an interval's upload can come before the function returns, however slow
     reader = PipesChunkedMessageReader(store, first_read_delay=3600)  # type: ignore[arg-type]
@@ -384,10 +388,11 @@ def test_a_short_function_costs_one_chunk_one_read_and_one_delete(tmp_path: Path
     result = run_asset(client, short)
     assert result.success, failure_text(result)
     assert all(f"line {i}" in logs_of(result) for i in range(10))
-    # the bucket check; "opened", the lines and "closed" in one chunk; one read when the
-    # invocation returned; the cleanup
-    assert store.calls == ["check", "create", "get", "delete"]
-    assert store.store.list("") == []
+    # the bucket check; the session's claim; "opened", the lines and "closed" in one chunk; one
+    # read when the invocation returned; the cleanup, which keeps the claim
+    assert store.calls == ["check", "create", "create", "get", "delete"]
+    [claim] = store.store.list("")
+    assert claim.endswith(f"/{CLAIM_BLOB}")
 
 
 def test_a_failed_cleanup_is_a_warning_not_a_failure(tmp_path: Path) -> None:

@@ -13,6 +13,10 @@ CLAIM_BLOB = "claim.json"
 absent before the user's code runs, so a second delivery is refused. Dagster never reads it and
 its cleanup keeps it; the bucket's lifecycle rule ends it."""
 
+CLAIM_REFUSED = "PipesSessionClaimedError"
+"""The `errorType` a function answers a delivery with whose session was claimed already: its
+caller learns that another delivery of the same event runs the session."""
+
 
 def claim_key(session_prefix: str) -> str:
     """The key of the claim blob of the session under `session_prefix`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -26,6 +27,7 @@ from dagster._core.pipes.context import (
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR
 
 from dagster_pipes_cloud.adapters import FunctionInvocation, PipesCloudError
+from dagster_pipes_cloud.adapters.wire import CLAIM_REFUSED
 from dagster_pipes_cloud.orchestration.injectors import PipesEventContextInjector
 from dagster_pipes_cloud.orchestration.reader import (
     PipesSessionError,
@@ -143,6 +145,20 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
         except PipesCloudError as exc:  # the function never ran, or its end is unknown
             reading.limit_drain(0)
             raise DagsterPipesExecutionError(str(exc)) from exc
+        if _refused_as_claimed(invocation):
+            # a resend on the way (a proxy's retry) reached the function after the first
+            # delivery, which runs the session: its end is known from "closed"
+            return dataclasses.replace(
+                invocation,
+                response=None,
+                error=None,
+                completed=False,
+                details={
+                    **invocation.details,
+                    "unfinished": "the answer came from a second delivery of the event, refused"
+                    " because the first one runs it",
+                },
+            )
         if invocation.completed and invocation.error is not None:
             reading.limit_drain(_ENDED_DRAIN_SECONDS)
         if invocation.completed:
@@ -264,6 +280,15 @@ def _how_it_ended(invocation: FunctionInvocation, problem: PipesSessionError | N
             " died."
         )
     return f"\n{problem}"
+
+
+def _refused_as_claimed(invocation: FunctionInvocation) -> bool:
+    """Whether the function answered that another delivery of the event had claimed its session
+    (an HTTP platform's 409, or Lambda's returned result of that shape)."""
+    if invocation.error is not None:
+        return invocation.error.type == CLAIM_REFUSED
+    response = invocation.response
+    return isinstance(response, Mapping) and response.get("errorType") == CLAIM_REFUSED
 
 
 def _checked_event(event: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:

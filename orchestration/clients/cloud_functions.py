@@ -10,6 +10,7 @@ from dagster._core.errors import DagsterPipesExecutionError
 
 from dagster_pipes_cloud.adapters import PipesCloudError
 from dagster_pipes_cloud.adapters.cloud_functions import (
+    CLOUD_FUNCTIONS_MAX_SECONDS,
     CLOUD_FUNCTIONS_REQUEST_LIMIT,
     CloudFunctionInvoker,
 )
@@ -87,7 +88,7 @@ class PipesCloudFunctionClient(PipesFunctionClient):
             extras=extras,
             event=event,
             request_limit=CLOUD_FUNCTIONS_REQUEST_LIMIT,
-            wait_timeout=0,
+            wait_timeout=CLOUD_FUNCTIONS_MAX_SECONDS,  # for a delivery answered by another
             function=url,
             invoke=lambda payload: self._invoker.invoke(url, payload, headers=headers),
             metadata=lambda invocation: (

@@ -156,12 +156,16 @@ class DeliveredAgain:
     """Wraps a client's invoker: keeps the payload of its invocation, and with `release` (a file
     the function waits for before it ends) delivers it a second time while the first delivery
     runs, once the function has recorded its run, as Lambda's queue or a proxy's retry may;
-    returns the first answer. `deliver_again()` sends the payload once more later."""
+    returns the first answer (with `answer_second`, the second: a proxy whose first try lost its
+    answer). `deliver_again()` sends the payload once more later."""
 
-    def __init__(self, invoker: Any, runs: Path, release: Path | None = None) -> None:
+    def __init__(
+        self, invoker: Any, runs: Path, release: Path | None = None, *, answer_second: bool = False
+    ) -> None:
         self._invoker = invoker
         self._runs = runs
         self._release = release
+        self._answer_second = answer_second
         self._call: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
         self.prefix = ""
         self.second: FunctionInvocation | None = None
@@ -185,7 +189,8 @@ class DeliveredAgain:
             assert self._runs.exists() and not running.done(), "the first delivery runs"
             self.second = self.deliver_again()
             self._release.touch()
-            return running.result()
+            first = running.result()
+            return self.second if self._answer_second else first
 
     def deliver_again(self) -> FunctionInvocation:
         args, kwargs = self._call
@@ -285,3 +290,22 @@ def test_a_second_delivery_after_cleanup_does_not_run_the_function(
     assert_refused(invoker, invoker.deliver_again())
     assert runs.read_text() == "run\n"
     assert {key: made.store.get(key) for key in made.store.list(f"{invoker.prefix}/")} == left
+
+
+@STACKS
+def test_a_refusal_answered_to_dagster_reads_on_to_the_first_deliverys_end(
+    request: pytest.FixtureRequest, stack: Callable[[pytest.FixtureRequest], Stack], tmp_path: Path
+) -> None:
+    """A proxy resent the request and handed Dagster the second delivery's refusal: the step
+    reads on to the first delivery's "closed" and succeeds with what it reported."""
+    made = stack(request)
+    runs, release = tmp_path / "runs", tmp_path / "release"
+    invoker = DeliveredAgain(made.client._invoker, runs, release, answer_second=True)
+    made.client._invoker = invoker
+    event = {"runs": str(runs), "release": str(release)}
+    result = materialize_run(made.client, "delivered_twice", event=event, **made.run)
+    assert result.success, failure_text(result)
+    assert_refused(invoker, invoker.second)
+    assert materialization_metadata(result, "delivered_twice")["runs"] == 1
+    assert result.responses == [None], "the first delivery's answer was lost on the way"
+    assert runs.read_text() == "run\n"

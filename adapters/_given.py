@@ -7,8 +7,10 @@ from typing import Any
 
 
 class GivenClientWarning(UserWarning):
-    """A client given to a store or invoker is not the SDK's own, so our call settings (timeouts,
-    retry policy) cannot be applied to it: it is used as it is."""
+    """A client given to a store or invoker is not the SDK's own, so it is used as it is.
+
+    Our call settings (timeouts, retry policy) cannot be applied to it: its own apply.
+    """
 
 
 def used_as_it_is(client: Any, expected: str, what: str) -> Any:

@@ -49,7 +49,10 @@ def default_azure_blob_client() -> BlobServiceClient:
     From `AZURE_STORAGE_CONNECTION_STRING` (Azurite's too) if set; else for the account URL in
     `AZURE_STORAGE_ACCOUNT_URL`, or `https://{AZURE_STORAGE_ACCOUNT_NAME}.blob.core.windows.net`,
     with `azure.identity.DefaultAzureCredential` (which asks for no token until the first call).
-    With none of them, `AccessDeniedError` naming them.
+
+    Raises:
+        AccessDeniedError: None of those variables is set; the message names them.
+        PipesCloudError: The connection string is not usable.
     """
     blob = blob_module()
     policy = blob_retry_policy()
@@ -74,25 +77,20 @@ def default_azure_blob_client() -> BlobServiceClient:
 
 
 class AzureBlobStore:
-    """One Azure Blob Storage container. `client` (a `BlobServiceClient`) defaults to
-    `default_azure_blob_client()`, made on first use.
+    """A `BlobStore` over one Azure Blob Storage container, through azure-storage-blob.
 
-    Retries: every call goes through the SDK with `blob_retry_policy(retry_total=...)` (backoff
-    from up to 0.1 s, doubling to 1 s; `retry_total` retries, default 12) and a per-request
-    timeout (`REQUEST_TIMEOUT`: 5 s to connect, 30 s per read). A given `client` says where and
-    as whom: its pipeline (endpoint, credential, transport, hooks) is used with that policy in
-    place of its own (`with_retry_policy`; the SDK's default waits about 18 s before its first
-    retry), and the client itself is left as it was. One that is not a `BlobServiceClient` (a
-    test double) is used as it is, with a `GivenClientWarning`. A failure that outlives the
-    policy is a `TransientError`, for the caller's next pass.
+    Every call goes through the SDK with `blob_retry_policy` (from up to 0.1 s, doubling to 1 s,
+    in place of the SDK's own first wait of about 18 s) and `REQUEST_TIMEOUT` (5 s to connect,
+    30 s per read). The rest (conditional writes, missing containers, batched deletes):
+    docs/behaviour.md, "Azure Blob Storage".
 
-    `put` is one Put Blob (`Content-Type: application/json`, replacing what is there); `create`
-    the same with `If-None-Match: *`, `AlreadyExistsError` where the blob exists (as after a
-    lost answer the SDK's policy sends it again and meets its own blob); `get` one
-    download, None for a missing blob; a missing container is a `ResourceNotFoundError` naming it,
-    told apart from a missing blob by Azure's error code. `check()` lists at most one blob, so it
-    needs only the blob read/list data permission (Storage Blob Data Reader), not container
-    properties.
+    Args:
+        container: The container's name.
+        client: A `BlobServiceClient`, which says where and as whom: its pipeline (endpoint,
+            credential, transport, hooks) is used with our policy, and the client itself is left
+            as it was. One that is not is used as it is, with a `GivenClientWarning`. Default:
+            `default_azure_blob_client()`, made on first use.
+        retry_total: How many times the policy retries one call (default 12).
     """
 
     def __init__(
@@ -110,12 +108,18 @@ class AzureBlobStore:
 
     @property
     def bucket(self) -> str:
+        """The container's name."""
         return self._container_name
 
     def url(self, key: str) -> str:
-        """The blob's URL (`https://account.blob.core.windows.net/container/key`, for Azurite
-        `http://127.0.0.1:PORT/devstoreaccount1/container/key`), never with a SAS token; when no
-        client can be made, `azure://container/key`."""
+        """The blob's URL, never with a SAS token; `azure://container/key` without a client.
+
+        `https://account.blob.core.windows.net/container/key`; for Azurite
+        `http://127.0.0.1:PORT/devstoreaccount1/container/key`.
+
+        Args:
+            key: The blob's name in the container.
+        """
         plain = f"azure://{self._container_name}/{key}"
         try:
             container = self._container()
@@ -154,6 +158,7 @@ class AzureBlobStore:
         return translate(exc, what if key is None else self.url(key))
 
     def check(self) -> None:
+        """List at most one blob: Storage Blob Data Reader is enough (see `BlobStore.check`)."""
         container = self._container()
         try:
             next(container.list_blob_names(results_per_page=1, **REQUEST_TIMEOUT).by_page(), None)
@@ -161,9 +166,15 @@ class AzureBlobStore:
             raise self._error(exc) from exc
 
     def put(self, key: str, data: bytes) -> None:
+        """One Put Blob as JSON, replacing what is there (see `BlobStore.put`)."""
         self._upload(key, data, overwrite=True)
 
     def create(self, key: str, data: bytes) -> None:
+        """One Put Blob with `If-None-Match: *` (see `BlobStore.create`).
+
+        Raises:
+            AlreadyExistsError: The blob exists (also after a resend met its own blob).
+        """
         self._upload(key, data, overwrite=False)
 
     def _upload(self, key: str, data: bytes, *, overwrite: bool) -> None:
@@ -181,6 +192,7 @@ class AzureBlobStore:
             raise self._error(exc, key) from exc
 
     def get(self, key: str) -> bytes | None:
+        """One download; None for a missing blob (see `BlobStore.get`)."""
         container = self._container()
         try:
             data: bytes = container.download_blob(key, **REQUEST_TIMEOUT).readall()
@@ -191,6 +203,7 @@ class AzureBlobStore:
         return data
 
     def list(self, prefix: str) -> list[str]:
+        """The names of the blobs under `prefix` (see `BlobStore.list`)."""
         container = self._container()
         try:
             return list(container.list_blob_names(name_starts_with=prefix, **REQUEST_TIMEOUT))
@@ -198,8 +211,12 @@ class AzureBlobStore:
             raise self._error(exc, prefix) from exc
 
     def delete(self, keys: Sequence[str]) -> None:
-        """One key: one Delete Blob. More: one blob batch request per 256 keys (Azure's own
-        limit). A missing blob is no error; another failure raises, naming the first blob."""
+        """One Delete Blob for one key, else one batch per 256 keys (see `BlobStore.delete`).
+
+        Raises:
+            AccessDeniedError: Azure refused to delete a blob (401, 403), naming the first.
+            PipesCloudError: Azure could not delete a blob for another reason.
+        """
         container = self._container()
         if len(keys) == 1:
             try:

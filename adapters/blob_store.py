@@ -9,11 +9,11 @@ from dagster_pipes_cloud.adapters.errors import AlreadyExistsError
 
 
 class BlobStore(Protocol):
-    """One bucket (or container) of a blob service.
+    """One bucket (or container) of a blob service: the storage calls Pipes needs.
 
-    `get` returns None for a key that is not there; a missing bucket raises
-    `ResourceNotFoundError`, refused credentials `AccessDeniedError`, anything worth retrying
-    `TransientError`.
+    Every call raises `ResourceNotFoundError` for a missing bucket, `AccessDeniedError` for
+    refused credentials and `TransientError` for anything worth retrying; a missing key is never
+    an error. How each store makes its calls: [How it behaves](behaviour.md#storage-calls).
     """
 
     @property
@@ -22,30 +22,69 @@ class BlobStore(Protocol):
         ...
 
     def url(self, key: str) -> str:
-        """A human-readable address of `key`, for messages (`s3://bucket/key`)."""
+        """A human-readable address of `key`, for messages (`s3://bucket/key`).
+
+        Args:
+            key: The key, relative to the bucket.
+        """
         ...
 
     def check(self) -> None:
-        """Raise unless the bucket exists and the credentials may use it."""
+        """Raise unless the bucket exists and the credentials may use it.
+
+        Raises:
+            ResourceNotFoundError: The bucket does not exist.
+            AccessDeniedError: The credentials may not use it.
+        """
         ...
 
-    def put(self, key: str, data: bytes) -> None: ...
+    def put(self, key: str, data: bytes) -> None:
+        """Write `data` at `key`, replacing what is there.
+
+        Args:
+            key: The key to write.
+            data: The blob's bytes.
+        """
+        ...
 
     def create(self, key: str, data: bytes) -> None:
-        """Write `key` only if it is not there yet, in one conditional request (S3
-        `If-None-Match: *`, GCS generation 0, Azure `overwrite=False`); raise
-        `AlreadyExistsError` if it is."""
+        """Write `data` at `key` only if it is not there yet, in one conditional request.
+
+        S3 `If-None-Match: *`, GCS generation 0, Azure `overwrite=False`.
+
+        Args:
+            key: The key to create.
+            data: The blob's bytes.
+
+        Raises:
+            AlreadyExistsError: The key is there already.
+        """
         ...
 
-    def get(self, key: str) -> bytes | None: ...
+    def get(self, key: str) -> bytes | None:
+        """The bytes at `key`, or None where there is no such key.
+
+        Args:
+            key: The key to read.
+        """
+        ...
 
     def list(self, prefix: str) -> list[str]:
-        """Every key under `prefix`, in the service's own listing order."""
+        """Every key under `prefix`, in the service's own listing order.
+
+        Args:
+            prefix: The start every key returned has.
+        """
         ...
 
     def delete(self, keys: Sequence[str]) -> None:
-        """Delete `keys` in as few requests as the service allows (S3 `DeleteObjects`, a GCS or
-        Azure batch; one plain delete for one key); a key that is not there is no error."""
+        """Delete `keys` in as few requests as the service allows; a missing key is no error.
+
+        S3 `DeleteObjects`, a GCS or Azure batch; one plain delete for one key.
+
+        Args:
+            keys: The keys to delete.
+        """
         ...
 
 

@@ -28,8 +28,12 @@ class AlreadyExistsError(PipesCloudError):
 
 
 class ThrottledError(TransientError):
-    """The platform refused an invocation before the function ran, because of a concurrency
-    or rate limit. `retry_after` is the delay in seconds it suggested, where it suggested one."""
+    """The platform refused an invocation for a concurrency or rate limit, before it ran.
+
+    Args:
+        message: What was refused and how often, naming the function.
+        retry_after: The delay in seconds the platform suggested, None where it gave none.
+    """
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)

@@ -33,17 +33,10 @@ _DELETE_BATCH = 100  # the most requests GCS takes in one batch
 
 
 def default_gcs_client() -> Any:
-    """`google.cloud.storage.Client()` from the environment (application default credentials).
+    """`google.cloud.storage.Client()` from the environment, without its bucket metadata cache.
 
-    With `STORAGE_EMULATOR_HOST` set, google-cloud-storage itself talks to that endpoint with
-    anonymous credentials and needs no project, so an emulator needs nothing more.
-
-    Its bucket metadata cache is turned off: since google-cloud-storage 3.11 it sends a background
-    bucket GET (`storage.buckets.get`, which object-only roles lack) on a bucket's first use and
-    another after each 404, so every idle poll for a chunk not yet written would cost two requests
-    (googleapis/google-cloud-python#17650). It only feeds OpenTelemetry span attributes. A client
-    passed in is used as it is (`DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA=true` turns the
-    cache off for every client of a process).
+    Application default credentials, or `STORAGE_EMULATOR_HOST` (anonymous, no project needed).
+    The cache would cost an idle poll two requests (docs/behaviour.md, "GCS").
     """
     client = storage_module().Client()
     if getattr(client, "_bucket_metadata_cache", None) is not None:
@@ -52,29 +45,20 @@ def default_gcs_client() -> Any:
 
 
 class GCSBlobStore:
-    """One GCS bucket. `client` (a `google.cloud.storage.Client`) defaults to
-    `default_gcs_client()`, made on first use.
+    """A `BlobStore` over one GCS bucket, through google-cloud-storage.
 
-    Retries: every call, with the default client or a given one, passes the SDK an explicit
-    policy (`sdk_retry`: 408, 429, 5xx, dropped connections and timeouts; backoff from 0.1 s
-    doubling to 1 s, full jitter; given up `retry_deadline` seconds after the first attempt,
-    default 10) and a per-request timeout of `REQUEST_TIMEOUT`. Uploads get the policy too: the
-    SDK on its own does not retry an upload without a generation precondition; rewriting the
-    same bytes under one key is safe here. A failure that outlives the policy is a
-    `TransientError`, for the caller's next pass; a call lasts at most about `retry_deadline`
-    plus one request's timeout. A given client that is not a `google.cloud.storage.Client` (a
-    test double) is used as it is, with a `GivenClientWarning`: whether it honours those
-    settings is its own affair.
+    Every call, uploads included, passes the SDK our retry policy (408, 429, 5xx, dropped
+    connections; from 0.1 s doubling to 1 s) and `REQUEST_TIMEOUT`, so a call lasts at most about
+    `retry_deadline` plus one request's timeout. The rest (`create`'s precondition, the emulator's
+    404s, batched deletes): docs/behaviour.md, "GCS".
 
-    `create` is one upload with `ifGenerationMatch=0`: GCS's 412 (the object exists) is
-    `AlreadyExistsError`, also when the policy sent it again after a lost answer and met its
-    own object. gcp-storage-emulator ignores that precondition; `GCSEmulator` makes it honour it.
-
-    `get` is one download; a missing blob is None. Where a missing bucket also answers 404 without
-    saying so (gcp-storage-emulator does on download, listing and upload), `get` cannot tell it
-    from a missing blob: `check()` is where a missing bucket is found. `check()` lists at most one
-    blob, so it needs only `storage.objects.list` (which reading needs anyway), not
-    `storage.buckets.get`, which `roles/storage.objectAdmin` lacks.
+    Args:
+        bucket: The bucket's name.
+        client: A `google.cloud.storage.Client`; our retry policy and timeouts apply to its
+            calls. One that is not is used as it is, with a `GivenClientWarning`. Default:
+            `default_gcs_client()`, made on first use.
+        retry_deadline: Seconds after a call's first attempt when the SDK stops retrying it
+            (default 10).
     """
 
     def __init__(
@@ -89,9 +73,11 @@ class GCSBlobStore:
 
     @property
     def bucket(self) -> str:
+        """The bucket's name."""
         return self._bucket_name
 
     def url(self, key: str) -> str:
+        """`gs://bucket/key` (see `BlobStore.url`)."""
         return f"gs://{self._bucket_name}/{key}"
 
     def _bucket(self) -> Any:
@@ -116,6 +102,7 @@ class GCSBlobStore:
             return self._handle
 
     def _options(self) -> dict[str, Any]:
+        """The retry policy and timeout every SDK call is given."""
         return {"retry": self._retry, "timeout": REQUEST_TIMEOUT}
 
     def _error(self, exc: Exception, key: str | None = None) -> PipesCloudError:
@@ -128,6 +115,7 @@ class GCSBlobStore:
         return translate(exc, name if key is None else self.url(key))
 
     def check(self) -> None:
+        """List at most one blob: `storage.objects.list` is all it needs (see `BlobStore.check`)."""
         bucket = self._bucket()
         try:
             next(iter(bucket.list_blobs(max_results=1, **self._options())), None)
@@ -135,6 +123,7 @@ class GCSBlobStore:
             raise self._error(exc) from exc
 
     def put(self, key: str, data: bytes) -> None:
+        """One upload as JSON (see `BlobStore.put`)."""
         blob = self._bucket().blob(key)
         try:
             blob.upload_from_string(data, content_type="application/json", **self._options())
@@ -142,6 +131,11 @@ class GCSBlobStore:
             raise self._error(exc, key) from exc
 
     def create(self, key: str, data: bytes) -> None:
+        """One upload with `ifGenerationMatch=0` (see `BlobStore.create`).
+
+        Raises:
+            AlreadyExistsError: 412, the object exists (also after a resend met its own object).
+        """
         blob = self._bucket().blob(key)
         try:
             blob.upload_from_string(
@@ -153,6 +147,7 @@ class GCSBlobStore:
             raise self._error(exc, key) from exc
 
     def get(self, key: str) -> bytes | None:
+        """One download; None for a missing blob (see `BlobStore.get`)."""
         blob = self._bucket().blob(key)
         try:
             data: bytes = blob.download_as_bytes(**self._options())
@@ -163,6 +158,7 @@ class GCSBlobStore:
         return data
 
     def list(self, prefix: str) -> list[str]:
+        """The names of the blobs under `prefix` (see `BlobStore.list`)."""
         bucket = self._bucket()
         try:
             return [blob.name for blob in bucket.list_blobs(prefix=prefix, **self._options())]
@@ -170,9 +166,10 @@ class GCSBlobStore:
             raise self._error(exc, prefix) from exc
 
     def delete(self, keys: Sequence[str]) -> None:
-        """One key: one delete, with the retry policy. More: one batch request per 100 keys
-        (GCS's own limit), sent once (a failed batch is the caller's to try again). A 404 is no
-        error: the blob is gone (or, on the emulator, the bucket)."""
+        """One delete for one key, else one batch per 100 keys, sent once (see `BlobStore.delete`).
+
+        A 404 is no error: the blob is gone (or, on the emulator, the bucket).
+        """
         bucket = self._bucket()
         if len(keys) == 1:
             try:

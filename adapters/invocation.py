@@ -14,7 +14,13 @@ Ending = Literal["timed_out", "crashed"]
 
 @dataclass(frozen=True)
 class RemoteError:
-    """An error raised inside the function, as the platform reported it."""
+    """An error raised inside the function, as the platform reported it.
+
+    Args:
+        type: The exception's type name.
+        message: Its message (may be empty).
+        trace: The lines of its traceback, where the platform gave them (default none).
+    """
 
     type: str
     message: str
@@ -34,12 +40,22 @@ class RemoteError:
 
 @dataclass(frozen=True)
 class FunctionInvocation:
-    """The outcome of one invocation.
+    """The outcome of one invocation, as every invoker returns it.
 
-    `completed` is False for a fire-and-forget invocation (Lambda `Event`): the function's end is
-    then known only from the Pipes "closed" message, and `response` is None. `ended` is the
-    platform's own verdict on a run that neither returned nor raised (a timeout, a crash); it
-    comes before anything the messages suggest.
+    Args:
+        function: The function as messages name it (`Lambda function 'totals'`).
+        response: The value the function returned, decoded (JSON where it is JSON, else the
+            text); None for a fire-and-forget invocation or a failed one.
+        error: The function's error, as the platform reported it; None when it returned.
+        completed: False for a fire-and-forget invocation (Lambda `Event`), whose end is known
+            only from the Pipes "closed" message; True by default.
+        log_tail: The end of the function's own log, where the platform gave it (Lambda
+            `LogType=Tail`).
+        request_id: The platform's id of the request, where it gave one.
+        details: What else the platform answered (status code, executed version; default empty).
+        ended: The platform's own verdict on a run that neither returned nor raised
+            (`"timed_out"`, `"crashed"`); it comes before anything the messages suggest
+            (default None).
     """
 
     function: str

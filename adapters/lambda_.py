@@ -74,10 +74,9 @@ def _invoke_config() -> Any:
 def default_lambda_client() -> LambdaClient:
     """A boto3 Lambda client that waits out Lambda's 15-minute maximum and never retries.
 
-    botocore's defaults (60 s read timeout, then retries) would run a slow function again; this
-    client gives up nothing it sent. `LambdaInvoker` itself resends only what never arrived.
-    It follows boto3's own configuration: credentials chain, `AWS_REGION`,
-    `AWS_ENDPOINT_URL_LAMBDA`.
+    botocore's defaults (a 60 s read timeout, then retries) would run a slow function again; this
+    client gives up nothing it sent. It follows boto3's own configuration: credentials chain,
+    `AWS_REGION`, `AWS_ENDPOINT_URL_LAMBDA`.
     """
     from botocore.config import Config
 
@@ -150,20 +149,21 @@ def _is_error_report(record: str) -> bool:
 
 
 class LambdaInvoker:
-    """Invoke Lambda functions; `client` defaults to `default_lambda_client()`.
+    """Invokes Lambda functions through boto3, never running one twice for one call.
 
-    A given `client` says where and as whom (endpoint, region, credentials): invokes go through
-    a copy of it with our invoke settings (`invoke_client_like`), so its own read timeout and
-    retries cannot run a function twice; its registered event hooks are not carried over. One
-    that is not a boto3 client (a test double) is used as it is, with a `GivenClientWarning`. A
-    request is resent only when it cannot have reached the function, up to `resend_attempts`
-    times (default 3) after a short backoff (0.5 s, doubling): the connection could not be
-    opened, or Lambda throttled it (`TooManyRequestsException`: no concurrency left, answered
-    before the function ran). A throttled request still refused after that, or whose
-    `Retry-After` asks for more than `THROTTLED_WAIT_MAX_SECONDS`, raises `ThrottledError` with
-    Lambda's suggested delay (`retry_after`, None where it gave none), for a Dagster
-    `RetryPolicy` to retry the step. A read timeout or a dropped connection after sending is an
-    error, never a second run. Clients are made on first use, not at construction.
+    A request is sent again only when it cannot have reached the function (the connection could
+    not be opened, or Lambda throttled it); a read timeout or a dropped connection after sending
+    is an error, never a second run. More: docs/behaviour.md, "Invoking a Lambda function".
+
+    Args:
+        client: A boto3 Lambda client, which says where and as whom; invokes go through a copy
+            of it with our invoke settings (`invoke_client_like`). Default:
+            `default_lambda_client()`, made on first use.
+        resend_attempts: How many times a request that never arrived is sent again, after
+            0.5 s, doubling (default 3).
+
+    Raises:
+        ValueError: `resend_attempts` is negative.
     """
 
     def __init__(
@@ -181,7 +181,7 @@ class LambdaInvoker:
 
     @property
     def client(self) -> LambdaClient:
-        """The client invokes are sent with."""
+        """The client invokes are sent with, made on first use."""
         with self._lock:
             if self._client is None:
                 given = self._given_client
@@ -200,6 +200,27 @@ class LambdaInvoker:
         client_context: str | None = None,
         log_tail: bool = False,
     ) -> FunctionInvocation:
+        """Invoke `function_name` once with `payload`.
+
+        Args:
+            function_name: The function's name or ARN.
+            payload: The event, encoded as JSON.
+            invocation_type: "RequestResponse" (the default) waits for the function;
+                "Event" queues it and returns an invocation that is not `completed`.
+            qualifier: A version or alias (default: `$LATEST`).
+            client_context: Lambda's `ClientContext`, base64-encoded (Lambda passes it to
+                synchronous invocations only).
+            log_tail: Ask for the end of the function's log (`LogType=Tail`; synchronous only).
+
+        Returns:
+            The function's response or its error; a timeout or a crash as `ended`.
+
+        Raises:
+            ThrottledError: Lambda still throttled it after `resend_attempts`, or asked for a
+                longer wait than `THROTTLED_WAIT_MAX_SECONDS`.
+            PipesCloudError: The request is over Lambda's size limit, or the invoke failed
+                (as `ResourceNotFoundError`, `AccessDeniedError`, `TransientError`).
+        """
         kwargs: dict[str, Any] = {
             "FunctionName": function_name,
             "InvocationType": invocation_type,

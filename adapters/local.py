@@ -12,10 +12,14 @@ from dagster_pipes_cloud.adapters.errors import AlreadyExistsError, ResourceNotF
 
 
 class LocalBlobStore:
-    """Keys are files under `root / bucket`; the bucket folder must exist (as a bucket must).
+    """A `BlobStore` whose keys are files under `root / bucket`, for tests and local runs.
 
-    Writes are atomic (write to a temporary file, then rename), so a reader never sees half a
-    chunk.
+    The bucket folder must exist, as a bucket must. Writes are atomic (a temporary file, then a
+    rename), so a reader never sees half a chunk.
+
+    Args:
+        root: The folder that holds the bucket folders.
+        bucket: The bucket: a folder under `root`.
     """
 
     def __init__(self, root: str | os.PathLike[str], bucket: str) -> None:
@@ -24,6 +28,7 @@ class LocalBlobStore:
 
     @property
     def bucket(self) -> str:
+        """The bucket folder's name."""
         return self._bucket
 
     @property
@@ -31,17 +36,21 @@ class LocalBlobStore:
         return self._root / self._bucket
 
     def url(self, key: str) -> str:
+        """The `file://` URL of `key` (see `BlobStore.url`)."""
         return f"file://{self._dir / key}"
 
     def check(self) -> None:
+        """Raise `ResourceNotFoundError` unless the bucket folder exists."""
         if not self._dir.is_dir():
             raise ResourceNotFoundError(f"local bucket folder {str(self._dir)!r} does not exist")
 
     def put(self, key: str, data: bytes) -> None:
+        """Write `data` at `key`, replacing what is there (see `BlobStore.put`)."""
         path, tmp = self._written_aside(key, data)
         os.replace(tmp, path)
 
     def create(self, key: str, data: bytes) -> None:
+        """Write `data` at `key` only if it is not there (see `BlobStore.create`)."""
         path, tmp = self._written_aside(key, data)
         try:
             os.link(tmp, path)  # fails if `path` exists; never half written
@@ -61,6 +70,7 @@ class LocalBlobStore:
         return path, tmp
 
     def get(self, key: str) -> bytes | None:
+        """The bytes at `key`, or None (see `BlobStore.get`)."""
         self.check()
         try:
             return (self._dir / key).read_bytes()
@@ -68,6 +78,7 @@ class LocalBlobStore:
             return None
 
     def list(self, prefix: str) -> list[str]:
+        """Every key under `prefix`, sorted (see `BlobStore.list`)."""
         self.check()
         keys = []
         for path in self._dir.rglob("*"):

@@ -47,21 +47,18 @@ def default_s3_client() -> S3Client:
 
 
 class S3BlobStore:
-    """One S3 bucket. `client` defaults to `default_s3_client()`, made on first use.
+    """A `BlobStore` over one S3 bucket, through boto3.
 
-    A given `client` says where and as whom (endpoint, region, credentials): calls go through a
-    copy of it with the default client's timeouts and retries (see `with_our_settings`; event
-    hooks registered on it are not carried over). One that is not a boto3 client (a test
-    double) is used as it is, with a `GivenClientWarning`.
+    Without `s3:ListBucket`, S3 answers a missing key with 403, which reads as
+    `AccessDeniedError`. How each call is made (retries, `create`'s conditions, batched deletes):
+    docs/behaviour.md, "S3".
 
-    `create` is one `PutObject` with `If-None-Match: *`: 412 `PreconditionFailed` (the key
-    exists) is `AlreadyExistsError`; 409 `ConditionalRequestConflict` (another conditional write
-    of that key is under way) is a `TransientError`, since sent again it lands or meets the other
-    one's object. After a lost answer botocore sends it again and meets its own object:
-    `AlreadyExistsError` then too, so the caller reads the key back to tell the two apart.
-
-    `get` of a missing key returns None; note that S3 answers 403, not 404, for a missing key
-    when the credentials lack `s3:ListBucket`, which then reads as `AccessDeniedError`.
+    Args:
+        bucket: The bucket's name.
+        client: A boto3 S3 client, which says where and as whom (endpoint, region, credentials);
+            calls go through a copy of it with the default client's timeouts and retries, without
+            its event hooks. One that is not a boto3 client is used as it is, with a
+            `GivenClientWarning`. Default: `default_s3_client()`, made on first use.
     """
 
     def __init__(self, bucket: str, client: Any | None = None) -> None:
@@ -85,24 +82,34 @@ class S3BlobStore:
 
     @property
     def bucket(self) -> str:
+        """The bucket's name."""
         return self._bucket
 
     def url(self, key: str) -> str:
+        """`s3://bucket/key` (see `BlobStore.url`)."""
         return f"s3://{self._bucket}/{key}"
 
     def check(self) -> None:
+        """One `HeadBucket` (see `BlobStore.check`)."""
         try:
             self._client.head_bucket(Bucket=self._bucket)
         except Exception as exc:
             raise translate(exc, f"S3 bucket {self._bucket!r}") from exc
 
     def put(self, key: str, data: bytes) -> None:
+        """One `PutObject` (see `BlobStore.put`)."""
         try:
             self._client.put_object(Bucket=self._bucket, Key=key, Body=data)
         except Exception as exc:
             raise translate(exc, self.url(key)) from exc
 
     def create(self, key: str, data: bytes) -> None:
+        """One `PutObject` with `If-None-Match: *` (see `BlobStore.create`).
+
+        Raises:
+            AlreadyExistsError: 412, the key exists (also after a resend met its own object).
+            TransientError: 409, another conditional write of the key is under way.
+        """
         try:
             self._client.put_object(Bucket=self._bucket, Key=key, Body=data, IfNoneMatch="*")
         except Exception as exc:
@@ -111,6 +118,7 @@ class S3BlobStore:
             raise translate(exc, self.url(key)) from exc
 
     def get(self, key: str) -> bytes | None:
+        """One `GetObject`; None for a missing key (see `BlobStore.get`)."""
         try:
             response = self._client.get_object(Bucket=self._bucket, Key=key)
             body: bytes = response["Body"].read()
@@ -121,6 +129,7 @@ class S3BlobStore:
         return body
 
     def list(self, prefix: str) -> list[str]:
+        """`ListObjectsV2`, page by page (see `BlobStore.list`)."""
         keys: list[str] = []
         try:
             paginator = self._client.get_paginator("list_objects_v2")
@@ -131,8 +140,12 @@ class S3BlobStore:
         return keys
 
     def delete(self, keys: Sequence[str]) -> None:
-        """One `DeleteObjects` per 1,000 keys (quiet: S3 answers only the keys it could not
-        delete, which raise here naming the first); deleting a missing key succeeds in S3."""
+        """One quiet `DeleteObjects` per 1,000 keys (see `BlobStore.delete`).
+
+        Raises:
+            AccessDeniedError: S3 refused to delete a key, named with how many more it refused.
+            PipesCloudError: S3 could not delete a key for another reason.
+        """
         for start in range(0, len(keys), _DELETE_BATCH):
             batch = keys[start : start + _DELETE_BATCH]
             try:

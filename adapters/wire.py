@@ -5,8 +5,9 @@ what they must agree on lives here, once)."""
 from __future__ import annotations
 
 CANCEL_MARKER = "cancel.json"
-"""The blob under a session's key prefix by which Dagster asks its function to stop: written by
-the orchestration side's reader, watched for by the function side's writer."""
+"""The blob under a session's key prefix by which Dagster asks its function to stop.
+
+Written by the orchestration side's reader, watched for by the function side's writer."""
 
 CLAIM_BLOB = "claim.json"
 """The blob by which the first delivery of an invocation claims its session, created only if

@@ -49,22 +49,24 @@ class AzureFunctionScaffolder(FunctionScaffolder):
 
 @dg.scaffold_with(AzureFunctionScaffolder)
 class AzureFunctionComponent(PipesFunctionComponent):
-    """Runs an HTTP-triggered Azure Function as a Dagster Pipes process: one multi-asset of
-    `assets` and `checks`, whose messages come back through the blob `container`.
+    """Runs an HTTP-triggered Azure Function as a Dagster Pipes multi-asset, through Blob Storage.
 
-        type: dagster_pipes_cloud.components.AzureFunctionComponent
-        attributes:
-          function_url: https://my-app.azurewebsites.net/api/totals
-          container: dagster-pipes
-          event: {rows: 1000, day: "{{ partition_key }}"}
-          assets:
-            - key: totals
+    The function key is read on the first run from the variable `function_key_env_var` names
+    (default `AZURE_FUNCTIONS_KEY`; none sent when that default is unset, for an anonymous
+    function); `scope` asks `DefaultAzureCredential` for an Entra ID token instead. Storage
+    follows `AZURE_STORAGE_CONNECTION_STRING` or the account URL, as the resources' does.
+    `dg utils inspect-component TYPE --defs-yaml-schema` lists the attributes with what each
+    means.
 
-    The function key is read, on the first run, from the environment variable
-    `function_key_env_var` names (default `AZURE_FUNCTIONS_KEY`; none sent when that default is
-    unset, for an anonymous function); `scope` asks `DefaultAzureCredential` for an Entra ID token
-    instead. Storage follows `AZURE_STORAGE_CONNECTION_STRING` or the account URL, as
-    `PipesAzureBlobStorageMessageReader`'s default client does.
+    ```yaml
+    type: dagster_pipes_cloud.components.AzureFunctionComponent
+    attributes:
+      function_url: https://my-app.azurewebsites.net/api/totals
+      container: dagster-pipes
+      event: {rows: 1000, day: "{{ partition_key }}"}
+      assets:
+        - key: totals
+    ```
     """
 
     function_url: str = Field(

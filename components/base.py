@@ -99,14 +99,14 @@ class RetryPolicyModel(dg.Resolvable, dg.Model):
 
 
 class PipesFunctionComponent(dg.Component, dg.Resolvable, dg.Model):
-    """Base of the per-platform components: one multi-asset (its `assets` and `checks`), or with
-    `checks` alone one multi-asset check, whose body invokes the function once and returns what
-    it reported through Pipes.
+    """Base of the per-platform components: a multi-asset whose body invokes one function.
 
-    A binding says which Pipes client it builds (`client_class`, `build_reader`,
-    `client_options`; built on the first run, never when definitions load, so default SDK clients
-    follow the environment as the resources do), how `run` names the function (`run_arguments`)
-    and what logs call it (`function_label`).
+    The multi-asset has the `assets` and `checks` (with `checks` alone, it is a multi-asset
+    check); its body invokes the function once and returns what it reported through Pipes. A
+    binding says which Pipes client it builds (`client_class`, `build_reader`, `client_options`;
+    built on the first run, never when definitions load, so default SDK clients follow the
+    environment as the resources do), how `run` names the function (`run_arguments`) and what
+    logs call it (`function_label`).
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -199,6 +199,14 @@ class PipesFunctionComponent(dg.Component, dg.Resolvable, dg.Model):
         return re.sub(r"\W", "_", key)
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        """The multi-asset (or multi-asset check) that runs the function.
+
+        Args:
+            context: Dagster's context for loading the component.
+
+        Raises:
+            ValueError: There is neither an asset nor a check.
+        """
         if not self.assets and not self.checks:
             raise ValueError(
                 "assets, checks: give at least one asset the function materializes or one check"

@@ -45,21 +45,23 @@ class CloudFunctionScaffolder(FunctionScaffolder):
 
 @dg.scaffold_with(CloudFunctionScaffolder)
 class CloudFunctionComponent(PipesFunctionComponent):
-    """Runs an HTTP Cloud Function as a Dagster Pipes process: one multi-asset of `assets` and
-    `checks`, whose messages come back through the GCS `bucket`.
+    """Runs an HTTP Google Cloud Function as a Dagster Pipes multi-asset, its messages through GCS.
 
-        type: dagster_pipes_cloud.components.CloudFunctionComponent
-        attributes:
-          function_url: https://totals-abc123-ew.a.run.app
-          bucket: my-pipes-bucket
-          event: {rows: 1000, day: "{{ partition_key }}"}
-          assets:
-            - key: totals
+    Give `function_url` or `function_name` (`projects/P/locations/L/functions/F`), not both. The
+    clients are made on the first run from application default credentials (an ID token per
+    request, none for a loopback URL) and `STORAGE_EMULATOR_HOST`, as the resources' are.
+    `dg utils inspect-component TYPE --defs-yaml-schema` lists the attributes with what each
+    means.
 
-    Give `function_url` or `function_name` (`projects/P/locations/L/functions/F`), not both.
-    The clients are made on the first run from application default credentials (an ID token per
-    request, none for a loopback URL) and `STORAGE_EMULATOR_HOST`, as `PipesCloudFunctionClient`'s
-    and `PipesGCSMessageReader`'s defaults are.
+    ```yaml
+    type: dagster_pipes_cloud.components.CloudFunctionComponent
+    attributes:
+      function_url: https://totals-abc123-ew.a.run.app
+      bucket: my-pipes-bucket
+      event: {rows: 1000, day: "{{ partition_key }}"}
+      assets:
+        - key: totals
+    ```
     """
 
     function_url: str | None = Field(default=None, description="The function's URL.")

@@ -36,20 +36,22 @@ class LambdaFunctionScaffolder(FunctionScaffolder):
 
 @dg.scaffold_with(LambdaFunctionScaffolder)
 class LambdaFunctionComponent(PipesFunctionComponent):
-    """Runs an AWS Lambda function as a Dagster Pipes process: one multi-asset of `assets` and
-    `checks`, whose messages come back through the S3 `bucket`.
-
-        type: dagster_pipes_cloud.components.LambdaFunctionComponent
-        attributes:
-          function_name: totals
-          bucket: my-pipes-bucket
-          event: {rows: 1000, day: "{{ partition_key }}"}
-          assets:
-            - key: totals
+    """Runs an AWS Lambda function as a Dagster Pipes multi-asset, its messages through S3.
 
     The clients are made on the first run from boto3's configuration (credentials chain,
-    `AWS_REGION`, `AWS_ENDPOINT_URL_LAMBDA`, `AWS_ENDPOINT_URL_S3`), as `PipesLambdaClient`'s and
-    `PipesS3MessageReader`'s defaults are.
+    `AWS_REGION`, `AWS_ENDPOINT_URL_LAMBDA`, `AWS_ENDPOINT_URL_S3`), as the resources' are.
+    `dg utils inspect-component TYPE --defs-yaml-schema` lists the attributes with what each
+    means.
+
+    ```yaml
+    type: dagster_pipes_cloud.components.LambdaFunctionComponent
+    attributes:
+      function_name: totals
+      bucket: my-pipes-bucket
+      event: {rows: 1000, day: "{{ partition_key }}"}
+      assets:
+        - key: totals
+    ```
     """
 
     function_name: str = Field(description="The function's name or ARN.")

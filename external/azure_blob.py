@@ -21,11 +21,16 @@ def _azure_blob_stores(client: BlobServiceClient | None) -> BucketStores[AzureBl
 
 
 class PipesAzureBlobStorageMessageWriter(PipesChunkedMessageWriter):
-    """Writes Pipes messages to the Azure Blob Storage container the reader names (Pipes params
-    `{"bucket": container, "key_prefix": ...}`). `client`: a `BlobServiceClient`, made from the
-    environment (`AZURE_STORAGE_CONNECTION_STRING`, or the account URL with
-    `DefaultAzureCredential`: see `default_azure_blob_client`) on first use when not given.
-    Options and their defaults: see `PipesChunkedMessageWriter`.
+    """Writes Pipes messages to the Azure Blob Storage container the reader names.
+
+    The container travels in the Pipes params as `{"bucket": container, "key_prefix": ...}`.
+
+    Args:
+        client: A `BlobServiceClient` (default: one from the environment,
+            `AZURE_STORAGE_CONNECTION_STRING` or the account URL with `DefaultAzureCredential`,
+            made on first use).
+        **options: The options of `PipesChunkedMessageWriter` (`interval`, `max_chunk_bytes`,
+            `flush_timeout`, `cancel_check_interval`), with its defaults.
     """
 
     def __init__(
@@ -35,9 +40,12 @@ class PipesAzureBlobStorageMessageWriter(PipesChunkedMessageWriter):
 
 
 class PipesAzureBlobStorageContextLoader(PipesBlobStoreContextLoader):
-    """Loads the Pipes context inline from the event, or from Azure Blob Storage
-    (`{"bucket": container, "key"}`). `client`: a `BlobServiceClient`, made from the environment
-    on first use.
+    """Loads the Pipes context inline from the event, or from Azure Blob Storage.
+
+    A context in a blob comes as `{"bucket": container, "key"}`.
+
+    Args:
+        client: A `BlobServiceClient` (default: one from the environment, made on first use).
     """
 
     def __init__(self, client: BlobServiceClient | None = None) -> None:

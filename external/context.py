@@ -14,7 +14,11 @@ from dagster_pipes_cloud.external.errors import PipesCancelledError
 
 
 class PipesCloudContext(PipesContext):
-    """A `PipesContext` that can tell its function Dagster asked it to stop."""
+    """A `PipesContext` that can tell its function Dagster asked it to stop.
+
+    Every entrypoint decorator makes one per invocation, with dagster_pipes' `PipesContext`
+    arguments; user code uses the `pipes` it is given.
+    """
 
     @property
     def is_cancelled(self) -> bool:

@@ -16,10 +16,12 @@ class PipesSessionConflictError(PipesCloudError):
 
 
 class PipesSessionClaimedError(PipesSessionConflictError):
-    """An earlier delivery of this invocation claimed its Pipes session (see `claim_session`):
-    this one is refused when the session opens, before the user's code runs, and writes
-    nothing. The entrypoint decorators answer it without raising (Lambda: a returned
-    `{"errorType", "errorMessage"}`; HTTP platforms: 409), so the platform does not retry it."""
+    """An earlier delivery of this invocation claimed its Pipes session.
+
+    This one is refused when the session opens (`claim_session`), before the user's code runs,
+    and writes nothing. The entrypoint decorators answer it without raising (Lambda: a returned
+    `{"errorType", "errorMessage"}`; HTTP platforms: 409), so the platform does not retry it.
+    """
 
 
 class PipesCancelledError(DagsterPipesError):

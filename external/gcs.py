@@ -18,9 +18,13 @@ def _gcs_stores(client: Any | None) -> BucketStores[GCSBlobStore]:
 
 
 class PipesGCSMessageWriter(PipesChunkedMessageWriter):
-    """Writes Pipes messages to GCS. `client`: a `google.cloud.storage.Client`, made from the
-    environment (application default credentials, `STORAGE_EMULATOR_HOST`) on first use when
-    not given. Options and their defaults: see `PipesChunkedMessageWriter`.
+    """Writes Pipes messages to GCS, as dagster_pipes' class of the same name does.
+
+    Args:
+        client: A `google.cloud.storage.Client` (default: one from the environment, application
+            default credentials or `STORAGE_EMULATOR_HOST`, made on first use).
+        **options: The options of `PipesChunkedMessageWriter` (`interval`, `max_chunk_bytes`,
+            `flush_timeout`, `cancel_check_interval`), with its defaults.
     """
 
     def __init__(self, client: Any | None = None, **options: Unpack[WriterOptions]) -> None:
@@ -29,7 +33,10 @@ class PipesGCSMessageWriter(PipesChunkedMessageWriter):
 
 class PipesGCSContextLoader(PipesBlobStoreContextLoader):
     """Loads the Pipes context inline from the event, or from GCS (`{"bucket", "key"}`).
-    `client`: a `google.cloud.storage.Client`, made from the environment on first use.
+
+    Args:
+        client: A `google.cloud.storage.Client` (default: one from the environment, made on
+            first use).
     """
 
     def __init__(self, client: Any | None = None) -> None:

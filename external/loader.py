@@ -15,7 +15,8 @@ from dagster_pipes_cloud.adapters import BlobStore
 class PipesBlobStoreContextLoader(PipesContextLoader):
     """Loads the context from `{"data": {...}}` inline, or from `{"bucket", "key"}` in a blob.
 
-    `store_for_bucket` gives the `BlobStore` for a bucket name; it is only called for a blob.
+    Args:
+        store_for_bucket: Gives the `BlobStore` of a bucket name; called only for a blob.
     """
 
     def __init__(self, store_for_bucket: Callable[[str], BlobStore]) -> None:
@@ -23,6 +24,14 @@ class PipesBlobStoreContextLoader(PipesContextLoader):
 
     @contextmanager
     def load_context(self, params: PipesParams) -> Iterator[PipesContextData]:
+        """Yield the context the params carry, inline or from its blob.
+
+        Args:
+            params: The context params from the event.
+
+        Raises:
+            DagsterPipesError: The params carry neither, or the blob is missing or not JSON.
+        """
         if "data" in params:
             data = params["data"]
             if not isinstance(data, dict):

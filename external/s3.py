@@ -18,9 +18,13 @@ def _s3_stores(client: Any | None) -> BucketStores[S3BlobStore]:
 
 
 class PipesS3MessageWriter(PipesChunkedMessageWriter):
-    """Writes Pipes messages to S3. `client`: a boto3 S3 client, made from the environment
-    (`AWS_ENDPOINT_URL_S3` included) on first use when not given. Options and their defaults
-    (flush every 0.5 s while messages flow): see `PipesChunkedMessageWriter`.
+    """Writes Pipes messages to S3, as dagster_pipes' class of the same name does.
+
+    Args:
+        client: A boto3 S3 client (default: one from boto3's configuration,
+            `AWS_ENDPOINT_URL_S3` included, made on first use).
+        **options: The options of `PipesChunkedMessageWriter` (`interval`, `max_chunk_bytes`,
+            `flush_timeout`, `cancel_check_interval`), with its defaults.
     """
 
     def __init__(self, client: Any | None = None, **options: Unpack[WriterOptions]) -> None:
@@ -29,7 +33,9 @@ class PipesS3MessageWriter(PipesChunkedMessageWriter):
 
 class PipesS3ContextLoader(PipesBlobStoreContextLoader):
     """Loads the Pipes context inline from the event, or from S3 (`{"bucket", "key"}`).
-    `client`: a boto3 S3 client, made from the environment on first use when not given.
+
+    Args:
+        client: A boto3 S3 client (default: one from boto3's configuration, made on first use).
     """
 
     def __init__(self, client: Any | None = None) -> None:

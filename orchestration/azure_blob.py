@@ -15,12 +15,16 @@ if TYPE_CHECKING:
 
 
 class PipesAzureBlobStorageMessageReader(PipesChunkedMessageReader):
-    """Reads Pipes messages from `container` (under `key_prefix`, optional). `client`: a
-    `BlobServiceClient`; by default one from the environment (`AZURE_STORAGE_CONNECTION_STRING`,
-    or the account URL with `DefaultAzureCredential`: see `default_azure_blob_client`), made on
-    first use. A client passed in says where and as whom; our retry policy and timeouts still
-    apply to its calls (see `AzureBlobStore`). Other options and their defaults: see
-    `PipesChunkedMessageReader`.
+    """Reads Pipes messages from an Azure Blob Storage container.
+
+    Args:
+        container: The container the function writes its messages to.
+        client: A `BlobServiceClient`, which says where and as whom; our retry policy and
+            timeouts still apply to its calls. Default: one from the environment
+            (`AZURE_STORAGE_CONNECTION_STRING`, or the account URL with
+            `DefaultAzureCredential`), made on first use.
+        **options: `key_prefix` (where sessions go; default the bucket's root) and the other
+            options of `PipesChunkedMessageReader`, with its defaults.
     """
 
     def __init__(
@@ -34,7 +38,15 @@ class PipesAzureBlobStorageMessageReader(PipesChunkedMessageReader):
 
 
 class PipesAzureBlobStorageContextInjector(PipesBlobStoreContextInjector):
-    """Writes the Pipes context to `container` (under `key_prefix`) and passes its key."""
+    """Writes the Pipes context to an Azure Blob Storage container and passes the function its key.
+
+    Args:
+        container: The container the context is written to.
+        client: A `BlobServiceClient`, as `PipesAzureBlobStorageMessageReader` takes it
+            (default: made from the environment on first use).
+        key_prefix: Where context blobs go (default: the container's root); each gets a random
+            suffix.
+    """
 
     def __init__(
         self,

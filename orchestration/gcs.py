@@ -12,10 +12,15 @@ from dagster_pipes_cloud.orchestration.reader import PipesChunkedMessageReader, 
 
 
 class PipesGCSMessageReader(PipesChunkedMessageReader):
-    """Reads Pipes messages from `bucket` (under `key_prefix`, optional). `client`: a
-    `google.cloud.storage.Client`; by default one from the environment (application default
-    credentials, `STORAGE_EMULATOR_HOST`), made on first use. Other options and their defaults:
-    see `PipesChunkedMessageReader`.
+    """Reads Pipes messages from a GCS bucket.
+
+    Args:
+        bucket: The bucket the function writes its messages to.
+        client: A `google.cloud.storage.Client`; our retry policy and timeouts still apply.
+            Default: one from the environment (application default credentials,
+            `STORAGE_EMULATOR_HOST`), made on first use.
+        **options: `key_prefix` (where sessions go; default the bucket's root) and the other
+            options of `PipesChunkedMessageReader`, with its defaults.
     """
 
     def __init__(
@@ -25,7 +30,15 @@ class PipesGCSMessageReader(PipesChunkedMessageReader):
 
 
 class PipesGCSContextInjector(PipesBlobStoreContextInjector):
-    """Writes the Pipes context to `bucket` (under `key_prefix`) and passes its key."""
+    """Writes the Pipes context to a GCS bucket and passes the function its key.
+
+    Args:
+        bucket: The bucket the context is written to.
+        client: A `google.cloud.storage.Client`, as `PipesGCSMessageReader` takes it (default:
+            made from the environment on first use).
+        key_prefix: Where context blobs go (default: the bucket's root); each gets a random
+            suffix.
+    """
 
     def __init__(
         self, *, bucket: str, client: Any | None = None, key_prefix: str | None = None

@@ -16,8 +16,15 @@ from dagster_pipes_cloud.orchestration._keys import session_prefix
 
 
 class PipesBlobStoreContextInjector(PipesContextInjector):
-    """Writes the context as JSON to `<key_prefix>/context-<random>/context.json` in `store`,
-    passes `{"bucket", "key"}` to the function and deletes the blob when the session ends."""
+    """Writes the Pipes context as a JSON blob in a `BlobStore` and passes the function its key.
+
+    The blob is `<key_prefix>/context-<random>/context.json`; the function gets
+    `{"bucket", "key"}`, and the blob is deleted when the session ends.
+
+    Args:
+        store: The bucket the context is written to.
+        key_prefix: Where context blobs go (default: the bucket's root).
+    """
 
     def __init__(self, store: BlobStore, *, key_prefix: str | None = None) -> None:
         self._store = store
@@ -25,6 +32,14 @@ class PipesBlobStoreContextInjector(PipesContextInjector):
 
     @contextmanager
     def inject_context(self, context_data: PipesContextData) -> Iterator[PipesParams]:
+        """Write the context, yield its params, and delete it when the block ends.
+
+        Args:
+            context_data: The context Dagster built for the session.
+
+        Raises:
+            DagsterPipesExecutionError: The context could not be written.
+        """
         folder = session_prefix(self._key_prefix, "context")
         key = f"{folder}/context.json"
         try:
@@ -39,17 +54,22 @@ class PipesBlobStoreContextInjector(PipesContextInjector):
                 self._store.delete([key])
 
     def no_messages_debug_text(self) -> str:
+        """Where the context went, for Dagster's message when nothing arrived."""
         return f"Wrote the context under {self._store.url('')}."
 
 
 class PipesEventContextInjector(PipesContextInjector):
-    """Puts the context inline in the invocation event (`{"data": {...}}`) while it fits in
-    `max_bytes` encoded, else hands it to `fallback` (a blob injector) by itself.
+    """Puts the Pipes context inline in the invocation event, or in a blob when it is too large.
 
-    The limit is the platform's: each client bounds this injector per invocation to what its
-    platform's request limit leaves after the rest of the event (`bounded`), so `max_bytes`
-    (default: no limit of its own) is only for asking for less. Without a fallback, a context
-    too large is an error saying so.
+    The event gets `{"data": {...}}` while that fits; the limit is the platform's, applied by
+    each client per invocation (see `bounded`).
+
+    Args:
+        fallback: Where a context too large for the event goes (a blob injector). Default:
+            none, and a client then uses its reader's bucket where the reader is one of ours;
+            with neither, a context too large is an error saying so.
+        max_bytes: A limit of its own on the encoded context, below the platform's (default:
+            none).
     """
 
     def __init__(
@@ -64,8 +84,12 @@ class PipesEventContextInjector(PipesContextInjector):
     def bounded(
         self, max_bytes: int, *, fallback: PipesContextInjector | None = None
     ) -> PipesEventContextInjector:
-        """A copy that allows at most `max_bytes` (never more than this one allows), falling
-        back to `fallback` where this one has no fallback of its own."""
+        """A copy that allows at most `max_bytes`, never more than this one allows.
+
+        Args:
+            max_bytes: What the platform's request limit leaves for the context.
+            fallback: The copy's fallback where this one has none of its own.
+        """
         limit = max(0, max_bytes)
         return PipesEventContextInjector(
             fallback=self.fallback or fallback,
@@ -74,6 +98,14 @@ class PipesEventContextInjector(PipesContextInjector):
 
     @contextmanager
     def inject_context(self, context_data: PipesContextData) -> Iterator[PipesParams]:
+        """Yield the context inline, or the fallback's params where it is too large.
+
+        Args:
+            context_data: The context Dagster built for the session.
+
+        Raises:
+            DagsterPipesExecutionError: The context is too large and there is no fallback.
+        """
         params = {"data": context_data}
         size = len(encode_param(params))
         if self.max_bytes is None or size <= self.max_bytes:
@@ -88,4 +120,5 @@ class PipesEventContextInjector(PipesContextInjector):
             yield fallback_params
 
     def no_messages_debug_text(self) -> str:
+        """Where the context went, for Dagster's message when nothing arrived."""
         return "Passed the context inline in the invocation event."

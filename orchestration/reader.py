@@ -51,28 +51,26 @@ class ReaderOptions(TypedDict, total=False):
 
 
 class PipesChunkedMessageReader(PipesMessageReader):
-    """Reads the numbered chunks a Pipes writer puts under a fresh key prefix of `store`.
+    """Reads the numbered chunks a Pipes writer puts under a fresh key prefix of a `BlobStore`.
 
-    Each session gets `<key_prefix>/messages-<random>`. Chunks are read by index (`1.json`,
-    `2.json`, ... until one is not there: one storage call per idle poll), every available chunk
-    per pass. The first read comes `first_read_delay` seconds after the session opens (default
-    0.5: our writer's first chunk comes no sooner unless the function ends first, and a
-    synchronous invocation that ends starts the drain at once); then it polls every `interval`
-    seconds while data flows (default 0.1) and backs off to `max_interval` (default 2: 30 calls
-    a minute, beside the function's 30 looks for a stop request) when idle, doubling each wait
-    (growing it by half only, until the first chunk comes, while the function may still be
-    starting). When the session ends (the invocation returned), the reader drains at once: it
-    reads up to the "closed" message, waiting at most `drain_timeout` seconds (default 10) for
-    it, and then fails the step if it never came. A line that is not JSON is reported with its
-    chunk key and line number; the other messages are kept. The bucket is checked before the
-    session opens, so a missing bucket or denied credentials fail first.
+    Each session gets `<key_prefix>/messages-<random>`; chunks are read by index, every one
+    available per pass, and drained up to "closed" as soon as the invocation returns. The bucket
+    is checked before the session opens, so a missing bucket or denied credentials fail first.
+    Polling, draining and cleanup at length: [How it behaves](behaviour.md#reading-messages).
 
-    With `cleanup` (default True) a session's chunks are deleted (in one request where the
-    service allows) once it has been read to its "closed" message (the function's exception, if
-    any, is in Dagster by then); the function's claim of the session is kept, so a late second
-    delivery is still refused; a session that did not end that way is kept for a look; the
-    bucket's lifecycle rule ends what is kept. A failed delete is a warning in the step's log,
-    never a failed step.
+    Args:
+        store: The bucket the function writes its messages to.
+        key_prefix: Where sessions go (default: the bucket's root); each gets a random suffix.
+        first_read_delay: Seconds from the session's opening to its first read (default 0.5).
+        interval: Seconds between polls while data flows (default 0.1).
+        max_interval: The longest wait between idle polls, in seconds (default 2).
+        drain_timeout: Seconds to wait for "closed" once the invocation has returned, before
+            failing the step (default 10).
+        include_stdio_in_messages: Ask the function's writer to send what it prints (default
+            True).
+        cleanup: Delete a session's chunks once it has been read to its "closed" message
+            (default True); the function's claim of the session is kept, so a late second
+            delivery is still refused, and a session that did not close is kept for a look.
     """
 
     def __init__(
@@ -95,6 +93,7 @@ class PipesChunkedMessageReader(PipesMessageReader):
 
     @property
     def store(self) -> BlobStore:
+        """The bucket this reader reads."""
         return self._store
 
     @property
@@ -104,12 +103,19 @@ class PipesChunkedMessageReader(PipesMessageReader):
         return 1
 
     def blob_context_injector(self) -> PipesBlobStoreContextInjector:
-        """An injector that puts the context in this reader's bucket (the event injector's
-        fallback for a context too large for the event)."""
+        """An injector that puts the context in this reader's bucket, under its `key_prefix`.
+
+        The event injector's fallback for a context too large for the event.
+        """
         return PipesBlobStoreContextInjector(self._store, key_prefix=self._key_prefix)
 
     @contextmanager
     def read_messages(self, handler: PipesMessageHandler) -> Iterator[PipesParams]:
+        """Read one session for `handler`, yielding its messages params (Dagster's way in).
+
+        Args:
+            handler: Dagster's handler, which turns each message into events.
+        """
         with self.reading(handler) as session:
             yield session.params
 
@@ -117,8 +123,16 @@ class PipesChunkedMessageReader(PipesMessageReader):
     def reading(
         self, handler: PipesMessageHandler, *, step_log: StepLog | None = None
     ) -> Iterator[ChunkedReadingSession]:
-        """Read one session for `handler`, and hand its handle to the block (the client's way in;
-        `read_messages` is Dagster's). `step_log` writes a warning to the step's log."""
+        """Read one session for `handler`, handing its handle to the block (a client's way in).
+
+        Args:
+            handler: Dagster's handler, which turns each message into events.
+            step_log: Writes a warning to the step's log (default: the handler's step log).
+
+        Raises:
+            DagsterPipesExecutionError: The bucket is missing or may not be used.
+            PipesSessionError: The session did not end well (unless the block is failing).
+        """
         try:
             self._store.check()
         except PipesCloudError as exc:
@@ -149,11 +163,22 @@ class PipesChunkedMessageReader(PipesMessageReader):
                 session.delete_read()
 
     def request_cancel(self, params: PipesParams, reason: str, *, run_id: str) -> str:
-        """Ask the function of the session opened with `params` to stop: write the cancel
-        marker `<session prefix>/cancel.json` (`reason`, `run_id`, `requested_at`), which its
-        writer sees within its `cancel_check_interval`. Returns the marker's address; raises
-        `PipesCloudError` if it cannot be written. The marker stays with the session (cleanup
-        deletes only sessions that closed); the bucket's lifecycle rule ends it."""
+        """Ask the function of a session to stop, with a cancel marker its writer watches for.
+
+        The marker is `<session prefix>/cancel.json`, with the reason, the run id and when it
+        was asked; the writer sees it within its `cancel_check_interval`.
+
+        Args:
+            params: The messages params the session was opened with.
+            reason: Why, for the function's `PipesCancelledError`.
+            run_id: The Dagster run asking.
+
+        Returns:
+            The marker's address.
+
+        Raises:
+            PipesCloudError: The params name no session, or the marker cannot be written.
+        """
         prefix = params.get("key_prefix")
         if not isinstance(prefix, str) or not prefix:
             raise PipesCloudError(f"no session key prefix in the messages params {params!r}")
@@ -170,6 +195,7 @@ class PipesChunkedMessageReader(PipesMessageReader):
         return self._store.url(key)
 
     def no_messages_debug_text(self) -> str:
+        """Where messages were read from, for Dagster's message when nothing arrived."""
         return (
             f"Read messages from {self._store.url('')}. The function must write them with a"
             " dagster_pipes_cloud entrypoint decorator or a matching Pipes message writer."
@@ -180,9 +206,11 @@ class PipesChunkedMessageReader(PipesMessageReader):
 def read_session(
     reader: PipesMessageReader, handler: PipesMessageHandler, *, step_log: StepLog
 ) -> Iterator[ReadingSession]:
-    """Read one session with `reader`, handing the block the session's handle: ours drains on
-    request, bounds its drain and asks the function to stop; any other reader's only carries
-    its params. `step_log` writes a warning to the step's log."""
+    """Read one session with `reader`, handing the block the session's handle.
+
+    Ours drains on request, bounds its drain and asks the function to stop; any other reader's
+    only carries its params. `step_log` writes a warning to the step's log.
+    """
     if isinstance(reader, PipesChunkedMessageReader):
         with reader.reading(handler, step_log=step_log) as session:
             yield session

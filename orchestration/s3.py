@@ -15,9 +15,15 @@ if TYPE_CHECKING:
 
 
 class PipesS3MessageReader(PipesChunkedMessageReader):
-    """Reads Pipes messages from `bucket` (under `key_prefix`, optional). `client`: a boto3 S3
-    client; by default one from the environment (`AWS_ENDPOINT_URL_S3` included), made on first
-    use. Other options and their defaults: see `PipesChunkedMessageReader`.
+    """Reads Pipes messages from an S3 bucket.
+
+    Args:
+        bucket: The bucket the function writes its messages to.
+        client: A boto3 S3 client, which says where and as whom; our timeouts and retries still
+            apply. Default: one from boto3's configuration (`AWS_ENDPOINT_URL_S3` included),
+            made on first use.
+        **options: `key_prefix` (where sessions go; default the bucket's root) and the other
+            options of `PipesChunkedMessageReader`, with its defaults.
     """
 
     def __init__(
@@ -31,7 +37,15 @@ class PipesS3MessageReader(PipesChunkedMessageReader):
 
 
 class PipesS3ContextInjector(PipesBlobStoreContextInjector):
-    """Writes the Pipes context to `bucket` (under `key_prefix`) and passes its key."""
+    """Writes the Pipes context to an S3 bucket and passes the function its key.
+
+    Args:
+        bucket: The bucket the context is written to.
+        client: A boto3 S3 client, as `PipesS3MessageReader` takes it (default: made from the
+            environment on first use).
+        key_prefix: Where context blobs go (default: the bucket's root); each gets a random
+            suffix.
+    """
 
     def __init__(
         self,

@@ -83,18 +83,32 @@ class ReadingSession:
         """The function has ended: read what it wrote up to "closed" now, not at the next poll."""
 
     def limit_drain(self, seconds: float) -> None:
-        """Wait at most `seconds` for "closed" once the session ends: its function is known to
-        have ended without more to send, or never to have run (0)."""
+        """Wait at most `seconds` for "closed" once the session ends.
+
+        Args:
+            seconds: The drain's new bound: the function is known to have ended without more to
+                send, or never to have run (0).
+        """
 
     def request_cancel(self, reason: str, *, run_id: str) -> str | None:
-        """Ask the function to stop; returns where the request was written, None where this
-        reader has no way to ask. Raises `PipesCloudError` if the request cannot be written."""
+        """Ask the function to stop.
+
+        Args:
+            reason: Why, for the function's `PipesCancelledError`.
+            run_id: The Dagster run asking.
+
+        Returns:
+            Where the request was written; None where this reader has no way to ask.
+
+        Raises:
+            PipesCloudError: The request cannot be written.
+        """
         return None
 
 
 @dataclass(frozen=True)
 class PollSettings:
-    """How a chunked session is polled; see `PipesChunkedMessageReader` for each default."""
+    """How a chunked session is polled; `PipesChunkedMessageReader` documents each field."""
 
     first_read_delay: float = 0.5
     interval: float = 0.1
@@ -143,10 +157,12 @@ class ChunkedReadingSession(ReadingSession):
 
     @property
     def session_prefix(self) -> str:
+        """The key prefix the function writes its messages under."""
         return self._prefix
 
     @property
     def is_reading(self) -> bool:
+        """Whether the reading thread still runs."""
         return self._thread.is_alive()
 
     @property
@@ -155,19 +171,23 @@ class ChunkedReadingSession(ReadingSession):
         return self._closed and self._error is None
 
     def start(self) -> None:
+        """Start reading, on a thread of its own."""
         self._thread.start()
 
     def end(self) -> None:
+        """The function has ended: drain up to "closed", within the drain's bound."""
         if not self._ended.is_set():
             self._drain_deadline = time.monotonic() + self._drain_limit
             self._ended.set()
 
     def limit_drain(self, seconds: float) -> None:
+        """Wait at most `seconds` for "closed" (see `ReadingSession.limit_drain`)."""
         self._drain_limit = min(self._drain_limit, max(0.0, seconds))
         if self._ended.is_set():
             self._drain_deadline = min(self._drain_deadline, time.monotonic() + seconds)
 
     def request_cancel(self, reason: str, *, run_id: str) -> str:
+        """Write the session's cancel marker (see `ReadingSession.request_cancel`)."""
         return self._write_cancel(self._prefix, reason, run_id)
 
     def chunk_keys(self) -> list[str]:
@@ -183,8 +203,12 @@ class ChunkedReadingSession(ReadingSession):
             self._step_log(f"[pipes] could not delete the read session's messages: {exc}")
 
     def finish(self, *, failing: bool) -> None:
-        """Drain, then raise `PipesSessionError` if the session did not end well (unless the
-        block is failing already: then drain briefly and leave the error to it)."""
+        """Drain, then raise `PipesSessionError` if the session did not end well.
+
+        Args:
+            failing: The block is failing already: drain for at most 2 s and leave the error
+                to it.
+        """
         if failing:
             self.limit_drain(_FAILING_DRAIN_SECONDS)
         drain = self._drain_limit

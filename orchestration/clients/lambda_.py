@@ -26,31 +26,37 @@ if TYPE_CHECKING:
 
 
 class PipesLambdaClient(PipesFunctionClient):
-    """Invokes a Lambda function with the Pipes bootstrap in its event and reads its messages.
+    """Invokes an AWS Lambda function with the Pipes bootstrap in its event and reads its messages.
 
-        lambda_pipes = PipesLambdaClient(
-            message_reader=PipesS3MessageReader(bucket="my-pipes-bucket"),
-        )
-        invocation = lambda_pipes.run(context=context, function_name="totals", event={"rows": 9})
-        return invocation.get_materialize_result()
+    The context travels in the event up to Lambda's request limit (6 MB synchronous, 1 MB
+    `Event`), else through the reader's bucket. An invoke that may have reached the function is
+    never sent again: see [How it behaves](behaviour.md#invoking-a-lambda-function).
 
-    `client` is a boto3 Lambda client; by default one made on first use that waits out Lambda's
-    15-minute maximum and never sends an invoke twice (`default_lambda_client`; it follows boto3's
-    configuration: credentials chain, `AWS_REGION`, `AWS_ENDPOINT_URL_LAMBDA`). A client you pass
-    says where and as whom: its endpoint, region and credentials are used with those same invoke
-    settings, whatever its own timeout and retries. The context travels in the event up to Lambda's
-    request limit (6 MB synchronous, 1 MB `Event`), else through the reader's bucket. The Dagster
-    run id, asset keys and retry number go in the Lambda client context
-    (`context.client_context.custom`; Lambda passes it to synchronous invocations only, and
-    `pipes.run_id` always has the run id), and `lambda_handler` logs them. Lambda's throttling
-    (`TooManyRequestsException`) is resent a few times within seconds, then fails the step naming
-    it: a Dagster `RetryPolicy` retries it. `invoker=` replaces the whole `LambdaInvoker` (for
-    example `LambdaInvoker(client, resend_attempts=0)`). An `Event` invocation ends on the "closed"
-    message or fails after `event_timeout` seconds (default 16 minutes); Lambda retries a failed
-    `Event` invocation up to twice on its own, so give functions run this way 0 retry attempts (`aws
-    lambda put-function-event-invoke-config --maximum-retry-attempts 0`).
-    Terminating the run asks the function to stop (`forward_termination`, default True; see
-    `PipesFunctionClient`).
+    ```python
+    lambda_pipes = PipesLambdaClient(
+        message_reader=PipesS3MessageReader(bucket="my-pipes-bucket"),
+    )
+    invocation = lambda_pipes.run(context=context, function_name="totals", event={"rows": 9})
+    return invocation.get_materialize_result()
+    ```
+
+    Args:
+        message_reader: Where the function's messages are read from, usually a
+            `PipesS3MessageReader`.
+        context_injector: How the function gets its context (default: a
+            `PipesEventContextInjector`, falling back to the reader's bucket).
+        client: A boto3 Lambda client, which says where and as whom; invokes are sent with
+            `default_lambda_client`'s settings whatever its own timeout and retries. Default:
+            `default_lambda_client()`, made on first use.
+        event_timeout: Seconds an `Event` invocation may take to send "closed" before the step
+            fails (default 16 minutes).
+        invoker: A `LambdaInvoker` to use in place of the default one, for example
+            `LambdaInvoker(client, resend_attempts=0)`; not with `client`.
+        forward_termination: Terminating the run asks the function to stop, with a cancel marker
+            in its session (default True).
+
+    Raises:
+        ValueError: Both `client` and `invoker` are given.
     """
 
     def __init__(
@@ -83,10 +89,29 @@ class PipesLambdaClient(PipesFunctionClient):
         qualifier: str | None = None,
         invocation_type: InvocationType = "RequestResponse",
     ) -> PipesFunctionInvocation:
-        """Invoke `function_name` (name or ARN; `qualifier`: version or alias) once.
+        """Invoke a Lambda function once and return when every message it sent has been read.
 
-        `invocation_type` "RequestResponse" waits for the function and returns its response;
-        "Event" queues it and waits for its Pipes session to close.
+        The Dagster run id, asset keys and retry number go in the Lambda client context,
+        which `lambda_handler` logs.
+
+        Args:
+            context: The asset's or op's execution context.
+            function_name: The function's name or ARN.
+            event: The event the function gets as its payload (default: empty).
+            extras: Extra values for the function's `pipes.extras` (default: none).
+            qualifier: A version or alias (default: `$LATEST`).
+            invocation_type: "RequestResponse" (the default) waits for the function and returns
+                its response; "Event" queues it and waits for its Pipes session to close.
+
+        Returns:
+            The completed invocation: its Pipes results, and the function's own response as
+            `.response` (None for an `Event` invocation).
+
+        Raises:
+            ValueError: `invocation_type` is neither "RequestResponse" nor "Event".
+            DagsterPipesExecutionError: The function failed (with its own exception where it
+                sent one), never opened Pipes, or could not be invoked (throttled: caused by a
+                `ThrottledError`, for a `RetryPolicy`).
         """
         if invocation_type not in REQUEST_LIMITS:
             raise ValueError(

@@ -58,6 +58,7 @@ AWS_HANDLERS = (
     "fails_on_request",
     "slow",
     "reports_everything",
+    "ends_midway",
 )
 
 

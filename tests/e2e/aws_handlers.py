@@ -11,6 +11,7 @@ from dagster_pipes_cloud.external import lambda_handler
 
 counting = lambda_handler(function_bodies.counting)
 chatty = lambda_handler(function_bodies.chatty)
+ends_midway = lambda_handler(function_bodies.ends_midway)
 
 
 @lambda_handler

@@ -17,8 +17,9 @@ from dagster_pipes_cloud.adapters.http import (
     DEFAULT_RESEND_ATTEMPTS,
     HttpFunctionInvoker,
     bounded_text,
+    refuse_header_clash,
 )
-from dagster_pipes_cloud.adapters.invocation import FunctionInvocation, decode_payload
+from dagster_pipes_cloud.adapters.invocation import Ending, FunctionInvocation, decode_payload
 
 if TYPE_CHECKING:
     import requests
@@ -38,6 +39,7 @@ TOKEN_REFRESH_MARGIN_SECONDS = 5 * 60
 _READ_MARGIN = 30.0  # past the front end's limit: its own answer arrives first
 _CUT_STATUSES = frozenset({500, 502, 503, 504})
 _CUT_AFTER_FRACTION = 0.95  # a bare 5xx this late is the front end's, not the function's
+_FAILED_INVOCATION_STATUS = 500  # the host's bare answer to an invocation that did not complete
 
 
 def without_function_key(url: str) -> tuple[str, str | None]:
@@ -67,16 +69,20 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
     """Invoke HTTP-triggered Azure Functions by URL.
 
     Authentication, one of:
-    - a function key, sent as `x-functions-key`: `function_key`, else the `AZURE_FUNCTIONS_KEY`
-      environment variable; with neither, no key is sent (an anonymous function);
+    - a function key, sent as `x-functions-key`: `function_key`, else (without a `session`) the
+      `AZURE_FUNCTIONS_KEY` environment variable; with neither, no key is sent (an anonymous
+      function);
     - an Entra ID bearer token for `scope` (for a function app behind App Service authentication,
       typically `api://<app client id>/.default`), from `credential` (default: azure-identity's
       `DefaultAzureCredential`, made on first use), kept until
       `TOKEN_REFRESH_MARGIN_SECONDS` before it expires;
-    - a given `session`, used as it is: nothing is added to its requests.
     A key in the URL itself (`?code=`) is taken out of it and sent as `x-functions-key` in its
     place, ahead of the others, so that no error or log line naming the URL shows the key.
-    A 401 or 403 answer raises `AccessDeniedError` naming what was sent.
+    A given `session` is the transport: the credentials given beside it are sent with it, and
+    without them it is trusted to authenticate its requests itself. A session setting the header a
+    given credential sets, a `credential` without a `scope`, or both `function_key` and `scope`
+    cannot work: ValueError at construction. A 401 or 403 answer raises `AccessDeniedError` naming
+    what was sent.
 
     Azure's front end ends a request after `front_end_timeout` seconds (230) while the function
     runs on. A 5xx answer that is not the function's own error, arriving after 95 % of that time,
@@ -86,6 +92,12 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
     answers 429 when its HTTP throttle is reached (host.json `extensions.http`
     `maxConcurrentRequests` / `maxOutstandingRequests`), before the function runs: resent
     briefly, then `ThrottledError` (see `HttpFunctionInvoker`).
+
+    The Functions host answers an invocation that ended without the function's answer with a
+    bare 500 (no body): its worker process exited or was killed (`WorkerProcessExitException`),
+    or it ran past the app's `functionTimeout`. That is reported as the invocation's `ended`:
+    "timed_out" once `function_timeout` seconds (the app's `functionTimeout`, if given) have
+    passed, else "crashed".
     """
 
     extra = "azure"
@@ -101,11 +113,21 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
         front_end_timeout: float = AZURE_FRONT_END_TIMEOUT,
         read_timeout: float | None = None,
         resend_attempts: int = DEFAULT_RESEND_ATTEMPTS,
+        function_timeout: float | None = None,
     ) -> None:
         if function_key is not None and scope is not None:
-            raise ValueError("give function_key or scope (Entra ID), not both")
+            raise ValueError(
+                "give function_key or scope (Entra ID), not both: a function app takes one of"
+                " them per request"
+            )
         if scope is not None and not scope.strip():
             raise ValueError("scope must not be empty; for example 'api://<client id>/.default'")
+        if credential is not None and scope is None:
+            raise ValueError("credential= is used only with scope= (the Entra ID token's scope)")
+        if function_key is not None:
+            refuse_header_clash(session, "x-functions-key", "function_key")
+        if scope is not None:
+            refuse_header_clash(session, "Authorization", "scope")
         if front_end_timeout <= 0:
             raise ValueError(f"front_end_timeout must be positive, not {front_end_timeout}")
         super().__init__(
@@ -115,6 +137,7 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
             resend_attempts=resend_attempts,
         )
         self.front_end_timeout = front_end_timeout
+        self.function_timeout = function_timeout
         self._function_key = function_key
         self._scope = scope
         self._credential = credential
@@ -134,8 +157,12 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
     def auth_headers(self, url: str) -> dict[str, str]:
         if self._scope is not None:
             return {"Authorization": f"Bearer {self.access_token()}"}
-        key = self._function_key or os.environ.get(AZURE_FUNCTION_KEY_ENV)
+        key = self._function_key or self._default_key()
         return {"x-functions-key": key} if key else {}
+
+    def _default_key(self) -> str | None:
+        """The key from the environment, left to a given session (which brings its own)."""
+        return None if self._given_session is not None else os.environ.get(AZURE_FUNCTION_KEY_ENV)
 
     def access_token(self) -> str:
         """An Entra ID token for `scope`, from the cache while it has more than the margin left."""
@@ -176,6 +203,13 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
             return self._unfinished(url, None, elapsed, "did not answer")
         return super().unanswered(url, exc, elapsed)
 
+    def ending(self, status: int, body: bytes, elapsed: float) -> Ending | None:
+        if status != _FAILED_INVOCATION_STATUS or body.strip():
+            return None
+        if self.function_timeout is not None and elapsed >= self.function_timeout:
+            return "timed_out"
+        return "crashed"
+
     def _cut(self, status: int, body: bytes, elapsed: float) -> bool:
         """Whether a response is the front end giving up on the request, not the function's."""
         if status not in _CUT_STATUSES or elapsed < _CUT_AFTER_FRACTION * self.front_end_timeout:
@@ -197,12 +231,13 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
         return FunctionInvocation(function=url, completed=False, details=details)
 
     def _refusal(self, url: str, status: int, body: bytes) -> str:
-        if self._given_session is not None:
-            sent = "with the given session"
-        elif self._scope is not None:
-            sent = f"with an Entra ID token for scope {self._scope!r}"
-        elif self._function_key or os.environ.get(AZURE_FUNCTION_KEY_ENV):
-            sent = "with a function key (x-functions-key)"
+        over = " over the given session" if self._given_session is not None else ""
+        if self._scope is not None:
+            sent = f"with an Entra ID token for scope {self._scope!r}{over}"
+        elif self._function_key or self._default_key():
+            sent = f"with a function key (x-functions-key){over}"
+        elif self._given_session is not None:
+            sent = "with the given session and no credentials of ours"
         else:
             sent = (
                 "without credentials: give function_key= (or set AZURE_FUNCTIONS_KEY) for a"

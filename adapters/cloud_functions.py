@@ -19,8 +19,10 @@ from dagster_pipes_cloud.adapters.http import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_RESEND_ATTEMPTS,
     HttpFunctionInvoker,
+    refuse_header_clash,
     require_http_url,
 )
+from dagster_pipes_cloud.adapters.invocation import Ending
 
 if TYPE_CHECKING:
     import requests
@@ -34,6 +36,12 @@ CLOUD_FUNCTIONS_READ_TIMEOUT = CLOUD_FUNCTIONS_MAX_SECONDS + 60
 """How long a request waits for its answer: the longest run and a margin, so none is cut short."""
 ID_TOKEN_REFRESH_MARGIN_SECONDS = 5 * 60
 """A cached ID token is replaced this long before it expires."""
+INSTANCE_LOST_STATUS = 503
+"""Cloud Run's status for a request whose instance ended (crashed, exited, was killed) while it
+served it ("...connection to the instance had an error")."""
+REQUEST_TIMEOUT_STATUS = 504
+"""Cloud Run's status for a request that ran past the function's request timeout."""
+_NO_INSTANCE = b"no available instance"  # a 503 that never reached an instance
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -85,8 +93,11 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
 
     Each call carries `Authorization: Bearer <ID token>` for the URL's audience, from
     `id_token_source(audience)` (default: `fetch_id_token`), kept until
-    `ID_TOKEN_REFRESH_MARGIN_SECONDS` before it expires. A given `session` is used as it is and
-    no token is fetched. `read_timeout` defaults to the 60-minute limit of 2nd gen functions plus
+    `ID_TOKEN_REFRESH_MARGIN_SECONDS` before it expires. A given `session` is the transport: a
+    given `id_token_source` is still asked for each call's token, and without one the session is
+    trusted to authenticate its requests itself (no default token is fetched); a session that
+    sets `Authorization` beside a given `id_token_source` is refused (ValueError).
+    `read_timeout` defaults to the 60-minute limit of 2nd gen functions plus
     a margin. `resolve_url` turns a full resource name into the function's URL with
     `functions_client` (default: a google-cloud-functions `FunctionServiceClient`, made on
     first use). Cloud Run answers 429 when every instance it may start (max instances) is
@@ -113,6 +124,8 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
             read_timeout=read_timeout,
             resend_attempts=resend_attempts,
         )
+        if id_token_source is not None:
+            refuse_header_clash(session, "Authorization", "id_token_source")
         self._given_id_token_source = id_token_source
         self._id_token_source = id_token_source or fetch_id_token
         self._given_functions_client = functions_client
@@ -121,11 +134,19 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
         self._urls: dict[str, str] = {}
         self._lock = threading.Lock()
 
+    def ending(self, status: int, body: bytes, elapsed: float) -> Ending | None:
+        if status == INSTANCE_LOST_STATUS and _NO_INSTANCE not in body:
+            return "crashed"
+        if status == REQUEST_TIMEOUT_STATUS:
+            return "timed_out"
+        return None
+
     def auth_headers(self, url: str) -> dict[str, str]:
         """An ID token for `url`. Without a given `id_token_source`, none is fetched for a
-        loopback URL: that is a local function host, which no Google service fronts."""
+        loopback URL (a local function host, which no Google service fronts) or over a given
+        session (which authenticates its requests itself)."""
         loopback = urlsplit(url).hostname in _LOOPBACK_HOSTS
-        if loopback and self._given_id_token_source is None:
+        if self._given_id_token_source is None and (loopback or self._given_session is not None):
             return {}
         return {"Authorization": f"Bearer {self.id_token(id_token_audience(url))}"}
 

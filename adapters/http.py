@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters.errors import PipesCloudError, ThrottledError
 from dagster_pipes_cloud.adapters.invocation import (
+    Ending,
     FunctionInvocation,
     RemoteError,
     decode_function_error,
@@ -101,13 +102,29 @@ def throttled_wait(
     return wait
 
 
+def is_function_error(body: bytes) -> bool:
+    """Whether an error body is the function's own answer, `{"errorType", "errorMessage"}` (what
+    our entrypoints answer a raised exception with), rather than the platform's."""
+    decoded = decode_payload(body)
+    return isinstance(decoded, dict) and ("errorType" in decoded or "errorMessage" in decoded)
+
+
 def remote_error(status: int, body: bytes) -> RemoteError:
     """The function's own error where the body is `{"errorType", "errorMessage"}`, else the status
     as the type and the start of the body as the message."""
-    decoded = decode_payload(body)
-    if isinstance(decoded, dict) and ("errorType" in decoded or "errorMessage" in decoded):
+    if is_function_error(body):
         return decode_function_error(f"HTTP {status}", body)
     return RemoteError(type=f"HTTP {status}", message=bounded_text(body))
+
+
+def refuse_header_clash(session: requests.Session | None, header: str, given: str) -> None:
+    """Raise ValueError when `session` already sets `header`, which the credential `given` (an
+    argument's name) would replace on every request: one of them could not work."""
+    if session is not None and header.lower() in {name.lower() for name in session.headers}:
+        raise ValueError(
+            f"the session's {header} header and {given}= would both authenticate each request;"
+            f" give one of them"
+        )
 
 
 def require_http_url(url: str, name: str = "function_url") -> str:
@@ -135,8 +152,9 @@ class HttpFunctionInvoker(ABC):
     `RetryPolicy` to retry the step. Without `session=`, a session is made on first use that also
     resends a connection that could not be opened, up to `resend_attempts` times. A read timeout
     or a connection dropped after sending raises `PipesCloudError`: the function may be running,
-    so it is never sent again. Redirects are not followed. A given `session` is used as it is:
-    nothing is mounted on it and no credentials are fetched. Timeouts (`connect_timeout`,
+    so it is never sent again. Redirects are not followed. A given `session` is transport, used as
+    it is: nothing is mounted on it, credentials given beside it are sent with each request, and
+    the defaults (from the environment) are left to it. Timeouts (`connect_timeout`,
     `read_timeout`, in seconds) apply to every request either way.
     """
 
@@ -168,7 +186,8 @@ class HttpFunctionInvoker(ABC):
 
     @abstractmethod
     def auth_headers(self, url: str) -> dict[str, str]:
-        """Headers that authenticate a call to `url`; not called when a session was given."""
+        """Headers that authenticate a call to `url`: the credentials given, else, without a
+        given session, the platform's defaults."""
 
     @property
     def session(self) -> requests.Session:
@@ -220,8 +239,7 @@ class HttpFunctionInvoker(ABC):
         requests_exceptions = require("requests.exceptions", self.extra)
         session = self.session
         send_headers = {"Content-Type": "application/json"}
-        if self._given_session is None:
-            send_headers.update(self.auth_headers(url))
+        send_headers.update(self.auth_headers(url))
         send_headers.update(headers or {})
         for resend in range(self.resend_attempts + 1):
             started = time.monotonic()
@@ -247,7 +265,13 @@ class HttpFunctionInvoker(ABC):
 
     def answered(self, url: str, response: requests.Response, elapsed: float) -> FunctionInvocation:
         """The invocation `response` reports; it came `elapsed` seconds after the request left."""
-        return self._invocation(url, response)
+        return self._invocation(url, response, elapsed)
+
+    def ending(self, status: int, body: bytes, elapsed: float) -> Ending | None:
+        """The platform's verdict, from an error answer that is not the function's own (`status`
+        and `body`, `elapsed` seconds after the request left), on a run that neither returned
+        nor raised: "timed_out", "crashed", or None where the answer does not say (the base's)."""
+        return None
 
     def unanswered(self, url: str, exc: Exception, elapsed: float) -> FunctionInvocation:
         """For a request that got no response after `elapsed` seconds: raise our error, saying
@@ -255,7 +279,9 @@ class HttpFunctionInvoker(ABC):
         while the function runs on can report an unfinished invocation instead."""
         raise self._send_error(url, exc) from exc
 
-    def _invocation(self, url: str, response: requests.Response) -> FunctionInvocation:
+    def _invocation(
+        self, url: str, response: requests.Response, elapsed: float
+    ) -> FunctionInvocation:
         status = response.status_code
         body = response.content
         found = (response.headers.get(name) for name in self.request_id_headers)
@@ -272,6 +298,7 @@ class HttpFunctionInvoker(ABC):
             error=remote_error(status, body),
             request_id=request_id,
             details={"status_code": status, "body": bounded_text(body)},
+            ended=None if is_function_error(body) else self.ending(status, body, elapsed),
         )
 
     def _throttled(

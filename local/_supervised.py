@@ -1,8 +1,10 @@
 """`SupervisedServer`: the base of the HTTP function hosts that run one server process each.
 
-It owns a private temporary folder, starts the server on a free 127.0.0.1 port, and keeps it
-running: a supervisor thread starts it again on the same port whenever it exits, so the host's
-`url` stays valid across crashes, as a platform replaces a dead instance.
+It owns a private temporary folder, starts the server on a free 127.0.0.1 port behind the
+platform's front end (`FrontEnd`, at the host's `url`), and keeps it running: a supervisor thread
+starts it again on the same port whenever it exits, as a platform replaces a dead instance. A
+request in the instance when it ends is answered as the platform answers it; the next one waits
+for the new instance and is served.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from dagster_pipes_cloud.local._front_end import FrontEnd, PlatformAnswers
 from dagster_pipes_cloud.local._process import (
     LOCALHOST,
     LocalService,
@@ -38,15 +41,19 @@ MOST_RESTART_DELAY = 5.0
 
 
 class SupervisedServer(LocalService):
-    """One server process on a free port, started again on the same port when it exits.
+    """One server process on a free port behind the platform's front end, started again on the
+    same port when it exits.
 
-    A subclass says what the server is (`_server(port)`), what its folder must hold before the
-    first start (`_prepare`) and how a failed first start is reported (`_start_error`). `kind`
-    names the host in log messages. The server's output goes to `log_path` (default: a file in
-    the temporary folder, removed on `stop`); `startup_timeout` bounds each start.
+    A subclass says what the server is (`_server(port)`), what its platform's front end answers
+    itself (`platform_answers`, and `request_timeout`: None where the front end sets no limit),
+    what its folder must hold before the first start (`_prepare`) and how a failed first start
+    is reported (`_start_error`). `kind` names the host in log messages. The server's output goes
+    to `log_path` (default: a file in the temporary folder, removed on `stop`); `startup_timeout`
+    bounds each start, and a request's wait for an instance.
     """
 
     kind: ClassVar[str] = "server"
+    platform_answers: ClassVar[PlatformAnswers]
 
     def __init__(
         self,
@@ -54,9 +61,11 @@ class SupervisedServer(LocalService):
         *,
         startup_timeout: float,
         log_path: str | os.PathLike[str] | None,
+        request_timeout: float | None = None,
     ) -> None:
         self.name = name
         self.startup_timeout = startup_timeout
+        self.request_timeout = request_timeout
         self._given_log_path = Path(log_path) if log_path is not None else None
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -64,13 +73,19 @@ class SupervisedServer(LocalService):
         self._folder: Path | None = None
         self._port: int | None = None
         self._process: ManagedProcess | None = None
+        self._front_end: FrontEnd | None = None
 
     @property
     def url(self) -> str:
-        """`http://127.0.0.1:PORT`, known once started."""
-        if self._port is None:
+        """`http://127.0.0.1:PORT`, the front end's, known once started."""
+        return f"http://{LOCALHOST}:{self.public_port}"
+
+    @property
+    def public_port(self) -> int:
+        """The port of the front end, where requests are sent, known once started."""
+        if self._front_end is None:
             raise RuntimeError(f"{type(self).__name__} has not been started")
-        return f"http://{LOCALHOST}:{self._port}"
+        return self._front_end.port
 
     @property
     def log_path(self) -> Path:
@@ -99,7 +114,14 @@ class SupervisedServer(LocalService):
         prefix = f"local-{self.kind.lower().replace(' ', '-')}-{self.name}-"
         self._folder = Path(tempfile.mkdtemp(prefix=prefix))
         remove_at_owner_exit(self._folder)  # even if this process is killed
+        self._front_end = FrontEnd(
+            lambda: self._port,
+            self.platform_answers,
+            request_timeout=self.request_timeout,
+            startup_timeout=self.startup_timeout,
+        )
         try:
+            self._front_end.start()
             self._prepare()
             self._process, self._port = start_on_free_port(self._server)
         except BaseException as error:
@@ -118,6 +140,9 @@ class SupervisedServer(LocalService):
         """Stop the supervisor and the server (with whatever it started); remove the temporary
         folder (and the log in it). Idempotent."""
         self._stopping.set()
+        if self._front_end is not None:
+            self._front_end.stop()
+            self._front_end = None
         if self._supervisor is not None:
             self._supervisor.join()
             self._supervisor = None
@@ -154,11 +179,11 @@ class SupervisedServer(LocalService):
                 continue
             if pause == SUPERVISION_INTERVAL:
                 logger.warning(
-                    "%s %s: server exited with code %s; starting it again on %s",
+                    "%s %s: server exited with code %s; starting it again on port %s",
                     self.kind,
                     self.name,
                     exited.returncode,
-                    self.url,
+                    self._port,
                 )
             exited.kill()  # whatever is left of its group (a gunicorn worker) holds the port
             exited.stop()

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping
 
 from dagster_pipes_cloud.local._env import function_env
+from dagster_pipes_cloud.local._front_end import PlatformAnswer, PlatformAnswers
 from dagster_pipes_cloud.local._process import (
     LOCALHOST,
     ManagedProcess,
@@ -19,6 +20,18 @@ from dagster_pipes_cloud.local._throttle import checked_throttle_first
 
 DEFAULT_CONCURRENCY = 8
 """Requests one instance serves at once unless told otherwise (gunicorn threads)."""
+DEFAULT_TIMEOUT = 60 * 60.0
+"""The request timeout unless told otherwise: the longest a 2nd gen HTTP function may have."""
+INSTANCE_LOST_TEXT = (
+    "The request failed because either the HTTP response was malformed or connection to the"
+    " instance had an error."
+)
+"""Cloud Run's words, with status 503, for a request whose instance ended while serving it."""
+REQUEST_TIMEOUT_TEXT = "upstream request timeout"
+"""Cloud Run's answer, with status 504, to a request that ran past the request timeout."""
+NO_INSTANCE_TEXT = "The request was aborted because there was no available instance."
+"""Cloud Run's words, with status 500, when no instance could take a request."""
+_TEXT = (("Content-Type", "text/plain"),)
 
 _TARGET = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)")
 # functions-framework loads a source file as its own module (named after the file); ours only
@@ -41,8 +54,6 @@ def {function}(request):
 
 
 class LocalCloudFunctionHost(SupervisedServer):
-    kind = "Cloud Function"
-
     """An HTTP Cloud Function (`fn(request)`, a Flask request) served locally, as a context manager.
 
     `target` is `"package.module:function"`. The server is functions-framework's own
@@ -64,8 +75,15 @@ class LocalCloudFunctionHost(SupervisedServer):
     and `WORKERS`, which `concurrency` sets; `LOG_EXECUTION_ID=true` in `env` turns on its
     execution-id logging, as on the platform.
 
-    When the server process dies, a supervisor thread (polling every 0.2 s) starts it again on the
-    same port, so `url` stays valid; a request in flight at that moment fails. A start-up failure
+    Requests reach the server through a front end at `url` that answers for the instance as Cloud
+    Run does: a request in it when its process ends (any exit status, `os._exit(3)` included, or
+    any signal) gets 503 with `INSTANCE_LOST_TEXT`; one that runs past `timeout` seconds (the
+    function's request timeout, default `DEFAULT_TIMEOUT`, the 60 minutes of a 2nd gen function)
+    gets 504 `upstream request timeout` while the function runs on. When the server process
+    dies, a supervisor thread (polling every 0.2 s) starts it again, a fresh instance; requests
+    sent meanwhile wait for it. A worker that exits while gunicorn's arbiter lives is forked
+    again by gunicorn; an exit status 3 or 4 (gunicorn's "worker failed to boot" and "app failed
+    to load") makes the arbiter stop, and the supervisor starts a fresh one. A start-up failure
     (the module does not import, the function is missing) raises `ProcessStartError` with the
     server's last output; `startup_timeout` (default 30 s) bounds each start. The server's stdout
     and stderr are appended to `log_path` (default: a temporary file removed on `stop`). Needs
@@ -78,6 +96,13 @@ class LocalCloudFunctionHost(SupervisedServer):
     Requests past `concurrency` are otherwise queued by gunicorn, not refused.
     """
 
+    kind = "Cloud Function"
+    platform_answers = PlatformAnswers(
+        lost=PlatformAnswer(503, INSTANCE_LOST_TEXT.encode(), _TEXT),
+        timed_out=PlatformAnswer(504, REQUEST_TIMEOUT_TEXT.encode(), _TEXT),
+        unavailable=PlatformAnswer(500, NO_INSTANCE_TEXT.encode(), _TEXT),
+    )
+
     def __init__(
         self,
         target: str,
@@ -85,6 +110,7 @@ class LocalCloudFunctionHost(SupervisedServer):
         *,
         name: str | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
+        timeout: float = DEFAULT_TIMEOUT,
         startup_timeout: float = 30.0,
         log_path: str | os.PathLike[str] | None = None,
         throttle_first: int = 0,
@@ -96,6 +122,8 @@ class LocalCloudFunctionHost(SupervisedServer):
             )
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
         checked_throttle_first(throttle_first)
         require_local_extra(
             "LocalCloudFunctionHost (functions-framework)", ("functions_framework",)
@@ -104,6 +132,7 @@ class LocalCloudFunctionHost(SupervisedServer):
             name or match["function"].replace("_", "-").lower(),
             startup_timeout=startup_timeout,
             log_path=log_path,
+            request_timeout=timeout,
         )
         self.target = target
         self.module: str = match["module"]

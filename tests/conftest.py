@@ -62,6 +62,7 @@ AWS_HANDLERS = (
     "large_and_non_ascii",
     "killed_mid_run",
     "bad_line",
+    "ends_midway",
 )
 
 

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 
 from dagster_pipes_cloud.local._env import function_env
+from dagster_pipes_cloud.local._front_end import PlatformAnswer, PlatformAnswers
 from dagster_pipes_cloud.local._process import (
     LOCALHOST,
     ManagedProcess,
@@ -34,6 +35,11 @@ ROUTE_PREFIX = "api"
 """host.json `extensions.http.routePrefix` by default; the local host serves this one."""
 PING_PATH = "/admin/host/ping"
 """The host's own liveness path (answers 200): the readiness probe."""
+MAX_REQUEST_BYTES = 100 * 1024 * 1024
+"""The host's request body limit (Kestrel's `MaxRequestBodySize` as the host sets it): a larger
+declared body is answered 413 before it is read."""
+HOST_NOT_RUNNING_TEXT = "Function host is not running."
+"""The Functions host's answer, with status 503, while it is not running."""
 
 _SERVER = "dagster_pipes_cloud.local.azure_functions_host.server"
 _TARGET = re.compile(r"(?P<module>\w+(?:\.\w+)*):(?P<app>[A-Za-z_]\w*)")
@@ -91,9 +97,12 @@ class LocalAzureFunctionHost(SupervisedServer):
     the server's own so they win over `env`, `WEBSITE_HOSTNAME` (`127.0.0.1:PORT`) and
     `PYTHON_THREADPOOL_THREAD_COUNT` (`concurrency`).
 
-    When the server process dies, a supervisor thread (every 0.2 s) starts it again on the same
-    port, so `url` stays valid; requests in flight then fail. `startup_timeout` (default 30 s)
-    bounds each start. The server's output (the functions' stdout, stderr and logging, and one
+    The server runs the functions in its own process, as the Python worker does beside the host:
+    when that process ends (any exit status or signal), each request in it is answered as the
+    host answers an invocation whose worker exited, a bare 500, by a front end at `url`; a
+    supervisor thread (every 0.2 s) starts the server again, as the host restarts its worker,
+    and requests sent meanwhile wait for it. `startup_timeout` (default 30 s) bounds each start.
+    The server's output (the functions' stdout, stderr and logging, and one
     line per invocation) is appended to `log_path` (default: a temporary file removed on `stop`).
     Needs azure-functions (the `[local]` extra): constructing one without it raises
     `MissingDependencyError` with the install line.
@@ -106,6 +115,15 @@ class LocalAzureFunctionHost(SupervisedServer):
     """
 
     kind = "Azure Functions app"
+    platform_answers = PlatformAnswers(
+        # the host fails the invocation (WorkerProcessExitException) and answers a bare 500
+        lost=PlatformAnswer(500),
+        unavailable=PlatformAnswer(
+            503, HOST_NOT_RUNNING_TEXT.encode(), (("Content-Type", "text/plain; charset=utf-8"),)
+        ),
+        too_large=PlatformAnswer(413),
+        max_request_bytes=MAX_REQUEST_BYTES,
+    )
 
     def __init__(
         self,
@@ -212,6 +230,6 @@ class LocalAzureFunctionHost(SupervisedServer):
             "PYTHONUNBUFFERED": "1",
         }
         env = function_env(platform_vars, self.env)
-        env["WEBSITE_HOSTNAME"] = f"{LOCALHOST}:{port}"
+        env["WEBSITE_HOSTNAME"] = f"{LOCALHOST}:{self.public_port}"
         env["PYTHON_THREADPOOL_THREAD_COUNT"] = str(self.concurrency)
         return env

@@ -9,7 +9,8 @@ exits 1. The path of each HTTP function (`{"name": "/api/route"}`) goes to the `
 It answers as the Functions host does: each HTTP-triggered function at `/api/<route>` for its
 methods (another method or path: 404, empty), 401 (empty) for a function whose auth level is not
 anonymous when the settings hold a function key and the request carries neither
-`x-functions-key` nor `?code=` with it, 413 for a body over 100 MB, a bare 500 for a failed
+`x-functions-key` nor `?code=` with it (a body over 100 MB is refused with 413 by the host's
+front end, in `host`, before it is read), a bare 500 for a failed
 invocation, the host's home page at `/` and 200 at `/admin/host/ping`. No `Server` header, and
 nothing the platform would not send. Azure's front end ends a request its function has not
 answered within `front_end_timeout` seconds (230 on Azure) with a 500 and the App Service text
@@ -59,9 +60,6 @@ FRONT_END_TIMEOUT_TEXT = (
 )
 """The body of App Service's front end when it ends a request (status 500, text/html)."""
 FRONT_END_CUT = Answer(500, [("Content-Type", "text/html")], FRONT_END_TIMEOUT_TEXT.encode())
-MAX_REQUEST_BYTES = 100 * 1024 * 1024
-"""The host's request body limit (Kestrel's `MaxRequestBodySize` as the host sets it): a larger
-declared body is answered 413 before it is read."""
 _HOME_PAGE = Answer(
     200,
     [("Content-Type", "text/html")],
@@ -126,10 +124,6 @@ class FunctionAppHandler(RequestHandler):
 
     def _handle(self) -> None:
         received = time.monotonic()
-        if int(self.headers.get("Content-Length") or 0) > MAX_REQUEST_BYTES:
-            self.close_connection = True  # the body is not read
-            self._send(bare(413))
-            return
         body = self.read_body()
         try:
             answer = self._answer(body, received)

@@ -19,6 +19,7 @@ from dagster_pipes_cloud.orchestration.clients.base import (
     Context,
     PipesFunctionClient,
     PipesFunctionInvocation,
+    refuse_beside_invoker,
 )
 
 if TYPE_CHECKING:
@@ -42,9 +43,13 @@ class PipesAzureFunctionClient(PipesFunctionClient):
     Authentication: `function_key` is sent as `x-functions-key` (default: the
     `AZURE_FUNCTIONS_KEY` environment variable; none for an anonymous function); `scope` asks
     azure-identity's `DefaultAzureCredential` for an Entra ID token instead (a function app behind
-    App Service authentication: `api://<client id>/.default`). With `session=` (a
-    `requests.Session`), requests are sent with it as it is, with neither. `invoker=` replaces
-    the whole `AzureFunctionInvoker` (its timeouts, its credential).
+    App Service authentication: `api://<client id>/.default`). `session=` (a `requests.Session`)
+    is the transport (proxies, adapters, headers): `function_key` or `scope` given beside it are
+    sent with its requests; without them the session is trusted to authenticate them (the
+    environment's key is not added). `invoker=` replaces the whole `AzureFunctionInvoker` (its
+    timeouts, its credential, its session). A combination that cannot work (`function_key` with
+    `scope`, `invoker` with any of `session`, `function_key`, `scope`) raises ValueError naming
+    both.
 
     The 230-second limit: Azure's front end ends an HTTP request that has not been answered after
     230 s, while the function runs on. The step does not fail then: the client logs that the
@@ -78,8 +83,13 @@ class PipesAzureFunctionClient(PipesFunctionClient):
             context_injector=context_injector,
             forward_termination=forward_termination,
         )
+        given = {"session": session, "function_key": function_key, "scope": scope}
+        refuse_beside_invoker(invoker, given)
         self._invoker = invoker or AzureFunctionInvoker(
-            session=session, function_key=function_key, scope=scope
+            session=session,
+            function_key=function_key,
+            scope=scope,
+            function_timeout=function_timeout,
         )
         self.function_timeout = function_timeout
 

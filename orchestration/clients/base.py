@@ -247,6 +247,18 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
             time.sleep(0.05)
 
 
+def refuse_beside_invoker(invoker: object | None, given: Mapping[str, object | None]) -> None:
+    """Raise ValueError naming `invoker` and each of `given` (argument name to value) that is
+    set beside it: a client given its invoker has nothing to pass them to."""
+    beside = [name for name, value in given.items() if value is not None]
+    if invoker is not None and beside:
+        names = ", ".join(f"{name}=" for name in beside)
+        raise ValueError(
+            f"invoker= and {names} were both given: the invoker is used as it is, so give"
+            f" {names} to the invoker instead"
+        )
+
+
 def _may_still_run(
     session: PipesSession, invocation: FunctionInvocation | None, cause: BaseException
 ) -> bool:

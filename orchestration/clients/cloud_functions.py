@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dagster import PipesContextInjector, PipesMessageReader
@@ -20,6 +20,7 @@ from dagster_pipes_cloud.orchestration.clients.base import (
     Context,
     PipesFunctionClient,
     PipesFunctionInvocation,
+    refuse_beside_invoker,
 )
 
 if TYPE_CHECKING:
@@ -39,10 +40,13 @@ class PipesCloudFunctionClient(PipesFunctionClient):
     Each request carries an ID token for the function's URL, from google-auth's application default
     credentials (a service account key, workload identity or the metadata server; the caller needs
     `roles/run.invoker` on the function); none is fetched for a loopback URL (a local function host,
-    such as `dagster-pipes-cloud local --cloud gcp` serves). With `session=` (a `requests.Session`),
-    requests are sent with it as it is and no token is fetched. `invoker=` replaces the whole
-    `CloudFunctionInvoker` (its timeouts, its token source, its functions client for resource
-    names). The request waits out a 2nd gen function's 60 minutes and is sent once; only what never
+    such as `dagster-pipes-cloud local --cloud gcp` serves); `id_token_source=` (a callable from
+    the audience to an ID token) replaces google-auth's. `session=` (a `requests.Session`) is the
+    transport: a given `id_token_source` is still asked for each request's token; without one the
+    session is trusted to authenticate its requests and no token is fetched. `invoker=` replaces
+    the whole `CloudFunctionInvoker` (its timeouts, its token source, its session, its functions
+    client for resource names); given with `session` or `id_token_source`, ValueError.
+    The request waits out a 2nd gen function's 60 minutes and is sent once; only what never
     reached the function is sent again: a 429 (no instance free) a few times within seconds, then
     the step fails naming the throttling, for a Dagster `RetryPolicy` to retry. Each request carries
     the run id, asset keys and retry number as `X-Dagster-Run-Id`, `X-Dagster-Asset-Keys` and
@@ -57,6 +61,7 @@ class PipesCloudFunctionClient(PipesFunctionClient):
         message_reader: PipesMessageReader,
         context_injector: PipesContextInjector | None = None,
         session: requests.Session | None = None,
+        id_token_source: Callable[[str], str] | None = None,
         invoker: CloudFunctionInvoker | None = None,
         forward_termination: bool = True,
     ) -> None:
@@ -65,7 +70,10 @@ class PipesCloudFunctionClient(PipesFunctionClient):
             context_injector=context_injector,
             forward_termination=forward_termination,
         )
-        self._invoker = invoker or CloudFunctionInvoker(session=session)
+        refuse_beside_invoker(invoker, {"session": session, "id_token_source": id_token_source})
+        self._invoker = invoker or CloudFunctionInvoker(
+            session=session, id_token_source=id_token_source
+        )
 
     def run(  # type: ignore[override]
         self,

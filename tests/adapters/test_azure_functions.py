@@ -96,11 +96,53 @@ def test_no_token_is_an_error_with_the_ways_to_sign_in(function_server: Scripted
     assert function_server.received == []
 
 
-def test_a_given_session_is_used_as_it_is(function_server: ScriptedFunction) -> None:
-    url = function_server.script(Answer(body=b"{}"))
+def test_a_given_session_carries_the_function_key_beside_its_own_headers(
+    function_server: ScriptedFunction, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = function_server.script(Answer(body=b"{}"), Answer(body=b"{}"))
+    monkeypatch.setenv(AZURE_FUNCTION_KEY_ENV, "from-the-environment")
     with requests.Session() as session:
+        session.headers["X-Proxy-Route"] = "blue"
         AzureFunctionInvoker(session=session, function_key="k1").invoke(url, b"{}")
-    assert sent_header(function_server, "x-functions-key") is None
+        assert sent_header(function_server, "x-functions-key") == "k1"
+        assert sent_header(function_server, "X-Proxy-Route") == "blue"
+        AzureFunctionInvoker(session=session).invoke(url, b"{}")  # the session's to authenticate
+        assert sent_header(function_server, "x-functions-key") is None
+
+
+def test_a_given_session_carries_the_entra_token(function_server: ScriptedFunction) -> None:
+    url = function_server.script(Answer(body=b"{}"))
+    credential = StaticCredential()
+    with requests.Session() as session:
+        invoker = AzureFunctionInvoker(
+            session=session, scope="api://app/.default", credential=credential
+        )
+        invoker.invoke(url, b"{}")
+    assert sent_header(function_server, "Authorization") == "Bearer token-1"
+
+
+def test_combinations_that_cannot_work_are_refused_naming_both() -> None:
+    with pytest.raises(ValueError, match="function_key or scope"):
+        AzureFunctionInvoker(function_key="k1", scope="api://app/.default")
+    with pytest.raises(ValueError, match="credential= is used only with scope="):
+        AzureFunctionInvoker(credential=StaticCredential())
+    with requests.Session() as session:
+        session.headers["x-functions-key"] = "in-the-session"
+        with pytest.raises(ValueError, match="x-functions-key header and function_key="):
+            AzureFunctionInvoker(session=session, function_key="k1")
+        session.headers["Authorization"] = "Bearer in-the-session"
+        with pytest.raises(ValueError, match="Authorization header and scope="):
+            AzureFunctionInvoker(session=session, scope="api://app/.default")
+
+
+def test_a_bare_500_is_a_crash_and_one_past_the_function_timeout_a_timeout(
+    function_server: ScriptedFunction,
+) -> None:
+    url = function_server.script(Answer(500, b""), Answer(500, b"", delay=0.3))
+    assert AzureFunctionInvoker().invoke(url, b"{}").ended == "crashed"
+    assert AzureFunctionInvoker(function_timeout=0.2).invoke(url, b"{}").ended == "timed_out"
+    raised = function_server.script(Answer(500, b'{"errorType": "ValueError"}'))
+    assert AzureFunctionInvoker().invoke(raised, b"{}").ended is None
 
 
 @pytest.mark.parametrize("status", [401, 403])

@@ -31,13 +31,15 @@ from dagster_pipes_cloud.adapters.errors import (
 )
 from dagster_pipes_cloud.local.cloud_functions_host import LocalCloudFunctionHost
 
-# The deployed function: echoes the Authorization header it got, raises on request, and (at
+# The deployed function: echoes the Authorization header it got, raises, exits or sleeps on
+# request, and (at
 # /token) plays a service account's token endpoint, minting an unsigned ID token for the
 # audience named in the signed assertion.
 FUNCTION_SOURCE = textwrap.dedent(
     """
     import base64
     import json
+    import os
     import time
 
 
@@ -58,7 +60,15 @@ FUNCTION_SOURCE = textwrap.dedent(
         payload = request.get_json(silent=True) or {}
         if "raise" in payload:
             raise ValueError(payload["raise"])
-        return {"authorization": request.headers.get("Authorization"), "payload": payload}
+        if "exit" in payload:
+            os._exit(payload["exit"])
+        time.sleep(payload.get("sleep", 0))
+        headers = request.headers
+        return {
+            "authorization": headers.get("Authorization"),
+            "route": headers.get("X-Proxy-Route"),
+            "payload": payload,
+        }
     """
 )
 
@@ -202,12 +212,42 @@ def test_no_token_is_fetched_by_default_for_a_local_function_host(function_url: 
     invoker.close()
 
 
-def test_a_given_session_sends_no_token(function_url: str) -> None:
+def test_a_given_session_carries_the_given_token_and_no_default_one(function_url: str) -> None:
     source = TokenSource()
     with requests.Session() as session:
-        invoker = CloudFunctionInvoker(session=session, id_token_source=source)
-        assert authorization(invoker, function_url) is None
-    assert source.audiences == []
+        session.headers["X-Proxy-Route"] = "blue"
+        given = CloudFunctionInvoker(session=session, id_token_source=source)
+        answer = given.invoke(function_url, b"{}").response
+        assert answer["authorization"].startswith("Bearer ")
+        assert answer["route"] == "blue"  # the session's own header went too
+        assert source.audiences == [id_token_audience(function_url)]
+        assert authorization(CloudFunctionInvoker(session=session), function_url) is None
+
+
+def test_a_session_that_authenticates_itself_beside_a_token_source_is_refused() -> None:
+    with requests.Session() as session:
+        session.headers["Authorization"] = "Bearer from-the-session"
+        with pytest.raises(ValueError, match="Authorization header and id_token_source="):
+            CloudFunctionInvoker(session=session, id_token_source=TokenSource())
+
+
+def test_an_instance_that_ends_is_a_crash_as_cloud_run_answers_it(function_url: str) -> None:
+    invoker = CloudFunctionInvoker()
+    for status in (0, 1, 3):
+        invocation = invoker.invoke(function_url, json.dumps({"exit": status}).encode())
+        assert invocation.ended == "crashed"
+        assert invocation.details["status_code"] == 503
+        assert invocation.error is not None and invocation.error.type == "HTTP 503"
+        assert invoker.invoke(function_url, b"{}").error is None
+
+
+def test_a_request_past_the_timeout_is_a_timeout(tmp_path: Path) -> None:
+    (tmp_path / "invoker_echo.py").write_text(FUNCTION_SOURCE)
+    env = {"PYTHONPATH": str(tmp_path)}
+    with LocalCloudFunctionHost("invoker_echo:main", env=env, timeout=0.5) as host:
+        invocation = CloudFunctionInvoker().invoke(host.url, b'{"sleep": 2}')
+    assert invocation.ended == "timed_out"
+    assert invocation.details["status_code"] == 504
 
 
 def test_a_raised_exception_is_a_bare_500(function_url: str) -> None:
@@ -218,6 +258,7 @@ def test_a_raised_exception_is_a_bare_500(function_url: str) -> None:
     assert invocation.error is not None and invocation.error.type == "HTTP 500"
     assert invocation.details["status_code"] == 500
     assert "Internal Server Error" in invocation.details["body"]
+    assert invocation.ended is None  # the function raised: it neither crashed nor timed out
 
 
 def test_the_read_timeout_waits_out_the_longest_run() -> None:

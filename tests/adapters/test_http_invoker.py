@@ -263,15 +263,20 @@ def test_a_refused_connection_is_resent_then_reported(caplog: pytest.LogCaptureF
     assert len(resends) == 2
 
 
-def test_a_given_session_is_used_as_it_is(function_server: ScriptedFunction) -> None:
+def test_a_given_session_is_the_transport_and_the_credentials_go_with_it(
+    function_server: ScriptedFunction,
+) -> None:
     url = function_server.script(Answer(500, b"Internal Server Error"))
     with requests.Session() as session:
+        session.headers["X-Proxy-Route"] = "blue"
         invoker = BearerInvoker(session=session)
         invocation = invoker.invoke(url, b"{}")
         assert invoker.session is session
     assert invocation.error is not None and invocation.error.type == "HTTP 500"
+    assert invocation.ended is None  # the base knows no platform's verdict
     [received] = function_server.received
-    assert "Authorization" not in received.headers
+    assert received.headers["Authorization"] == "Bearer platform-token"
+    assert received.headers["X-Proxy-Route"] == "blue"
     assert invoker.sessions_made == 0
 
 

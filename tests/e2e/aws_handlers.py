@@ -13,6 +13,7 @@ from dagster_pipes_cloud.external import PipesS3MessageWriter, lambda_handler
 counting = lambda_handler(function_bodies.counting)
 appending = lambda_handler(function_bodies.appending)
 chatty = lambda_handler(function_bodies.chatty)
+ends_midway = lambda_handler(function_bodies.ends_midway)
 
 
 @lambda_handler

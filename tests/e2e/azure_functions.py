@@ -22,6 +22,7 @@ app.route(route="chatty", methods=["POST"])(azure_function(function_bodies.chatt
 app.route(route="failing", methods=["POST"])(azure_function(function_bodies.failing))
 app.route(route="tagged", methods=["POST"])(azure_function(function_bodies.tagged))
 app.route(route="paced", methods=["POST"])(azure_function(function_bodies.paced))
+app.route(route="ends_midway", methods=["POST"])(azure_function(function_bodies.ends_midway))
 
 
 @app.route(route="outlasting", methods=["POST"])

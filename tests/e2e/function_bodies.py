@@ -147,3 +147,18 @@ def killed_mid_run(pipes: PipesContext, payload: dict[str, Any]) -> None:
             raise TimeoutError(f"the first chunk under {payload['prefix']} never arrived")
         time.sleep(0.05)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def ends_midway(pipes: PipesContext, payload: dict[str, Any]) -> str:
+    """Log, wait `linger` seconds (default 1.5: the writer's interval thrice, so the line is
+    flushed), then end this process: `{"exit": N}` with `os._exit(N)`, `{"signal": "NAME"}` by
+    that signal; with neither, report a materialization and return."""
+    pipes.log.info("sent before the process ended")
+    if "exit" in payload or "signal" in payload:
+        time.sleep(payload.get("linger", 1.5))
+        if "exit" in payload:
+            os._exit(payload["exit"])
+        os.kill(os.getpid(), signal.Signals[payload["signal"]])
+        threading.Event().wait()  # the signal may reach another thread first
+    pipes.report_asset_materialization(metadata={"pid": os.getpid()})
+    return "ran to its end"

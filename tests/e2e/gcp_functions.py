@@ -13,6 +13,7 @@ chatty = cloud_function(function_bodies.chatty)
 failing = cloud_function(function_bodies.failing)
 tagged = cloud_function(function_bodies.tagged)
 paced = cloud_function(function_bodies.paced)
+ends_midway = cloud_function(function_bodies.ends_midway)
 
 
 def not_pipes(request: Any) -> str:

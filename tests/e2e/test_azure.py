@@ -6,9 +6,12 @@ import json
 import threading
 from typing import Any
 
+import pytest
+import requests
 from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
 from faults import FaultProxy, azure_error
 
+from dagster_pipes_cloud.adapters.azure_functions import AzureFunctionInvoker
 from dagster_pipes_cloud.adapters.wire import CLAIM_BLOB
 from dagster_pipes_cloud.local import LocalAzureFunctionHost
 from dagster_pipes_cloud.orchestration import (
@@ -74,6 +77,49 @@ def test_a_call_without_the_function_key_is_refused_by_name(azure_stack: Any) ->
     assert not result.success
     failure = failure_text(result)
     assert "HTTP 401" in failure and "function_key=" in failure, failure
+
+
+class RecordingAdapter(requests.adapters.HTTPAdapter):
+    """A transport adapter, as a user mounts one (retries, proxies), recording what it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[requests.PreparedRequest] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.sent.append(request)
+        return super().send(request, **kwargs)
+
+
+def test_a_session_carries_the_function_key_given_beside_it(azure_stack: Any) -> None:
+    adapter = RecordingAdapter()
+    with requests.Session() as session:
+        session.mount("http://", adapter)
+        session.headers["X-Proxy-Route"] = "blue"
+        client = PipesAzureFunctionClient(
+            message_reader=PipesAzureBlobStorageMessageReader(
+                container=azure_stack.container, client=azure_stack.blob_client()
+            ),
+            session=session,
+            function_key=azure_stack.function_key,
+        )
+        result = run(azure_stack, "counting", client=client)
+    assert result.success, failure_text(result)
+    [sent] = adapter.sent
+    assert sent.headers["x-functions-key"] == azure_stack.function_key
+    assert sent.headers["X-Proxy-Route"] == "blue"
+
+
+def test_credentials_that_cannot_go_together_are_refused_when_the_client_is_made(
+    azure_stack: Any,
+) -> None:
+    reader = PipesAzureBlobStorageMessageReader(container=azure_stack.container)
+    with pytest.raises(ValueError, match="function_key or scope"):
+        PipesAzureFunctionClient(message_reader=reader, function_key="k", scope="api://a/.default")
+    with requests.Session() as session, pytest.raises(ValueError, match="invoker= and session="):
+        PipesAzureFunctionClient(
+            message_reader=reader, session=session, invoker=AzureFunctionInvoker()
+        )
 
 
 def test_two_invocations_at_once_keep_their_messages_and_output_apart(azure_stack: Any) -> None:

@@ -11,6 +11,7 @@ import requests
 from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
 from faults import FaultProxy
 
+from dagster_pipes_cloud.adapters.cloud_functions import CloudFunctionInvoker
 from dagster_pipes_cloud.adapters.wire import CLAIM_BLOB
 from dagster_pipes_cloud.local import LocalCloudFunctionHost
 from dagster_pipes_cloud.orchestration import (
@@ -137,3 +138,42 @@ def test_400_messages_through_503s_on_both_sides_arrive_once_in_order(gcp_stack:
     assert writer_side.injected and reader_side.injected, "both sides met 503s"
     lines = [line for line in logs_of(result).split("\n") if line.startswith("paced ")]
     assert lines == [f"paced {i}" for i in range(400)], "every message once, in order"
+
+
+def test_a_session_carries_the_id_token_of_the_given_source(gcp_stack: Any) -> None:
+    audiences: list[str] = []
+
+    def id_token_source(audience: str) -> str:
+        audiences.append(audience)
+        return "token-for-the-function"
+
+    sent: list[requests.PreparedRequest] = []
+
+    class RecordingAdapter(requests.adapters.HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+            sent.append(request)
+            return super().send(request, **kwargs)
+
+    with requests.Session() as session:
+        session.mount("http://", RecordingAdapter())
+        client = PipesCloudFunctionClient(
+            message_reader=PipesGCSMessageReader(
+                bucket=gcp_stack.bucket, client=gcp_stack.storage_client()
+            ),
+            session=session,
+            id_token_source=id_token_source,
+        )
+        result = materialize_run(client, "gcf_asset", function_url=gcp_stack.url("counting"))
+    assert result.success, failure_text(result)
+    assert [request.headers["Authorization"] for request in sent] == [
+        "Bearer token-for-the-function"
+    ]
+    assert audiences == [gcp_stack.url("counting")]
+
+
+def test_an_invoker_beside_a_session_is_refused_naming_both(gcp_stack: Any) -> None:
+    reader = PipesGCSMessageReader(bucket=gcp_stack.bucket)
+    with requests.Session() as session, pytest.raises(ValueError, match="invoker= and session="):
+        PipesCloudFunctionClient(
+            message_reader=reader, session=session, invoker=CloudFunctionInvoker()
+        )

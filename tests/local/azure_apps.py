@@ -107,6 +107,17 @@ def fail(req: func.HttpRequest) -> func.HttpResponse:
     raise ValueError("bad input")
 
 
+@plain.route(route="ends", methods=["POST"], auth_level="anonymous")
+def ends(req: func.HttpRequest) -> func.HttpResponse:
+    """End this process as `{"ending": ...}` says (see `process_endings`), else answer its pid."""
+    from process_endings import end_this_process
+
+    ending = req.get_json().get("ending")
+    if ending:
+        end_this_process(ending)
+    return _json({"pid": os.getpid()})
+
+
 @plain.route(route="async-echo", methods=["POST"], auth_level="anonymous")
 async def async_echo(req: func.HttpRequest) -> func.HttpResponse:
     await asyncio.sleep(0)

@@ -82,3 +82,13 @@ def environment(request: Request) -> dict[str, Any]:
     config = os.environ.get("CLOUDSDK_CONFIG", os.path.expanduser("~/.config/gcloud"))
     credentials = os.path.join(config, "application_default_credentials.json")
     return {"env": dict(os.environ), "gcloud_credentials": os.path.exists(credentials)}
+
+
+def ends(request: Request) -> dict[str, int]:
+    """End this process as `{"ending": ...}` says (see `process_endings`), else return its pid."""
+    from process_endings import end_this_process
+
+    ending = (request.get_json(silent=True) or {}).get("ending")
+    if ending:
+        end_this_process(ending)
+    return {"pid": os.getpid()}

@@ -60,9 +60,14 @@ def put_object(event: Any, context: Any) -> None:
 
 
 def exit_or_pid(event: Any, context: Any) -> int:
-    """Exit the worker at once with `event["exit"]` when given, else return the pid."""
+    """Exit the worker at once with `event["exit"]` when given, end it as `event["ending"]` says
+    (see `process_endings`), else return the pid."""
+    from process_endings import end_this_process
+
     if "exit" in event:
         os._exit(event["exit"])
+    if "ending" in event:
+        end_this_process(event["ending"])
     return os.getpid()
 
 

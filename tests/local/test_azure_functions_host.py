@@ -23,6 +23,7 @@ import pytest
 import requests
 from local.cli_imports import hide_module
 from local.cli_processes import running
+from local.process_endings import ENDINGS
 
 from dagster_pipes_cloud.adapters import MissingDependencyError
 from dagster_pipes_cloud.local._process import ProcessStartError
@@ -406,7 +407,7 @@ def test_server_killed_is_started_again_on_the_same_url() -> None:
         assert not running(pid)
 
 
-def test_request_in_flight_fails_when_the_server_dies(tmp_path: Path) -> None:
+def test_request_in_flight_when_the_server_dies_is_a_bare_500(tmp_path: Path) -> None:
     with serve("slow") as host:
         outcome: list[BaseException | requests.Response] = []
 
@@ -423,7 +424,21 @@ def test_request_in_flight_fails_when_the_server_dies(tmp_path: Path) -> None:
         os.kill(host.pid, signal.SIGKILL)
         caller.join(timeout=30)
         assert not caller.is_alive()
-        assert isinstance(outcome[0], requests.ConnectionError)
+        answer = outcome[0]
+        assert isinstance(answer, requests.Response)
+        assert (answer.status_code, answer.content) == (500, b"")
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_a_process_that_ends_fails_its_invocation_only(
+    plain: LocalAzureFunctionHost, ending: str
+) -> None:
+    url = f"{plain.url}/api/ends"
+    before = requests.post(url, json={}, timeout=60).json()["pid"]
+    response = requests.post(url, json={"ending": ending}, timeout=60)
+    assert (response.status_code, response.content) == (500, b"")  # the host's, as on Azure
+    assert requests.post(url, json={}, timeout=60).json()["pid"] != before
+    assert get(plain, "echo").status_code == 200
 
 
 def test_nothing_is_left_running_after_exit(tmp_path: Path) -> None:

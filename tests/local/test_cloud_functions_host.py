@@ -20,10 +20,15 @@ from typing import Any
 import pytest
 import requests
 from local.cli_imports import hide_module
+from local.process_endings import ENDINGS
 
 from dagster_pipes_cloud.adapters import MissingDependencyError
 from dagster_pipes_cloud.local._process import ProcessStartError
-from dagster_pipes_cloud.local.cloud_functions_host import LocalCloudFunctionHost
+from dagster_pipes_cloud.local.cloud_functions_host import (
+    INSTANCE_LOST_TEXT,
+    REQUEST_TIMEOUT_TEXT,
+    LocalCloudFunctionHost,
+)
 
 TARGETS_DIR = str(Path(__file__).parent)
 SERVERS = ["gunicorn", "flask"]
@@ -147,7 +152,6 @@ def test_env_reaches_the_function_and_the_developers_credentials_do_not(
     env = {"PYTHONPATH": TARGETS_DIR, "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9023"}
     with LocalCloudFunctionHost("cloud_functions_targets:environment", env, concurrency=3) as host:
         seen = post(host)
-        port = host.url.rsplit(":", 1)[1]
     function_env = seen["env"]
     assert function_env["STORAGE_EMULATOR_HOST"] == "http://127.0.0.1:9023"
     assert function_env["HOME"] == str(home)
@@ -158,7 +162,7 @@ def test_env_reaches_the_function_and_the_developers_credentials_do_not(
     assert function_env["K_REVISION"].startswith("environment-")
     assert function_env["FUNCTION_TARGET"] == "environment"
     assert function_env["FUNCTION_SIGNATURE_TYPE"] == "http"
-    assert function_env["PORT"] == port
+    assert function_env["PORT"].isdigit()  # the instance's, behind the front end at `url`
     assert function_env["THREADS"] == "3"
     assert function_env["PYTHONPATH"].split(os.pathsep)[0] == TARGETS_DIR
 
@@ -182,15 +186,16 @@ def test_function_process_killed_is_replaced(host: LocalCloudFunctionHost) -> No
     os.kill(first["pid"], signal.SIGKILL)
 
     def answers_from_a_new_process() -> bool:
-        try:
-            return bool(post(host)["pid"] != first["pid"])
-        except requests.ConnectionError:
-            return False
+        # a request the dying process took is lost: 503, as Cloud Run answers it
+        response = requests.post(host.url, json={}, timeout=60)
+        return response.status_code == 200 and response.json()["pid"] != first["pid"]
 
     assert eventually(answers_from_a_new_process)
 
 
-def test_request_in_flight_fails_when_the_server_dies(tmp_path: Path) -> None:
+def test_request_in_flight_when_the_server_dies_is_answered_as_cloud_run_does(
+    tmp_path: Path,
+) -> None:
     started = tmp_path / "started"
     with serve("sleep", "gunicorn", tmp_path) as host:
         outcome: list[BaseException | requests.Response] = []
@@ -208,7 +213,40 @@ def test_request_in_flight_fails_when_the_server_dies(tmp_path: Path) -> None:
         os.kill(host.pid, signal.SIGKILL)
         caller.join(timeout=30)
         assert not caller.is_alive()
-        assert isinstance(outcome[0], requests.ConnectionError)
+        answer = outcome[0]
+        assert isinstance(answer, requests.Response)
+        assert (answer.status_code, answer.text) == (503, INSTANCE_LOST_TEXT)
+
+
+@pytest.fixture(scope="module")
+def ending_host(
+    server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCloudFunctionHost]:
+    """One instance for the ending tests: each ends its process, the next one is served."""
+    with serve("ends", server, tmp_path_factory.mktemp(server)) as host:
+        yield host
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_a_process_that_ends_fails_its_request_only(
+    ending_host: LocalCloudFunctionHost, ending: str
+) -> None:
+    before = post(ending_host)["pid"]
+    response = requests.post(ending_host.url, json={"ending": ending}, timeout=60)
+    assert (response.status_code, response.text) == (503, INSTANCE_LOST_TEXT)
+    assert post(ending_host)["pid"] != before
+    assert post(ending_host, path="/again")["pid"] != before
+
+
+def test_a_request_past_the_timeout_is_a_504_and_the_function_runs_on(tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    with serve("sleep", "gunicorn", tmp_path, timeout=1) as host:
+        body = {"started": str(started), "seconds": 3}
+        response = requests.post(host.url, json=body, timeout=60)
+        assert (response.status_code, response.text) == (504, REQUEST_TIMEOUT_TEXT)
+        assert started.exists()
+        quick = requests.post(host.url, json={"started": str(started), "seconds": 0}, timeout=60)
+        assert quick.status_code == 200
 
 
 def test_import_error_fails_start_with_the_modules_error(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from local.cli_imports import hide_module
+from local.process_endings import ENDINGS
 
 from dagster_pipes_cloud.local import LocalLambdaHost, S3Emulator
 from dagster_pipes_cloud.local.lambda_host import WorkerKind
@@ -247,6 +248,18 @@ def test_dead_worker_is_an_exit_error_and_is_replaced(client: LambdaClient) -> N
     second_pid = invoke(client, "exit")
     assert second_pid != first_pid
     assert invoke(client, "exit") == second_pid
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_a_worker_that_ends_fails_its_invocation_only(client: LambdaClient, ending: str) -> None:
+    before = invoke(client, "exit")
+    payload = json.dumps({"ending": ending}).encode()
+    response = client.invoke(FunctionName="exit", Payload=payload)
+    assert response["FunctionError"] == "Unhandled"
+    error = json.loads(response["Payload"].read())
+    assert error["errorType"] == "Runtime.ExitError"
+    assert "Runtime exited with error: " in error["errorMessage"]
+    assert invoke(client, "exit") != before
 
 
 def test_import_failure_names_the_missing_module(client: LambdaClient) -> None:

@@ -60,7 +60,6 @@ AWS_HANDLERS = (
     "slow",
     "reports_everything",
     "large_and_non_ascii",
-    "killed_mid_run",
     "bad_line",
     "ends_midway",
 )

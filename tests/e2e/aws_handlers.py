@@ -117,7 +117,6 @@ def reports_everything(pipes: PipesContext, payload: dict[str, Any]) -> str:
 
 
 large_and_non_ascii = lambda_handler(function_bodies.large_and_non_ascii)
-killed_mid_run = lambda_handler(function_bodies.killed_mid_run)
 bad_line = lambda_handler(message_writer=function_bodies.writer_with_a_bad_line(S3BlobStore))(
     function_bodies.kept_beside_a_bad_line
 )

@@ -77,7 +77,6 @@ app.route(route="many_chunks", methods=["POST"])(
 app.route(route="large_and_non_ascii", methods=["POST"])(
     azure_function(function_bodies.large_and_non_ascii)
 )
-app.route(route="killed_mid_run", methods=["POST"])(azure_function(function_bodies.killed_mid_run))
 app.route(route="bad_line", methods=["POST"])(
     azure_function(message_writer=function_bodies.writer_with_a_bad_line(AzureBlobStore))(
         function_bodies.kept_beside_a_bad_line

@@ -134,11 +134,23 @@ def writer_with_a_bad_line(store_for_bucket: Callable[[str], BlobStore]) -> Any:
     return PipesChunkedMessageWriter(lambda bucket: BadLineInFirstChunk(store_for_bucket(bucket)))
 
 
-def killed_mid_run(pipes: PipesContext, payload: dict[str, Any]) -> None:
-    """Sends a message, waits until its first chunk is in `bucket` (a key under `prefix` ends in
-    /1.json, read with the `BlobStore` class `store`, `module:name`), then kills its own process
-    with SIGKILL."""
-    pipes.log.info("sent before the kill")
+def ends_midway(pipes: PipesContext, payload: dict[str, Any]) -> str:
+    """Log, wait until that line's chunk is in the bucket, then end this process:
+    `{"exit": N}` with `os._exit(N)`, `{"signal": "NAME"}` by that signal; with neither, report a
+    materialization and return. The chunk is looked for under `prefix` in `bucket`, read with the
+    `BlobStore` class `store` (`module:name`)."""
+    pipes.log.info("sent before the process ended")
+    if "exit" in payload or "signal" in payload:
+        _wait_for_first_chunk(payload)
+        if "exit" in payload:
+            os._exit(payload["exit"])
+        os.kill(os.getpid(), signal.Signals[payload["signal"]])
+        threading.Event().wait()  # the signal may reach another thread first
+    pipes.report_asset_materialization(metadata={"pid": os.getpid()})
+    return "ran to its end"
+
+
+def _wait_for_first_chunk(payload: dict[str, Any]) -> None:
     module, _, name = payload["store"].partition(":")
     store = getattr(importlib.import_module(module), name)(payload["bucket"])
     deadline = time.monotonic() + 60
@@ -146,19 +158,3 @@ def killed_mid_run(pipes: PipesContext, payload: dict[str, Any]) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the first chunk under {payload['prefix']} never arrived")
         time.sleep(0.05)
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def ends_midway(pipes: PipesContext, payload: dict[str, Any]) -> str:
-    """Log, wait `linger` seconds (default 1.5: the writer's interval thrice, so the line is
-    flushed), then end this process: `{"exit": N}` with `os._exit(N)`, `{"signal": "NAME"}` by
-    that signal; with neither, report a materialization and return."""
-    pipes.log.info("sent before the process ended")
-    if "exit" in payload or "signal" in payload:
-        time.sleep(payload.get("linger", 1.5))
-        if "exit" in payload:
-            os._exit(payload["exit"])
-        os.kill(os.getpid(), signal.Signals[payload["signal"]])
-        threading.Event().wait()  # the signal may reach another thread first
-    pipes.report_asset_materialization(metadata={"pid": os.getpid()})
-    return "ran to its end"

@@ -45,7 +45,6 @@ many_chunks = cloud_function(
     message_writer=PipesGCSMessageWriter(max_chunk_bytes=400, interval=0.01)
 )(function_bodies.many_chunks)
 large_and_non_ascii = cloud_function(function_bodies.large_and_non_ascii)
-killed_mid_run = cloud_function(function_bodies.killed_mid_run)
 bad_line = cloud_function(message_writer=function_bodies.writer_with_a_bad_line(GCSBlobStore))(
     function_bodies.kept_beside_a_bad_line
 )

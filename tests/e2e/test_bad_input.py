@@ -65,23 +65,6 @@ def test_a_bootstrap_key_forged_in_the_event_is_refused_before_invoking(cloud: P
     assert counts[1] == counts[0] + 1, "a forged event reached the function"
 
 
-def test_a_function_killed_mid_run_keeps_what_it_sent_and_the_next_call_works(
-    cloud: Platform,
-) -> None:
-    prefix = f"killed-{secrets.token_hex(4)}"
-    store = type(cloud.store)
-    event = {
-        "store": f"{store.__module__}:{store.__name__}",
-        "bucket": cloud.store.bucket,
-        "prefix": f"{prefix}/",
-    }
-    killed = cloud.run("killed_mid_run", client=cloud.client(key_prefix=prefix), event=event)
-    assert not killed.success
-    assert "sent before the kill" in logs_of(killed)
-    after = cloud.run("counting")
-    assert after.success, failure_text(after)
-
-
 def with_credentials(cloud: Platform) -> tuple[Any, list[str]]:
     """A Pipes client on `cloud`'s stack sending credentials of its own (for Lambda and S3 a
     secret access key, for Cloud Functions an ID token; Azure's are the stack's function key and

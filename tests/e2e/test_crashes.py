@@ -4,33 +4,37 @@ function to stop, and the next materialize of the same function succeeds."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aws_testing import materialize_lambda
 from dagster_testing import failure_text, logs_of
-from e2e.http_platforms import PLATFORMS
-
-from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader
+from e2e.http_platforms import CLOUDS
 
 Run = Callable[[dict[str, Any]], Any]
 ENDINGS = [{"exit": 3}, {"exit": 1}, {"signal": "SIGKILL"}]
 
 
-@pytest.fixture(params=["aws", "azure", "gcp"])
+@pytest.fixture(params=sorted(CLOUDS))
 def run(request: pytest.FixtureRequest) -> Run:
-    """Materialize the platform's `ends_midway` function with the given event."""
-    if request.param == "aws":
-        stack = request.getfixturevalue("aws_stack")
-        client = PipesLambdaClient(
-            client=stack.lambda_client,
-            message_reader=PipesS3MessageReader(bucket=stack.bucket, client=stack.s3_client),
-        )
-        return lambda event: materialize_lambda(client, "ends_midway", event=event)
-    fixture, make = PLATFORMS[request.param]
-    platform = make(request.getfixturevalue(fixture))
-    return lambda event: platform.run("ends_midway", event=event)
+    """Materialize the platform's `ends_midway` function with the given event, telling it where
+    its first chunk will be, so it ends only once that chunk has landed."""
+    fixture, make = CLOUDS[request.param]
+    cloud = make(request.getfixturevalue(fixture))
+    store = type(cloud.store)
+
+    def materialize(event: dict[str, Any]) -> Any:
+        prefix = f"ends-{secrets.token_hex(4)}"
+        where = {
+            "store": f"{store.__module__}:{store.__name__}",
+            "bucket": cloud.store.bucket,
+            "prefix": f"{prefix}/",
+        }
+        client = cloud.client(key_prefix=prefix)
+        return cloud.run("ends_midway", client=client, event={**event, **where})
+
+    return materialize
 
 
 @pytest.mark.parametrize("ending", ENDINGS, ids=lambda ending: " ".join(map(str, *ending.items())))

@@ -29,6 +29,9 @@ AZURE_FUNCTIONS_REQUEST_LIMIT = 100 * 1024 * 1024
 AZURE_FRONT_END_TIMEOUT = 230.0
 """Seconds after which Azure's front end (its load balancer) ends an HTTP request that has not
 been answered; the function runs on, up to its own `functionTimeout`."""
+AZURE_FUNCTION_TIMEOUT = 30 * 60.0
+"""Seconds a function may run by default on the Premium and Flex Consumption plans (host.json
+`functionTimeout`; a Consumption plan stops a function at 10 minutes, by default at 5)."""
 AZURE_FUNCTION_KEY_ENV = "AZURE_FUNCTIONS_KEY"
 """The environment variable the function key is read from when none is given."""
 FUNCTION_KEY_QUERY = "code"

@@ -9,6 +9,7 @@ from dagster import PipesContextInjector, PipesMessageReader
 
 from dagster_pipes_cloud.adapters import FunctionInvocation
 from dagster_pipes_cloud.adapters.azure_functions import (
+    AZURE_FUNCTION_TIMEOUT,
     AZURE_FUNCTIONS_REQUEST_LIMIT,
     AzureFunctionInvoker,
     without_function_key,
@@ -24,10 +25,6 @@ from dagster_pipes_cloud.orchestration.clients.base import (
 
 if TYPE_CHECKING:
     import requests
-
-AZURE_FUNCTION_TIMEOUT = 30 * 60.0
-"""Seconds a function may run by default on the Premium and Flex Consumption plans (host.json
-`functionTimeout`; a Consumption plan stops a function at 10 minutes, by default at 5)."""
 
 
 class PipesAzureFunctionClient(PipesFunctionClient):

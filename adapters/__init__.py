@@ -15,7 +15,11 @@ from dagster_pipes_cloud.adapters.errors import (
     ThrottledError,
     TransientError,
 )
-from dagster_pipes_cloud.adapters.invocation import FunctionInvocation, RemoteError
+from dagster_pipes_cloud.adapters.invocation import (
+    FunctionInvocation,
+    FunctionInvoker,
+    RemoteError,
+)
 from dagster_pipes_cloud.adapters.local import LocalBlobStore
 from dagster_pipes_cloud.adapters.wire import CANCEL_MARKER
 
@@ -25,6 +29,7 @@ __all__ = [
     "AlreadyExistsError",
     "BlobStore",
     "FunctionInvocation",
+    "FunctionInvoker",
     "GivenClientWarning",
     "LocalBlobStore",
     "MissingDependencyError",

@@ -1,11 +1,12 @@
-"""What every function invoker returns: the function's response or its error, in one shape."""
+"""The invoker shape every function platform binds (`FunctionInvoker`), and what it returns:
+the function's response or its error, in one shape."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Ending = Literal["timed_out", "crashed"]
 """How a platform says a run ended that neither returned nor raised: it ran past its time limit
@@ -66,6 +67,24 @@ class FunctionInvocation:
     request_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     ended: Ending | None = None
+
+
+class FunctionInvoker(Protocol):
+    """The invoker shape a binding of another function platform implements.
+
+    One call per invocation, never sent again once it may have reached the function.
+    `LambdaInvoker`, `CloudFunctionInvoker` and `AzureFunctionInvoker` have this shape, each with
+    keyword options of its platform's own (a qualifier, headers) after the two arguments.
+    """
+
+    def invoke(self, function: str, payload: bytes, /) -> FunctionInvocation:
+        """Invoke `function` (its name, ARN or URL) once with `payload` (the event, as JSON)."""
+        ...
+
+
+Invoke = Callable[[bytes], FunctionInvocation]
+"""One invocation of a function already chosen, its options bound: the payload in, the outcome
+out (how a client hands `FunctionInvoker.invoke` to the client base)."""
 
 
 def decode_payload(payload: bytes) -> Any:

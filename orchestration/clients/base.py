@@ -27,6 +27,7 @@ from dagster._core.pipes.context import (
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR
 
 from dagster_pipes_cloud.adapters import FunctionInvocation, PipesCloudError
+from dagster_pipes_cloud.adapters.invocation import Invoke
 from dagster_pipes_cloud.adapters.wire import CLAIM_REFUSED
 from dagster_pipes_cloud.orchestration.injectors import PipesEventContextInjector
 from dagster_pipes_cloud.orchestration.reader import (
@@ -37,7 +38,6 @@ from dagster_pipes_cloud.orchestration.reader import (
 )
 
 Context = OpExecutionContext | AssetExecutionContext
-Invoke = Callable[[bytes], FunctionInvocation]
 
 _PARAMS_ALLOWANCE = 4096  # room for the messages params and the JSON around the bootstrap keys
 _LOG_TAIL_CHARS = 2000

@@ -3,8 +3,7 @@
 The base of the HTTP function platforms' invokers (Cloud Functions, Azure Functions). A subclass
 says how long its platform lets a request run (`read_timeout`), which headers authenticate a call
 (`auth_headers`) and which response header carries the platform's request id. The headers that
-attribute an invocation to its Dagster run (`ATTRIBUTION_HEADERS`) are named here, once, for the
-clients that send them and the entrypoints that read them.
+attribute an invocation to its Dagster run are part of the wire contract (`adapters.wire`).
 """
 
 from __future__ import annotations
@@ -39,33 +38,6 @@ THROTTLED_WAIT_MAX_SECONDS = 5.0
 """The longest wait before resending a throttled request: a platform asking for more (its
 `Retry-After`) is answered by raising `ThrottledError` at once, for Dagster's retry to wait."""
 ERROR_BODY_MAX_CHARS = 4000
-
-ATTRIBUTION_HEADERS: Mapping[str, str] = {
-    "run_id": "X-Dagster-Run-Id",
-    "asset_keys": "X-Dagster-Asset-Keys",
-    "retry_number": "X-Dagster-Retry-Number",
-}
-"""The request headers naming the Dagster run, its asset keys (comma-separated) and the step's
-retry number, by attribution field: sent with every invocation, logged by the entrypoint."""
-
-
-def attribution_headers(attribution: Mapping[str, str]) -> dict[str, str]:
-    """The `ATTRIBUTION_HEADERS` for the fields of `attribution` (unknown fields are ignored)."""
-    return {
-        header: attribution[field]
-        for field, header in ATTRIBUTION_HEADERS.items()
-        if field in attribution
-    }
-
-
-def attribution_from_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The attribution fields a request's headers carry (`headers` matched without case)."""
-    lowered = {name.lower(): value for name, value in headers.items()}
-    return {
-        field: lowered[header.lower()]
-        for field, header in ATTRIBUTION_HEADERS.items()
-        if header.lower() in lowered
-    }
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -28,6 +28,7 @@ from dagster_pipes_cloud.adapters.invocation import (
     decode_function_error,
     decode_payload,
 )
+from dagster_pipes_cloud.adapters.wire import CLIENT_CONTEXT_KEYS, attribution_client_context_custom
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient as LambdaClient
@@ -43,13 +44,6 @@ REQUEST_LIMITS: dict[InvocationType, int] = {
 RESPONSE_LIMIT = 6 * 1024 * 1024 + 100
 """The largest response Lambda's Runtime API accepts from a function (6 MB and 100 bytes)."""
 CLIENT_CONTEXT_MAX_BYTES = 3583  # base64-encoded, as Lambda counts it
-CLIENT_CONTEXT_KEYS: Mapping[str, str] = {
-    "run_id": "dagster_run_id",
-    "asset_keys": "dagster_asset_keys",
-    "retry_number": "dagster_retry_number",
-}
-"""The `ClientContext.custom` keys naming the Dagster run, its asset keys (comma-separated) and
-the step's retry number, by attribution field: sent with every synchronous invocation."""
 ENDINGS: Mapping[str, Ending] = {
     "Sandbox.Timedout": "timed_out",
     "Runtime.ExitError": "crashed",
@@ -109,23 +103,12 @@ def encode_client_context(custom: Mapping[str, str]) -> str | None:
 def attribution_client_context(attribution: Mapping[str, str]) -> str | None:
     """A `ClientContext` carrying the attribution fields under `CLIENT_CONTEXT_KEYS`; without the
     asset keys where all would not fit, None where even that does not."""
-    custom = {
-        key: attribution[field]
-        for field, key in CLIENT_CONTEXT_KEYS.items()
-        if field in attribution
-    }
+    custom = attribution_client_context_custom(attribution)
     encoded = encode_client_context(custom)
     if encoded is None:
         custom.pop(CLIENT_CONTEXT_KEYS["asset_keys"], None)
         encoded = encode_client_context(custom)
     return encoded
-
-
-def attribution_from_client_context(custom: Mapping[str, Any] | None) -> dict[str, str]:
-    """The attribution fields in a function's `context.client_context.custom`."""
-    if not custom:
-        return {}
-    return {field: str(custom[key]) for field, key in CLIENT_CONTEXT_KEYS.items() if key in custom}
 
 
 def decode_log_tail(encoded: str, *, drop_error_report: bool) -> str:

@@ -1,11 +1,29 @@
-"""The wire contract both sides import: the names of the blobs under a session's key prefix
-that are not message chunks (neither `external` nor `orchestration` may import the other, so
-what they must agree on lives here, once)."""
+"""The wire contract both sides import: every key, header and name the function and Dagster
+agree on, written here once (neither `external` nor `orchestration` may import the other).
+
+The messages params and chunk keys are dagster_pipes' own (its blob store writers and readers
+use them too); the cancel marker, the claim and the attribution carriers are ours.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from dagster_pipes import PipesBlobStoreMessageWriter
+
+BUCKET_PARAM = "bucket"
+"""The messages params key naming the bucket (Azure: the container) the function writes to."""
+
+SESSION_PREFIX_PARAM = "key_prefix"
+"""The messages params key carrying the session prefix, as dagster_pipes' writers name it; in
+our code that value is a `session_prefix`, and `key_prefix` is the base a user gives a reader."""
+
+INCLUDE_STDIO_PARAM = PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY
+"""The messages params key by which the reader asks the writer to send what the function prints."""
+
 CANCEL_MARKER = "cancel.json"
-"""The blob under a session's key prefix by which Dagster asks its function to stop.
+"""The blob under a session's prefix by which Dagster asks its function to stop.
 
 Written by the orchestration side's reader, watched for by the function side's writer."""
 
@@ -19,6 +37,67 @@ CLAIM_REFUSED = "PipesSessionClaimedError"
 caller learns that another delivery of the same event runs the session."""
 
 
+def chunk_key(session_prefix: str | None, index: int) -> str:
+    """The key of message chunk `index` (from 1, not zero-padded) of the session under
+    `session_prefix`: `<session_prefix>/<index>.json`, at the bucket's root without a prefix."""
+    return f"{session_prefix}/{index}.json" if session_prefix else f"{index}.json"
+
+
+def cancel_key(session_prefix: str) -> str:
+    """The key of the cancel marker of the session under `session_prefix`."""
+    return f"{session_prefix}/{CANCEL_MARKER}"
+
+
 def claim_key(session_prefix: str) -> str:
     """The key of the claim blob of the session under `session_prefix`."""
     return f"{session_prefix.rstrip('/')}/{CLAIM_BLOB}"
+
+
+ATTRIBUTION_HEADERS: Mapping[str, str] = {
+    "run_id": "X-Dagster-Run-Id",
+    "asset_keys": "X-Dagster-Asset-Keys",
+    "retry_number": "X-Dagster-Retry-Number",
+}
+"""The request headers naming the Dagster run, its asset keys (comma-separated) and the step's
+retry number, by attribution field: sent with every HTTP invocation, logged by the entrypoint."""
+
+CLIENT_CONTEXT_KEYS: Mapping[str, str] = {
+    "run_id": "dagster_run_id",
+    "asset_keys": "dagster_asset_keys",
+    "retry_number": "dagster_retry_number",
+}
+"""The Lambda `ClientContext.custom` keys naming the same, by attribution field: sent with every
+synchronous Lambda invocation."""
+
+
+def attribution_headers(attribution: Mapping[str, str]) -> dict[str, str]:
+    """The `ATTRIBUTION_HEADERS` for the fields of `attribution` (unknown fields are ignored)."""
+    return _carried(attribution, ATTRIBUTION_HEADERS)
+
+
+def attribution_from_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The attribution fields a request's headers carry (`headers` matched without case)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    return {
+        field: lowered[header.lower()]
+        for field, header in ATTRIBUTION_HEADERS.items()
+        if header.lower() in lowered
+    }
+
+
+def attribution_client_context_custom(attribution: Mapping[str, str]) -> dict[str, str]:
+    """The Lambda `ClientContext.custom` entries for the fields of `attribution`."""
+    return _carried(attribution, CLIENT_CONTEXT_KEYS)
+
+
+def attribution_from_client_context(custom: Mapping[str, Any] | None) -> dict[str, str]:
+    """The attribution fields in a function's `context.client_context.custom`."""
+    if not custom:
+        return {}
+    return {field: str(custom[key]) for field, key in CLIENT_CONTEXT_KEYS.items() if key in custom}
+
+
+def _carried(attribution: Mapping[str, str], carriers: Mapping[str, str]) -> dict[str, str]:
+    return {
+        carrier: attribution[field] for field, carrier in carriers.items() if field in attribution
+    }

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from dagster_pipes_cloud.adapters.http import attribution_from_headers
+from dagster_pipes_cloud.adapters.wire import attribution_from_headers
 from dagster_pipes_cloud.external.entrypoint import error_fields
 from dagster_pipes_cloud.external.errors import PipesSessionClaimedError
 

@@ -27,7 +27,7 @@ def claim_session(store: BlobStore, session_prefix: str, *, retry_for: float) ->
 
     Args:
         store: The bucket of the session.
-        session_prefix: The session's key prefix, from the messages params.
+        session_prefix: The session's prefix (the messages params' `key_prefix`).
         retry_for: Seconds to try again a create that failed transiently, past the SDK's own
             retries.
 

@@ -1,6 +1,6 @@
 """The chunked message writer, written once against `BlobStore`.
 
-Messages are buffered and uploaded as numbered chunks `<key_prefix>/<i>.json` (from 1, no gaps),
+Messages are buffered and uploaded as numbered chunks `<session_prefix>/<i>.json` (from 1, no gaps),
 one JSON message a line: the wire format of dagster_pipes' blob store writers, so the official
 readers read it too.
 """
@@ -20,7 +20,6 @@ from dagster_pipes import (
     PIPES_PROTOCOL_VERSION,
     PIPES_PROTOCOL_VERSION_FIELD,
     DagsterPipesError,
-    PipesBlobStoreMessageWriter,
     PipesExtras,
     PipesMessage,
     PipesMessageWriter,
@@ -29,18 +28,22 @@ from dagster_pipes import (
 )
 
 from dagster_pipes_cloud.adapters import (
-    CANCEL_MARKER,
     AccessDeniedError,
     BlobStore,
     PipesCloudError,
     TransientError,
 )
 from dagster_pipes_cloud.adapters.blob_store import create_or_match
+from dagster_pipes_cloud.adapters.wire import (
+    BUCKET_PARAM,
+    INCLUDE_STDIO_PARAM,
+    SESSION_PREFIX_PARAM,
+    cancel_key,
+    chunk_key,
+)
 from dagster_pipes_cloud.external.claim import claim_session
 from dagster_pipes_cloud.external.errors import PipesCancelledError, PipesSessionConflictError
 from dagster_pipes_cloud.external.stdio import Stream, capture_stdio, write_to_platform_log
-
-INCLUDE_STDIO_KEY = PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY
 
 DEFAULT_INTERVAL = 0.5
 DEFAULT_MAX_CHUNK_BYTES = 256 * 1024
@@ -63,7 +66,7 @@ class WriterOptions(TypedDict, total=False):
 
 
 class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterChannel"]):
-    """Writes Pipes messages to the bucket and key prefix the orchestration side asks for.
+    """Writes Pipes messages to the bucket and session prefix the orchestration side asks for.
 
     `store_for_bucket` gives the `BlobStore` for a bucket name. A chunk is uploaded every
     `interval` seconds while messages flow (default 0.5; the first, with "opened", one interval
@@ -82,7 +85,7 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
     the block raise it. When the reader asks for it (`include_stdio_in_messages`), what the
     invocation prints is sent too, before the "closed" message.
 
-    Cancellation: the writer watches for `<key_prefix>/cancel.json`, which Dagster writes when
+    Cancellation: the writer watches for `<session_prefix>/cancel.json`, which Dagster writes when
     the run is terminated (or the step fails) while the function runs, every
     `cancel_check_interval` seconds (default 2, at least 1: 30 storage GETs a minute while the
     function runs, none for a function shorter than that), beside the user's code, so the
@@ -129,26 +132,29 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
             PipesSessionClaimedError: An earlier delivery of this invocation claimed the session.
             PipesCloudError: The claim or a chunk could not be written.
         """
-        bucket = params.get("bucket")
-        key_prefix = params.get("key_prefix")
+        bucket = params.get(BUCKET_PARAM)
+        session_prefix = params.get(SESSION_PREFIX_PARAM)
         if not isinstance(bucket, str) or not bucket:
             raise DagsterPipesError(
-                f"{type(self).__name__} needs a 'bucket' in the messages params, got {params!r}"
+                f"{type(self).__name__} needs a '{BUCKET_PARAM}' in the messages params,"
+                f" got {params!r}"
             )
-        if key_prefix is not None and not isinstance(key_prefix, str):
-            raise DagsterPipesError(f"'key_prefix' must be a string, got {key_prefix!r}")
+        if session_prefix is not None and not isinstance(session_prefix, str):
+            raise DagsterPipesError(
+                f"'{SESSION_PREFIX_PARAM}' must be a string, got {session_prefix!r}"
+            )
         store = self._store_for_bucket(bucket)
-        if key_prefix:
-            claim_session(store, key_prefix, retry_for=self.flush_timeout)
+        if session_prefix:
+            claim_session(store, session_prefix, retry_for=self.flush_timeout)
         channel = PipesChunkedMessageWriterChannel(
             store,
-            key_prefix,
+            session_prefix,
             interval=self.interval,
             max_chunk_bytes=self.max_chunk_bytes,
             flush_timeout=self.flush_timeout,
             cancel_check_interval=self.cancel_check_interval,
         )
-        capture = capture_stdio(channel.write_text) if params.get(INCLUDE_STDIO_KEY) else None
+        capture = capture_stdio(channel.write_text) if params.get(INCLUDE_STDIO_PARAM) else None
         with channel.uploading(), capture or nullcontext():
             yield channel
 
@@ -159,13 +165,13 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
     The "opened" message goes with the first interval's chunk; the "closed" message is held
     back and written last, after the captured output. `cancellation` is the
     `PipesCancelledError` of a stop request once one is seen (None until then; a session without
-    a key prefix is not watched).
+    a session prefix is not watched).
     """
 
     def __init__(
         self,
         store: BlobStore,
-        key_prefix: str | None,
+        session_prefix: str | None,
         *,
         interval: float = DEFAULT_INTERVAL,
         max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
@@ -173,11 +179,11 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
         cancel_check_interval: float | None = DEFAULT_CANCEL_CHECK_INTERVAL,
     ) -> None:
         self._store = store
-        self._key_prefix = key_prefix
+        self._session_prefix = session_prefix
         self._interval = interval
         self._max_chunk_bytes = max_chunk_bytes
         self._flush_timeout = flush_timeout
-        self._cancel_check_interval = cancel_check_interval if key_prefix else None
+        self._cancel_check_interval = cancel_check_interval if session_prefix else None
         self.cancellation: PipesCancelledError | None = None
         self._lock = threading.Lock()
         self._upload_lock = threading.Lock()
@@ -192,7 +198,8 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
         self._transient: TransientError | None = None
 
     def chunk_key(self, index: int) -> str:
-        return f"{self._key_prefix}/{index}.json" if self._key_prefix else f"{index}.json"
+        """The key of this session's chunk `index` (`wire.chunk_key`)."""
+        return chunk_key(self._session_prefix, index)
 
     def write_message(self, message: PipesMessage) -> None:
         """Buffer `message`. Raises `PipesCloudError` once a chunk has failed for good (denied,
@@ -274,7 +281,8 @@ class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
             self._final_flush()
 
     def cancel_key(self) -> str:
-        return f"{self._key_prefix}/{CANCEL_MARKER}"
+        """The key of this session's cancel marker (`wire.cancel_key`)."""
+        return cancel_key(self._session_prefix or "")
 
     def _watch_for_cancel(self, stop: threading.Event, interval: float) -> None:
         """Look for the cancel marker every `interval` s until it is seen or the block ends (not

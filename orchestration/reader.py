@@ -10,9 +10,15 @@ from typing import TypedDict
 
 from dagster import PipesContextInjector, PipesMessageHandler, PipesMessageReader
 from dagster._core.errors import DagsterPipesExecutionError
-from dagster_pipes import PipesBlobStoreMessageWriter, PipesParams
+from dagster_pipes import PipesParams
 
-from dagster_pipes_cloud.adapters import CANCEL_MARKER, BlobStore, PipesCloudError
+from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError
+from dagster_pipes_cloud.adapters.wire import (
+    BUCKET_PARAM,
+    INCLUDE_STDIO_PARAM,
+    SESSION_PREFIX_PARAM,
+    cancel_key,
+)
 from dagster_pipes_cloud.orchestration._keys import session_prefix
 from dagster_pipes_cloud.orchestration.injectors import PipesBlobStoreContextInjector
 from dagster_pipes_cloud.orchestration.session import (
@@ -24,8 +30,6 @@ from dagster_pipes_cloud.orchestration.session import (
     remote_error_from_pipes,
     step_log_of,
 )
-
-INCLUDE_STDIO_KEY = PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY
 
 __all__ = [
     "PipesChunkedMessageReader",
@@ -138,9 +142,9 @@ class PipesChunkedMessageReader(PipesMessageReader):
         except PipesCloudError as exc:
             raise DagsterPipesExecutionError(f"cannot read Pipes messages: {exc}") from exc
         params = {
-            "bucket": self._store.bucket,
-            "key_prefix": session_prefix(self._key_prefix, "messages"),
-            INCLUDE_STDIO_KEY: self.include_stdio_in_messages,
+            BUCKET_PARAM: self._store.bucket,
+            SESSION_PREFIX_PARAM: session_prefix(self._key_prefix, "messages"),
+            INCLUDE_STDIO_PARAM: self.include_stdio_in_messages,
         }
         session = ChunkedReadingSession(
             self._store,
@@ -179,13 +183,13 @@ class PipesChunkedMessageReader(PipesMessageReader):
         Raises:
             PipesCloudError: The params name no session, or the marker cannot be written.
         """
-        prefix = params.get("key_prefix")
+        prefix = params.get(SESSION_PREFIX_PARAM)
         if not isinstance(prefix, str) or not prefix:
-            raise PipesCloudError(f"no session key prefix in the messages params {params!r}")
+            raise PipesCloudError(f"no session prefix in the messages params {params!r}")
         return self._write_cancel(prefix, reason, run_id)
 
     def _write_cancel(self, prefix: str, reason: str, run_id: str) -> str:
-        key = f"{prefix}/{CANCEL_MARKER}"
+        key = cancel_key(prefix)
         marker = {
             "reason": reason,
             "run_id": run_id,

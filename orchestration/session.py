@@ -15,6 +15,7 @@ from dagster._core.errors import DagsterPipesExecutionError
 from dagster_pipes import PIPES_PROTOCOL_VERSION, PIPES_PROTOCOL_VERSION_FIELD, PipesParams
 
 from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError, RemoteError, TransientError
+from dagster_pipes_cloud.adapters.wire import SESSION_PREFIX_PARAM, chunk_key
 
 _IDLE_BACKOFF = 2.0
 """How much longer each idle wait is than the last, once chunks have come."""
@@ -70,8 +71,8 @@ class ReadingSession:
 
     @property
     def session_prefix(self) -> str | None:
-        """The key prefix the function writes its messages under, where the reader has one."""
-        prefix = self.params.get("key_prefix")
+        """The prefix the function writes its messages under, where the reader has one."""
+        prefix = self.params.get(SESSION_PREFIX_PARAM)
         return prefix if isinstance(prefix, str) and prefix else None
 
     @property
@@ -124,7 +125,8 @@ class ChunkedReadingSession(ReadingSession):
         params: The messages params the function gets (`key_prefix` is the session prefix).
         handler: Dagster's handler, which turns each message into events.
         settings: How to poll.
-        request_cancel: Writes the cancel marker of a session prefix (the reader's).
+        request_cancel: Writes the cancel marker of a session prefix, given the reason and the
+            run id (the reader's).
         step_log: Writes a warning to the step's log (used once "closed" has been handled).
     """
 
@@ -140,10 +142,10 @@ class ChunkedReadingSession(ReadingSession):
     ) -> None:
         super().__init__(params)
         self._store = store
-        self._prefix: str = params["key_prefix"]
+        self._session_prefix: str = params[SESSION_PREFIX_PARAM]
         self._handler = handler
         self._settings = settings
-        self._write_cancel = request_cancel
+        self._request_cancel = request_cancel
         self._step_log = step_log
         self._next_index = 1
         self._ended = threading.Event()
@@ -157,8 +159,8 @@ class ChunkedReadingSession(ReadingSession):
 
     @property
     def session_prefix(self) -> str:
-        """The key prefix the function writes its messages under."""
-        return self._prefix
+        """The prefix the function writes its messages under."""
+        return self._session_prefix
 
     @property
     def is_reading(self) -> bool:
@@ -188,11 +190,11 @@ class ChunkedReadingSession(ReadingSession):
 
     def request_cancel(self, reason: str, *, run_id: str) -> str:
         """Write the session's cancel marker (see `ReadingSession.request_cancel`)."""
-        return self._write_cancel(self._prefix, reason, run_id)
+        return self._request_cancel(self._session_prefix, reason, run_id)
 
     def chunk_keys(self) -> list[str]:
         """The keys of every chunk read so far."""
-        return [self._chunk_key(index) for index in range(1, self._next_index)]
+        return [chunk_key(self._session_prefix, index) for index in range(1, self._next_index)]
 
     def delete_read(self) -> None:
         """Delete the chunks read (the whole session, once read to "closed") in one request
@@ -218,7 +220,7 @@ class ChunkedReadingSession(ReadingSession):
             self._raise_if_ended_badly(drain)
 
     def _raise_if_ended_badly(self, drain: float) -> None:
-        where = self._store.url(f"{self._prefix}/")
+        where = self._store.url(f"{self._session_prefix}/")
         chunks = self._next_index - 1
         if self._error is not None:
             raise PipesSessionError(
@@ -286,7 +288,7 @@ class ChunkedReadingSession(ReadingSession):
     def _read_available(self) -> bool:
         progressed = False
         while not self._closed:
-            key = self._chunk_key(self._next_index)
+            key = chunk_key(self._session_prefix, self._next_index)
             body = self._store.get(key)
             if body is None:
                 break
@@ -294,9 +296,6 @@ class ChunkedReadingSession(ReadingSession):
             progressed = True
             self._handle_chunk(key, body)
         return progressed
-
-    def _chunk_key(self, index: int) -> str:
-        return f"{self._prefix}/{index}.json"
 
     def _handle_chunk(self, key: str, body: bytes) -> None:
         text = body.decode("utf-8", errors="replace")

@@ -14,7 +14,8 @@ from dagster_pipes_cloud.adapters.azure_functions import (
     AzureFunctionInvoker,
     without_function_key,
 )
-from dagster_pipes_cloud.adapters.http import attribution_headers, require_http_url
+from dagster_pipes_cloud.adapters.http import require_http_url
+from dagster_pipes_cloud.adapters.wire import attribution_headers
 from dagster_pipes_cloud.orchestration.clients._attribution import run_attribution
 from dagster_pipes_cloud.orchestration.clients.base import (
     Context,

@@ -14,7 +14,7 @@ from dagster_pipes_cloud.adapters.cloud_functions import (
     CLOUD_FUNCTIONS_REQUEST_LIMIT,
     CloudFunctionInvoker,
 )
-from dagster_pipes_cloud.adapters.http import attribution_headers
+from dagster_pipes_cloud.adapters.wire import attribution_headers
 from dagster_pipes_cloud.orchestration.clients._attribution import run_attribution
 from dagster_pipes_cloud.orchestration.clients.base import (
     Context,

@@ -16,8 +16,6 @@ from dagster_pipes_cloud.adapters.http import (
     ERROR_BODY_MAX_CHARS,
     THROTTLED_WAIT_MAX_SECONDS,
     HttpFunctionInvoker,
-    attribution_from_headers,
-    attribution_headers,
     parse_retry_after,
 )
 from dagster_pipes_cloud.local._process import free_port
@@ -213,21 +211,6 @@ def test_a_given_session_still_resends_throttled_answers(function_server: Script
 def test_retry_after_is_seconds_or_an_http_date(header: str | None, seconds: float | None) -> None:
     now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=timezone.utc)
     assert parse_retry_after(header, now=now) == seconds
-
-
-def test_attribution_headers_round_trip_without_case() -> None:
-    sent = attribution_headers({"run_id": "r1", "asset_keys": "a,b/c", "retry_number": "2"})
-    assert sent == {
-        "X-Dagster-Run-Id": "r1",
-        "X-Dagster-Asset-Keys": "a,b/c",
-        "X-Dagster-Retry-Number": "2",
-    }
-    received = {name.lower(): value for name, value in sent.items()}
-    assert attribution_from_headers({**received, "Host": "x"}) == {
-        "run_id": "r1",
-        "asset_keys": "a,b/c",
-        "retry_number": "2",
-    }
 
 
 def test_a_connection_dropped_after_sending_is_not_resent(

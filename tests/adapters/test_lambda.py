@@ -19,10 +19,10 @@ from dagster_pipes_cloud.adapters.lambda_ import (
     LAMBDA_MAX_SECONDS,
     LambdaInvoker,
     attribution_client_context,
-    attribution_from_client_context,
     default_lambda_client,
     encode_client_context,
 )
+from dagster_pipes_cloud.adapters.wire import attribution_from_client_context
 from dagster_pipes_cloud.local import LocalLambdaHost
 
 

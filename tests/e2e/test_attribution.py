@@ -14,7 +14,7 @@ from dagster_pipes import (
 from dagster_testing import failure_text, materialize_run
 from e2e.attempt_stacks import CLOUDS, attempt_stack
 
-from dagster_pipes_cloud.adapters.http import attribution_headers
+from dagster_pipes_cloud.adapters.wire import attribution_headers
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)

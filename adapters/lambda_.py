@@ -28,7 +28,11 @@ from dagster_pipes_cloud.adapters.invocation import (
     decode_function_error,
     decode_payload,
 )
-from dagster_pipes_cloud.adapters.wire import CLIENT_CONTEXT_KEYS, attribution_client_context_custom
+from dagster_pipes_cloud.adapters.wire import (
+    CLIENT_CONTEXT_KEYS,
+    Attribution,
+    attribution_client_context_custom,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient as LambdaClient
@@ -100,7 +104,7 @@ def encode_client_context(custom: Mapping[str, str]) -> str | None:
     return encoded if len(encoded) <= CLIENT_CONTEXT_MAX_BYTES else None
 
 
-def attribution_client_context(attribution: Mapping[str, str]) -> str | None:
+def attribution_client_context(attribution: Attribution) -> str | None:
     """A `ClientContext` carrying the attribution fields under `CLIENT_CONTEXT_KEYS`; without the
     asset keys where all would not fit, None where even that does not."""
     custom = attribution_client_context_custom(attribution)

@@ -8,9 +8,9 @@ use them too); the cancel marker, the claim and the attribution carriers are our
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, cast
 
-from dagster_pipes import PipesBlobStoreMessageWriter
+from dagster_pipes import PipesBlobStoreMessageWriter, PipesDefaultContextLoader
 
 BUCKET_PARAM = "bucket"
 """The messages params key naming the bucket (Azure: the container) the function writes to."""
@@ -21,6 +21,12 @@ our code that value is a `session_prefix`, and `key_prefix` is the base a user g
 
 INCLUDE_STDIO_PARAM = PipesBlobStoreMessageWriter.INCLUDE_STDIO_IN_MESSAGES_KEY
 """The messages params key by which the reader asks the writer to send what the function prints."""
+
+CONTEXT_DATA_PARAM = PipesDefaultContextLoader.DIRECT_KEY
+"""The context params key of a context passed inline in the event (`{"data": {...}}`)."""
+
+CONTEXT_KEY_PARAM = "key"
+"""The context params key naming the blob that holds the context, beside `BUCKET_PARAM`."""
 
 CANCEL_MARKER = "cancel.json"
 """The blob under a session's prefix by which Dagster asks its function to stop.
@@ -53,6 +59,18 @@ def claim_key(session_prefix: str) -> str:
     return f"{session_prefix.rstrip('/')}/{CLAIM_BLOB}"
 
 
+class Attribution(TypedDict, total=False):
+    """What names an invocation's Dagster run to its function, sent beside the event.
+
+    `run_id`; `asset_keys`, the step's selected asset keys, sorted and comma-separated (empty
+    for an op); `retry_number`, the step's retry number (0 on the first attempt).
+    """
+
+    run_id: str
+    asset_keys: str
+    retry_number: str
+
+
 ATTRIBUTION_HEADERS: Mapping[str, str] = {
     "run_id": "X-Dagster-Run-Id",
     "asset_keys": "X-Dagster-Asset-Keys",
@@ -70,34 +88,37 @@ CLIENT_CONTEXT_KEYS: Mapping[str, str] = {
 synchronous Lambda invocation."""
 
 
-def attribution_headers(attribution: Mapping[str, str]) -> dict[str, str]:
+def attribution_headers(attribution: Attribution) -> dict[str, str]:
     """The `ATTRIBUTION_HEADERS` for the fields of `attribution` (unknown fields are ignored)."""
     return _carried(attribution, ATTRIBUTION_HEADERS)
 
 
-def attribution_from_headers(headers: Mapping[str, str]) -> dict[str, str]:
+def attribution_from_headers(headers: Mapping[str, str]) -> Attribution:
     """The attribution fields a request's headers carry (`headers` matched without case)."""
     lowered = {name.lower(): value for name, value in headers.items()}
-    return {
-        field: lowered[header.lower()]
-        for field, header in ATTRIBUTION_HEADERS.items()
-        if header.lower() in lowered
-    }
+    return cast(
+        Attribution,
+        {
+            field: lowered[header.lower()]
+            for field, header in ATTRIBUTION_HEADERS.items()
+            if header.lower() in lowered
+        },
+    )
 
 
-def attribution_client_context_custom(attribution: Mapping[str, str]) -> dict[str, str]:
+def attribution_client_context_custom(attribution: Attribution) -> dict[str, str]:
     """The Lambda `ClientContext.custom` entries for the fields of `attribution`."""
     return _carried(attribution, CLIENT_CONTEXT_KEYS)
 
 
-def attribution_from_client_context(custom: Mapping[str, Any] | None) -> dict[str, str]:
+def attribution_from_client_context(custom: Mapping[str, Any] | None) -> Attribution:
     """The attribution fields in a function's `context.client_context.custom`."""
     if not custom:
-        return {}
-    return {field: str(custom[key]) for field, key in CLIENT_CONTEXT_KEYS.items() if key in custom}
+        return Attribution()
+    found = {field: str(custom[key]) for field, key in CLIENT_CONTEXT_KEYS.items() if key in custom}
+    return cast(Attribution, found)
 
 
-def _carried(attribution: Mapping[str, str], carriers: Mapping[str, str]) -> dict[str, str]:
-    return {
-        carrier: attribution[field] for field, carrier in carriers.items() if field in attribution
-    }
+def _carried(attribution: Attribution, carriers: Mapping[str, str]) -> dict[str, str]:
+    fields = cast(Mapping[str, str], attribution)
+    return {carrier: fields[field] for field, carrier in carriers.items() if field in fields}

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from dagster_pipes_cloud.adapters.wire import attribution_from_headers
+from dagster_pipes_cloud.adapters.wire import Attribution, attribution_from_headers
 from dagster_pipes_cloud.external.entrypoint import error_fields
 from dagster_pipes_cloud.external.errors import PipesSessionClaimedError
 
@@ -27,7 +27,7 @@ def event_from_body(body: str) -> Any:
         return body
 
 
-def attribution_from_request(headers: Mapping[str, str]) -> dict[str, str]:
+def attribution_from_request(headers: Mapping[str, str]) -> Attribution:
     """The Dagster run id, asset keys and retry number in a request's `X-Dagster-*` headers."""
     return attribution_from_headers(dict(headers.items()))
 

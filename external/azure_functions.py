@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from dagster_pipes_cloud.adapters._imports import require
+from dagster_pipes_cloud.adapters.wire import Attribution
 from dagster_pipes_cloud.external._http import (
     CONFLICT,
     JSON_CONTENT_TYPE,
@@ -47,7 +48,7 @@ def _event(req: func.HttpRequest) -> Any:
     return event_from_body(req.get_body().decode("utf-8", errors="replace"))
 
 
-def _attribution(req: func.HttpRequest) -> Mapping[str, str]:
+def _attribution(req: func.HttpRequest) -> Attribution:
     return attribution_from_request(req.headers)
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
+from dagster_pipes_cloud.adapters.wire import Attribution
 from dagster_pipes_cloud.external._http import (
     CONFLICT,
     JSON_CONTENT_TYPE,
@@ -31,7 +32,7 @@ def _event(request: Any) -> Any:
     return event_from_body(request.get_data(as_text=True))
 
 
-def _attribution(request: Any) -> Mapping[str, str]:
+def _attribution(request: Any) -> Attribution:
     return attribution_from_request(request.headers)
 
 

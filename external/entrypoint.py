@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
 from dagster_pipes import PipesContextLoader, PipesMessageWriter
 
+from dagster_pipes_cloud.adapters.wire import Attribution
 from dagster_pipes_cloud.external.errors import PipesSessionClaimedError
 from dagster_pipes_cloud.external.invocation import UserFunction, run_invocation
 from dagster_pipes_cloud.external.stdio import install_tees
@@ -49,7 +50,7 @@ class Entrypoint:
     answer_error: Callable[[Exception], Any] | None = None
     answer_refused: Callable[[PipesSessionClaimedError], Any] | None = None
     signature: Callable[[], inspect.Signature] | None = None
-    attribution: Callable[..., Mapping[str, str]] | None = None
+    attribution: Callable[..., Attribution] | None = None
 
 
 class EntrypointDecorator(Generic[H]):

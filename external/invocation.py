@@ -29,6 +29,7 @@ from dagster_pipes import (
     encode_param,
 )
 
+from dagster_pipes_cloud.adapters.wire import Attribution
 from dagster_pipes_cloud.external.context import PipesCloudContext
 from dagster_pipes_cloud.external.errors import PipesCancelledError, PipesSessionClaimedError
 from dagster_pipes_cloud.external.stdio import labelled_platform_log, write_to_platform_log
@@ -56,7 +57,7 @@ def run_invocation(
     *,
     context_loader: PipesContextLoader,
     message_writer: PipesMessageWriter[Any],
-    attribution: Mapping[str, str] | None = None,
+    attribution: Attribution | None = None,
 ) -> R:
     """Run `fn(pipes, payload)` for one invocation and return its result.
 
@@ -106,7 +107,7 @@ def run_invocation(
             raise
 
 
-def attribution_line(attribution: Mapping[str, str]) -> str:
+def attribution_line(attribution: Attribution) -> str:
     """`[dagster-pipes] Dagster run <id> asset_keys=<a,b> retry_number=<n>`: the line that ties an
     invocation's platform log to its Dagster run (fields it lacks are left out)."""
     line = f"[dagster-pipes] Dagster run {attribution.get('run_id', '')}"
@@ -116,13 +117,11 @@ def attribution_line(attribution: Mapping[str, str]) -> str:
     return line
 
 
-def _context_attribution(pipes: PipesContext) -> dict[str, str]:
+def _context_attribution(pipes: PipesContext) -> Attribution:
     keys = pipes.asset_keys if pipes.is_asset_step else []
-    return {
-        "run_id": pipes.run_id,
-        "asset_keys": ",".join(keys),
-        "retry_number": str(pipes.retry_number),
-    }
+    return Attribution(
+        run_id=pipes.run_id, asset_keys=",".join(keys), retry_number=str(pipes.retry_number)
+    )
 
 
 class _EventParamsLoader(PipesMappingParamsLoader):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dagster_pipes_cloud.adapters.wire import attribution_from_client_context
+from dagster_pipes_cloud.adapters.wire import Attribution, attribution_from_client_context
 from dagster_pipes_cloud.external.entrypoint import Channels, Entrypoint, EntrypointDecorator
 from dagster_pipes_cloud.external.s3 import PipesS3ContextLoader, PipesS3MessageWriter
 
@@ -17,7 +17,7 @@ def _s3_channels(client: Any | None) -> Channels:
     return PipesS3ContextLoader(client), PipesS3MessageWriter(client)
 
 
-def _attribution(event: Any, context: Any) -> Mapping[str, str]:
+def _attribution(event: Any, context: Any) -> Attribution:
     """What `PipesLambdaClient` put in the client context (synchronous invocations only)."""
     client_context = getattr(context, "client_context", None)
     custom = getattr(client_context, "custom", None)

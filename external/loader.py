@@ -10,6 +10,7 @@ from typing import cast
 from dagster_pipes import DagsterPipesError, PipesContextData, PipesContextLoader, PipesParams
 
 from dagster_pipes_cloud.adapters import BlobStore
+from dagster_pipes_cloud.adapters.wire import BUCKET_PARAM, CONTEXT_DATA_PARAM, CONTEXT_KEY_PARAM
 
 
 class PipesBlobStoreContextLoader(PipesContextLoader):
@@ -32,17 +33,17 @@ class PipesBlobStoreContextLoader(PipesContextLoader):
         Raises:
             DagsterPipesError: The params carry neither, or the blob is missing or not JSON.
         """
-        if "data" in params:
-            data = params["data"]
+        if CONTEXT_DATA_PARAM in params:
+            data = params[CONTEXT_DATA_PARAM]
             if not isinstance(data, dict):
                 raise DagsterPipesError(f"inline Pipes context must be an object, got {data!r}")
             yield cast(PipesContextData, data)
             return
-        bucket, key = params.get("bucket"), params.get("key")
+        bucket, key = params.get(BUCKET_PARAM), params.get(CONTEXT_KEY_PARAM)
         if not isinstance(bucket, str) or not isinstance(key, str):
             raise DagsterPipesError(
-                f"{type(self).__name__} expects context params with 'data', or 'bucket' and"
-                f" 'key'; got {sorted(params)}"
+                f"{type(self).__name__} expects context params with '{CONTEXT_DATA_PARAM}', or"
+                f" '{BUCKET_PARAM}' and '{CONTEXT_KEY_PARAM}'; got {sorted(params)}"
             )
         store = self._store_for_bucket(bucket)
         body = store.get(key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 
-def session_prefix(base: str | None, kind: str) -> str:
+def new_session_prefix(base: str | None, kind: str) -> str:
     """`<base>/<kind>-<32 random hex digits>`, or without the base when there is none."""
     name = f"{kind}-{secrets.token_hex(16)}"
     base = (base or "").strip("/")

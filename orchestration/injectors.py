@@ -12,7 +12,8 @@ from dagster._core.errors import DagsterPipesExecutionError
 from dagster_pipes import PipesContextData, PipesParams, encode_param
 
 from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError
-from dagster_pipes_cloud.orchestration._keys import session_prefix
+from dagster_pipes_cloud.adapters.wire import BUCKET_PARAM, CONTEXT_DATA_PARAM, CONTEXT_KEY_PARAM
+from dagster_pipes_cloud.orchestration._keys import new_session_prefix
 
 
 class PipesBlobStoreContextInjector(PipesContextInjector):
@@ -40,14 +41,14 @@ class PipesBlobStoreContextInjector(PipesContextInjector):
         Raises:
             DagsterPipesExecutionError: The context could not be written.
         """
-        folder = session_prefix(self._key_prefix, "context")
+        folder = new_session_prefix(self._key_prefix, "context")
         key = f"{folder}/context.json"
         try:
             self._store.put(key, json.dumps(context_data).encode())
         except PipesCloudError as exc:
             raise DagsterPipesExecutionError(f"cannot write the Pipes context: {exc}") from exc
         try:
-            yield {"bucket": self._store.bucket, "key": key}
+            yield {BUCKET_PARAM: self._store.bucket, CONTEXT_KEY_PARAM: key}
         finally:
             # a leftover context blob is harmless; the bucket's lifecycle rule ends it
             with contextlib.suppress(PipesCloudError):
@@ -106,7 +107,7 @@ class PipesEventContextInjector(PipesContextInjector):
         Raises:
             DagsterPipesExecutionError: The context is too large and there is no fallback.
         """
-        params = {"data": context_data}
+        params = {CONTEXT_DATA_PARAM: context_data}
         size = len(encode_param(params))
         if self.max_bytes is None or size <= self.max_bytes:
             yield params

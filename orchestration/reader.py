@@ -19,7 +19,7 @@ from dagster_pipes_cloud.adapters.wire import (
     SESSION_PREFIX_PARAM,
     cancel_key,
 )
-from dagster_pipes_cloud.orchestration._keys import session_prefix
+from dagster_pipes_cloud.orchestration._keys import new_session_prefix
 from dagster_pipes_cloud.orchestration.injectors import PipesBlobStoreContextInjector
 from dagster_pipes_cloud.orchestration.session import (
     ChunkedReadingSession,
@@ -143,7 +143,7 @@ class PipesChunkedMessageReader(PipesMessageReader):
             raise DagsterPipesExecutionError(f"cannot read Pipes messages: {exc}") from exc
         params = {
             BUCKET_PARAM: self._store.bucket,
-            SESSION_PREFIX_PARAM: session_prefix(self._key_prefix, "messages"),
+            SESSION_PREFIX_PARAM: new_session_prefix(self._key_prefix, "messages"),
             INCLUDE_STDIO_PARAM: self.include_stdio_in_messages,
         }
         session = ChunkedReadingSession(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dagster_pipes_cloud.adapters._google import translate
 from dagster_pipes_cloud.adapters._imports import require
+from dagster_pipes_cloud.adapters._lazy import Lazy, LazyMap
 from dagster_pipes_cloud.adapters._tokens import TokenCache
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
@@ -127,10 +127,9 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
         self._given_id_token_source = id_token_source
         self._id_token_source = id_token_source or fetch_id_token
         self._given_functions_client = functions_client
-        self._default_functions_client: Any | None = None
+        self._default_functions_client = Lazy(self._new_functions_client)
         self._tokens = TokenCache(self._fetch_id_token)
-        self._urls: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self._urls = LazyMap(self._look_up_url)
 
     def ending(self, status: int, body: bytes, elapsed: float) -> Ending | None:
         if status == INSTANCE_LOST_STATUS and _NO_INSTANCE not in body:
@@ -188,25 +187,18 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
                 f"function_name {function_name!r} is not a full resource name; "
                 f"expected {FUNCTION_NAME_SHAPE}"
             )
-        with self._lock:
-            url = self._urls.get(function_name)
-        if url is None:
-            url = self._look_up_url(function_name)
-            with self._lock:
-                self._urls[function_name] = url
-        return url
+        return self._urls.get(function_name)
 
     @property
     def functions_client(self) -> Any:
         """The client in use; the default one is made on first use, not at construction."""
         if self._given_functions_client is not None:
             return self._given_functions_client
-        if self._default_functions_client is None:
-            functions_v2 = require("google.cloud.functions_v2", self.extra)
-            self._default_functions_client = self._google_call(
-                functions_v2.FunctionServiceClient, "the Cloud Functions API"
-            )
-        return self._default_functions_client
+        return self._default_functions_client.get()
+
+    def _new_functions_client(self) -> Any:
+        functions_v2 = require("google.cloud.functions_v2", self.extra)
+        return self._google_call(functions_v2.FunctionServiceClient, "the Cloud Functions API")
 
     def _look_up_url(self, function_name: str) -> str:
         what = f"Cloud Function {function_name}"

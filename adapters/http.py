@@ -10,7 +10,6 @@ clients that send them and the entrypoints that read them.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from dagster_pipes_cloud.adapters._imports import require
+from dagster_pipes_cloud.adapters._lazy import Lazy
 from dagster_pipes_cloud.adapters.errors import PipesCloudError, ThrottledError
 from dagster_pipes_cloud.adapters.invocation import (
     Ending,
@@ -181,8 +181,7 @@ class HttpFunctionInvoker(ABC):
         self.read_timeout = read_timeout
         self.resend_attempts = resend_attempts
         self._given_session = session
-        self._default_session: requests.Session | None = None
-        self._session_lock = threading.Lock()
+        self._default_session = Lazy(self.default_session)
 
     @abstractmethod
     def auth_headers(self, url: str) -> dict[str, str]:
@@ -194,10 +193,7 @@ class HttpFunctionInvoker(ABC):
         """The session in use; the default one is made on first use, not at construction."""
         if self._given_session is not None:
             return self._given_session
-        with self._session_lock:
-            if self._default_session is None:
-                self._default_session = self.default_session()
-            return self._default_session
+        return self._default_session.get()
 
     def default_session(self) -> requests.Session:
         """A session whose adapter resends connect failures, never a read failure (throttled
@@ -222,10 +218,9 @@ class HttpFunctionInvoker(ABC):
 
     def close(self) -> None:
         """Close the default session, if one was made; a given session is the caller's."""
-        with self._session_lock:
-            if self._default_session is not None:
-                self._default_session.close()
-                self._default_session = None
+        session = self._default_session.forget()
+        if session is not None:
+            session.close()
 
     def invoke(
         self, url: str, payload: bytes, *, headers: Mapping[str, str] | None = None

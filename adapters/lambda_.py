@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,6 +15,7 @@ from dagster_pipes_cloud.adapters._aws import (
     translate,
     with_our_settings,
 )
+from dagster_pipes_cloud.adapters._lazy import Lazy
 from dagster_pipes_cloud.adapters.errors import PipesCloudError, ThrottledError
 from dagster_pipes_cloud.adapters.http import (
     parse_retry_after,
@@ -175,20 +175,14 @@ class LambdaInvoker:
         if resend_attempts < 0:
             raise ValueError(f"resend_attempts must be 0 or more, not {resend_attempts}")
         self.resend_attempts = resend_attempts
-        self._given_client = client
-        self._client: LambdaClient | None = None
-        self._lock = threading.Lock()
+        self._client = Lazy(
+            lambda: default_lambda_client() if client is None else invoke_client_like(client)
+        )
 
     @property
     def client(self) -> LambdaClient:
         """The client invokes are sent with, made on first use."""
-        with self._lock:
-            if self._client is None:
-                given = self._given_client
-                self._client = (
-                    default_lambda_client() if given is None else invoke_client_like(given)
-                )
-            return self._client
+        return self._client.get()
 
     def invoke(
         self,

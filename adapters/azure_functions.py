@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dagster_pipes_cloud.adapters._imports import require
+from dagster_pipes_cloud.adapters._resend import DEFAULT_RESEND_ATTEMPTS
 from dagster_pipes_cloud.adapters._tokens import TokenCache
 from dagster_pipes_cloud.adapters.errors import AccessDeniedError
 from dagster_pipes_cloud.adapters.http import (
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_RESEND_ATTEMPTS,
     HttpFunctionInvoker,
     bounded_text,
     refuse_header_clash,

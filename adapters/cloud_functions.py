@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from dagster_pipes_cloud.adapters._google import translate
 from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters._lazy import Lazy, LazyMap
+from dagster_pipes_cloud.adapters._resend import DEFAULT_RESEND_ATTEMPTS
 from dagster_pipes_cloud.adapters._tokens import TokenCache
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
@@ -17,7 +18,6 @@ from dagster_pipes_cloud.adapters.errors import (
 )
 from dagster_pipes_cloud.adapters.http import (
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_RESEND_ATTEMPTS,
     HttpFunctionInvoker,
     refuse_header_clash,
     require_http_url,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from dagster_pipes_cloud.adapters._azure import (
     translate,
     with_retry_policy,
 )
+from dagster_pipes_cloud.adapters._lazy import Lazy
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
     AlreadyExistsError,
@@ -101,10 +101,7 @@ class AzureBlobStore:
         retry_total: int = RETRY_TOTAL,
     ) -> None:
         self._container_name = container
-        self._client = client
-        self._retry_total = retry_total
-        self._handle: ContainerClient | None = None
-        self._lock = threading.Lock()
+        self._handle = Lazy(lambda: self._container_client(client, retry_total))
 
     @property
     def bucket(self) -> str:
@@ -134,20 +131,21 @@ class AzureBlobStore:
     def _container(self) -> ContainerClient:
         """The SDK's container client, with our retry policy; the default client is made on first
         use."""
-        with self._lock:
-            if self._handle is None:
-                blob_module()
-                what = f"Azure container {self._container_name!r}"
-                client = self._client
-                if client is None:
-                    try:
-                        client = default_azure_blob_client()
-                    except PipesCloudError as exc:  # no account configured, say for what
-                        raise type(exc)(f"{what}: {exc}") from exc
-                policy = blob_retry_policy(retry_total=self._retry_total)
-                client = with_retry_policy(client, policy, what)
-                self._handle = client.get_container_client(self._container_name)
-            return self._handle
+        return self._handle.get()
+
+    def _container_client(self, client: Any | None, retry_total: int) -> ContainerClient:
+        blob_module()
+        what = f"Azure container {self._container_name!r}"
+        if client is None:
+            try:
+                client = default_azure_blob_client()
+            except PipesCloudError as exc:  # no account configured, say for what
+                raise type(exc)(f"{what}: {exc}") from exc
+        policy = blob_retry_policy(retry_total=retry_total)
+        handle: ContainerClient = with_retry_policy(client, policy, what).get_container_client(
+            self._container_name
+        )
+        return handle
 
     def _error(self, exc: Exception, key: str | None = None) -> PipesCloudError:
         """Our error for `exc`; a missing container is named as such, whatever the call."""

@@ -4,17 +4,16 @@ ID token, and knows the front end's 230-second limit."""
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dagster_pipes_cloud.adapters._imports import require
+from dagster_pipes_cloud.adapters._resend import DEFAULT_RESEND_ATTEMPTS
+from dagster_pipes_cloud.adapters._tokens import TokenCache
 from dagster_pipes_cloud.adapters.errors import AccessDeniedError
 from dagster_pipes_cloud.adapters.http import (
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_RESEND_ATTEMPTS,
     HttpFunctionInvoker,
     bounded_text,
     refuse_header_clash,
@@ -36,8 +35,6 @@ AZURE_FUNCTION_KEY_ENV = "AZURE_FUNCTIONS_KEY"
 """The environment variable the function key is read from when none is given."""
 FUNCTION_KEY_QUERY = "code"
 """The query parameter of a function URL that carries its key, as Azure's portal writes it."""
-TOKEN_REFRESH_MARGIN_SECONDS = 5 * 60
-"""A cached Entra ID token is replaced this long before it expires."""
 
 _READ_MARGIN = 30.0  # past the front end's limit: its own answer arrives first
 _CUT_STATUSES = frozenset({500, 502, 503, 504})
@@ -78,7 +75,7 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
     - an Entra ID bearer token for `scope` (for a function app behind App Service authentication,
       typically `api://<app client id>/.default`), from `credential` (default: azure-identity's
       `DefaultAzureCredential`, made on first use), kept until
-      `TOKEN_REFRESH_MARGIN_SECONDS` before it expires;
+      five minutes before it expires (`TokenCache`);
     A key in the URL itself (`?code=`) is taken out of it and sent as `x-functions-key` in its
     place, ahead of the others, so that no error or log line naming the URL shows the key.
     A given `session` is the transport: the credentials given beside it are sent with it, and
@@ -144,8 +141,7 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
         self._function_key = function_key
         self._scope = scope
         self._credential = credential
-        self._token: tuple[str, float] | None = None
-        self._token_lock = threading.Lock()
+        self._tokens = TokenCache(self._fetch_token)
 
     def invoke(
         self, url: str, payload: bytes, *, headers: Mapping[str, str] | None = None
@@ -170,27 +166,22 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
     def access_token(self) -> str:
         """An Entra ID token for `scope`, from the cache while it has more than the margin left."""
         assert self._scope is not None
-        with self._token_lock:
-            if self._token is not None:
-                token, expires_on = self._token
-                if time.time() < expires_on - TOKEN_REFRESH_MARGIN_SECONDS:
-                    return token
-            access = self._fetch_token(self._scope)
-            self._token = (str(access.token), float(access.expires_on))
-            return self._token[0]
+        return self._tokens.get(self._scope)
 
-    def _fetch_token(self, scope: str) -> Any:
+    def _fetch_token(self, scope: str) -> tuple[str, float | None]:
+        """A fresh Entra ID token for `scope` and its expiry, with azure-core's errors ours."""
         core_exceptions = require("azure.core.exceptions", self.extra)
         try:
             if self._credential is None:
                 self._credential = default_credential()
-            return self._credential.get_token(scope)
+            access = self._credential.get_token(scope)
         except core_exceptions.ClientAuthenticationError as exc:
             raise AccessDeniedError(
                 f"no Entra ID token for scope {scope!r}: {exc.message or exc}; sign in with "
                 "`az login`, or give the process a managed identity or AZURE_CLIENT_ID, "
                 "AZURE_TENANT_ID and AZURE_CLIENT_SECRET"
             ) from exc
+        return str(access.token), float(access.expires_on)
 
     def answered(self, url: str, response: requests.Response, elapsed: float) -> FunctionInvocation:
         status = response.status_code

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dagster_pipes_cloud.adapters._google import translate
 from dagster_pipes_cloud.adapters._imports import require
+from dagster_pipes_cloud.adapters._lazy import Lazy, LazyMap
+from dagster_pipes_cloud.adapters._resend import DEFAULT_RESEND_ATTEMPTS
+from dagster_pipes_cloud.adapters._tokens import TokenCache
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
     PipesCloudError,
 )
 from dagster_pipes_cloud.adapters.http import (
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_RESEND_ATTEMPTS,
     HttpFunctionInvoker,
     refuse_header_clash,
     require_http_url,
@@ -33,8 +33,6 @@ CLOUD_FUNCTIONS_MAX_SECONDS = 60 * 60
 """Longest run of a 2nd gen HTTP function (the 1st gen's 9 minutes fit inside it)."""
 CLOUD_FUNCTIONS_READ_TIMEOUT = CLOUD_FUNCTIONS_MAX_SECONDS + 60
 """How long a request waits for its answer: the longest run and a margin, so none is cut short."""
-ID_TOKEN_REFRESH_MARGIN_SECONDS = 5 * 60
-"""A cached ID token is replaced this long before it expires."""
 INSTANCE_LOST_STATUS = 503
 """Cloud Run's status for a request whose instance ended (crashed, exited, was killed) while it
 served it ("...connection to the instance had an error")."""
@@ -92,7 +90,7 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
 
     Each call carries `Authorization: Bearer <ID token>` for the URL's audience, from
     `id_token_source(audience)` (default: `fetch_id_token`), kept until
-    `ID_TOKEN_REFRESH_MARGIN_SECONDS` before it expires. A given `session` is the transport: a
+    five minutes before it expires (`TokenCache`). A given `session` is the transport: a
     given `id_token_source` is still asked for each call's token, and without one the session is
     trusted to authenticate its requests itself (no default token is fetched); a session that
     sets `Authorization` beside a given `id_token_source` is refused (ValueError).
@@ -128,10 +126,9 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
         self._given_id_token_source = id_token_source
         self._id_token_source = id_token_source or fetch_id_token
         self._given_functions_client = functions_client
-        self._default_functions_client: Any | None = None
-        self._tokens: dict[str, tuple[str, float | None]] = {}
-        self._urls: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self._default_functions_client = Lazy(self._new_functions_client)
+        self._tokens = TokenCache(self._fetch_id_token)
+        self._urls = LazyMap(self._look_up_url)
 
     def ending(self, status: int, body: bytes, elapsed: float) -> Ending | None:
         if status == INSTANCE_LOST_STATUS and _NO_INSTANCE not in body:
@@ -151,21 +148,13 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
 
     def id_token(self, audience: str) -> str:
         """A token for `audience`, from the cache while it has more than the margin left."""
-        with self._lock:
-            cached = self._tokens.get(audience)
-        if cached is not None:
-            token, expiry = cached
-            if expiry is not None and time.time() < expiry - ID_TOKEN_REFRESH_MARGIN_SECONDS:
-                return token
-        token = self._fetch_id_token(audience)
-        with self._lock:
-            self._tokens[audience] = (token, token_expiry(token))
-        return token
+        return self._tokens.get(audience)
 
-    def _fetch_id_token(self, audience: str) -> str:
+    def _fetch_id_token(self, audience: str) -> tuple[str, float | None]:
+        """A fresh ID token for `audience` and its expiry, with google-auth's errors ours."""
         auth_exceptions = require("google.auth.exceptions", "gcp")
         try:
-            return self._id_token_source(audience)
+            token = self._id_token_source(audience)
         except auth_exceptions.DefaultCredentialsError as exc:
             raise AccessDeniedError(
                 f"no credentials that can mint an ID token for {audience} ({exc}); "
@@ -179,6 +168,7 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
             raise AccessDeniedError(
                 f"could not get an ID token for {audience}: {type(exc).__name__}: {exc}"
             ) from exc
+        return token, token_expiry(token)
 
     def resolve_url(self, function_url: str | None, function_name: str | None) -> str:
         """The URL to call: `function_url` as given, or the URL of the function named by a full
@@ -196,25 +186,18 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
                 f"function_name {function_name!r} is not a full resource name; "
                 f"expected {FUNCTION_NAME_SHAPE}"
             )
-        with self._lock:
-            url = self._urls.get(function_name)
-        if url is None:
-            url = self._look_up_url(function_name)
-            with self._lock:
-                self._urls[function_name] = url
-        return url
+        return self._urls.get(function_name)
 
     @property
     def functions_client(self) -> Any:
         """The client in use; the default one is made on first use, not at construction."""
         if self._given_functions_client is not None:
             return self._given_functions_client
-        if self._default_functions_client is None:
-            functions_v2 = require("google.cloud.functions_v2", self.extra)
-            self._default_functions_client = self._google_call(
-                functions_v2.FunctionServiceClient, "the Cloud Functions API"
-            )
-        return self._default_functions_client
+        return self._default_functions_client.get()
+
+    def _new_functions_client(self) -> Any:
+        functions_v2 = require("google.cloud.functions_v2", self.extra)
+        return self._google_call(functions_v2.FunctionServiceClient, "the Cloud Functions API")
 
     def _look_up_url(self, function_name: str) -> str:
         what = f"Cloud Function {function_name}"

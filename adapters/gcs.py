@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ from dagster_pipes_cloud.adapters._google import (
     storage_module,
     translate,
 )
+from dagster_pipes_cloud.adapters._lazy import Lazy
 from dagster_pipes_cloud.adapters.errors import (
     AlreadyExistsError,
     PipesCloudError,
@@ -65,11 +65,8 @@ class GCSBlobStore:
         self, bucket: str, client: Any | None = None, *, retry_deadline: float = RETRY_DEADLINE
     ) -> None:
         self._bucket_name = bucket
-        self._client = client
-        self._retry_deadline = retry_deadline
-        self._handle: Any = None
-        self._retry: Retry | None = None
-        self._lock = threading.Lock()
+        self._retry: Lazy[Retry] = Lazy(lambda: sdk_retry(retry_deadline))
+        self._handle = Lazy(lambda: self._bucket_handle(client))
 
     @property
     def bucket(self) -> str:
@@ -86,24 +83,24 @@ class GCSBlobStore:
         A missing SDK raises `MissingDependencyError`; a client that cannot be made (no
         application default credentials) raises our error for the bucket.
         """
-        with self._lock:
-            if self._handle is None:
-                storage = storage_module()
-                self._retry = sdk_retry(self._retry_deadline)
-                if self._client is None:
-                    try:
-                        self._client = default_gcs_client()
-                    except Exception as exc:
-                        raise self._error(exc) from exc
-                elif not isinstance(self._client, storage.Client):
-                    what = f"GCS bucket {self._bucket_name!r}"
-                    used_as_it_is(self._client, "a google.cloud.storage.Client", what)
-                self._handle = self._client.bucket(self._bucket_name)
-            return self._handle
+        return self._handle.get()
+
+    def _bucket_handle(self, client: Any | None) -> Any:
+        storage = storage_module()
+        self._retry.get()
+        if client is None:
+            try:
+                client = default_gcs_client()
+            except Exception as exc:
+                raise self._error(exc) from exc
+        elif not isinstance(client, storage.Client):
+            what = f"GCS bucket {self._bucket_name!r}"
+            used_as_it_is(client, "a google.cloud.storage.Client", what)
+        return client.bucket(self._bucket_name)
 
     def _options(self) -> dict[str, Any]:
         """The retry policy and timeout every SDK call is given."""
-        return {"retry": self._retry, "timeout": REQUEST_TIMEOUT}
+        return {"retry": self._retry.get(), "timeout": REQUEST_TIMEOUT}
 
     def _error(self, exc: Exception, key: str | None = None) -> PipesCloudError:
         """Our error for `exc`; any 404 that reaches here means the bucket is missing."""

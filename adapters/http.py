@@ -9,7 +9,6 @@ attribute an invocation to its Dagster run are part of the wire contract (`adapt
 from __future__ import annotations
 
 import math
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -19,6 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from dagster_pipes_cloud.adapters._imports import require
+from dagster_pipes_cloud.adapters._lazy import Lazy
+from dagster_pipes_cloud.adapters._resend import (
+    DEFAULT_RESEND_ATTEMPTS,
+    RESEND_BACKOFF_SECONDS,
+    Unsent,
+    send_until_sent,
+)
 from dagster_pipes_cloud.adapters.errors import PipesCloudError, ThrottledError
 from dagster_pipes_cloud.adapters.invocation import (
     Ending,
@@ -32,11 +38,6 @@ if TYPE_CHECKING:
     import requests
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_RESEND_ATTEMPTS = 3
-RESEND_BACKOFF_SECONDS = 0.25
-THROTTLED_WAIT_MAX_SECONDS = 5.0
-"""The longest wait before resending a throttled request: a platform asking for more (its
-`Retry-After`) is answered by raising `ThrottledError` at once, for Dagster's retry to wait."""
 ERROR_BODY_MAX_CHARS = 4000
 
 
@@ -60,18 +61,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
-
-
-def throttled_wait(
-    resend: int, resend_attempts: int, backoff: float, retry_after: float | None
-) -> float | None:
-    """Seconds to wait before resending a throttled request for the `resend`-th time (from 0):
-    the platform's `retry_after`, else `backoff` doubling each time. None when it is not to be
-    resent: the resends are used up, or the wait is over `THROTTLED_WAIT_MAX_SECONDS`."""
-    wait = backoff * 2**resend if retry_after is None else retry_after
-    if resend >= resend_attempts or wait > THROTTLED_WAIT_MAX_SECONDS:
-        return None
-    return wait
 
 
 def is_function_error(body: bytes) -> bool:
@@ -118,7 +107,7 @@ class HttpFunctionInvoker(ABC):
     Only what never reached the function is sent again. Throttling: a 429, or a 503 with
     `Retry-After`, is the platform refusing the request before any instance ran it; it is resent
     up to `resend_attempts` times, after the platform's `Retry-After` where that is at most
-    `THROTTLED_WAIT_MAX_SECONDS`, else after a short backoff (0.25 s, doubling). A longer
+    `THROTTLED_WAIT_MAX_SECONDS`, else after a short backoff (0.5 s, doubling). A longer
     `Retry-After`, or a refusal after the last resend, raises `ThrottledError` carrying the
     suggested delay (`retry_after`, None where the platform gave none), for a Dagster
     `RetryPolicy` to retry the step. Without `session=`, a session is made on first use that also
@@ -153,8 +142,7 @@ class HttpFunctionInvoker(ABC):
         self.read_timeout = read_timeout
         self.resend_attempts = resend_attempts
         self._given_session = session
-        self._default_session: requests.Session | None = None
-        self._session_lock = threading.Lock()
+        self._default_session = Lazy(self.default_session)
 
     @abstractmethod
     def auth_headers(self, url: str) -> dict[str, str]:
@@ -166,10 +154,7 @@ class HttpFunctionInvoker(ABC):
         """The session in use; the default one is made on first use, not at construction."""
         if self._given_session is not None:
             return self._given_session
-        with self._session_lock:
-            if self._default_session is None:
-                self._default_session = self.default_session()
-            return self._default_session
+        return self._default_session.get()
 
     def default_session(self) -> requests.Session:
         """A session whose adapter resends connect failures, never a read failure (throttled
@@ -194,10 +179,9 @@ class HttpFunctionInvoker(ABC):
 
     def close(self) -> None:
         """Close the default session, if one was made; a given session is the caller's."""
-        with self._session_lock:
-            if self._default_session is not None:
-                self._default_session.close()
-                self._default_session = None
+        session = self._default_session.forget()
+        if session is not None:
+            session.close()
 
     def invoke(
         self, url: str, payload: bytes, *, headers: Mapping[str, str] | None = None
@@ -213,7 +197,8 @@ class HttpFunctionInvoker(ABC):
         send_headers = {"Content-Type": "application/json"}
         send_headers.update(self.auth_headers(url))
         send_headers.update(headers or {})
-        for resend in range(self.resend_attempts + 1):
+
+        def send() -> FunctionInvocation | Unsent:
             started = time.monotonic()
             try:
                 response = session.post(
@@ -228,12 +213,14 @@ class HttpFunctionInvoker(ABC):
             if not is_throttled(response.status_code, response.headers):
                 return self.answered(url, response, time.monotonic() - started)
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            wait = throttled_wait(resend, self.resend_attempts, RESEND_BACKOFF_SECONDS, retry_after)
-            if wait is None:
-                raise self._throttled(url, response, resend + 1, retry_after)
+            status, body = response.status_code, response.content
             response.close()
-            time.sleep(wait)
-        raise AssertionError("unreachable")
+            return Unsent(
+                lambda attempts: self._throttled(url, status, body, attempts, retry_after),
+                retry_after,
+            )
+
+        return send_until_sent(send, resend_attempts=self.resend_attempts)
 
     def answered(self, url: str, response: requests.Response, elapsed: float) -> FunctionInvocation:
         """The invocation `response` reports; it came `elapsed` seconds after the request left."""
@@ -274,10 +261,10 @@ class HttpFunctionInvoker(ABC):
         )
 
     def _throttled(
-        self, url: str, response: requests.Response, attempts: int, retry_after: float | None
+        self, url: str, status: int, body: bytes, attempts: int, retry_after: float | None
     ) -> ThrottledError:
-        body = bounded_text(response.content).strip()
-        answer = f"HTTP {response.status_code}" + (f": {body}" if body else "")
+        text = bounded_text(body).strip()
+        answer = f"HTTP {status}" + (f": {text}" if text else "")
         return ThrottledError(
             throttled_message(url, answer, attempts, retry_after), retry_after=retry_after
         )

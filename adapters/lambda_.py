@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -16,12 +14,10 @@ from dagster_pipes_cloud.adapters._aws import (
     translate,
     with_our_settings,
 )
+from dagster_pipes_cloud.adapters._lazy import Lazy
+from dagster_pipes_cloud.adapters._resend import DEFAULT_RESEND_ATTEMPTS, Unsent, send_until_sent
 from dagster_pipes_cloud.adapters.errors import PipesCloudError, ThrottledError
-from dagster_pipes_cloud.adapters.http import (
-    parse_retry_after,
-    throttled_message,
-    throttled_wait,
-)
+from dagster_pipes_cloud.adapters.http import parse_retry_after, throttled_message
 from dagster_pipes_cloud.adapters.invocation import (
     Ending,
     FunctionInvocation,
@@ -54,8 +50,6 @@ ENDINGS: Mapping[str, Ending] = {
     "Runtime.OutOfMemory": "crashed",
 }
 """Lambda's error types for a run that neither returned nor raised, and what each means."""
-DEFAULT_RESEND_ATTEMPTS = 3
-RESEND_BACKOFF_SECONDS = 0.5
 
 
 def _invoke_config() -> Any:
@@ -162,20 +156,14 @@ class LambdaInvoker:
         if resend_attempts < 0:
             raise ValueError(f"resend_attempts must be 0 or more, not {resend_attempts}")
         self.resend_attempts = resend_attempts
-        self._given_client = client
-        self._client: LambdaClient | None = None
-        self._lock = threading.Lock()
+        self._client = Lazy(
+            lambda: default_lambda_client() if client is None else invoke_client_like(client)
+        )
 
     @property
     def client(self) -> LambdaClient:
         """The client invokes are sent with, made on first use."""
-        with self._lock:
-            if self._client is None:
-                given = self._given_client
-                self._client = (
-                    default_lambda_client() if given is None else invoke_client_like(given)
-                )
-            return self._client
+        return self._client.get()
 
     def invoke(
         self,
@@ -244,22 +232,21 @@ class LambdaInvoker:
     def _send(self, kwargs: dict[str, Any], what: str) -> Any:
         exceptions = botocore_exceptions()
         never_arrived = (exceptions.EndpointConnectionError, exceptions.ConnectTimeoutError)
-        for resend in range(self.resend_attempts + 1):
+
+        def send() -> Any:
             try:
                 return self.client.invoke(**kwargs)
             except Exception as exc:
+                failure = exc  # `exc` is unbound once the except clause ends
                 if error_code(exc) == "TooManyRequestsException":
                     retry_after = _retry_after(exc)
-                    wait = throttled_wait(
-                        resend, self.resend_attempts, RESEND_BACKOFF_SECONDS, retry_after
+                    return Unsent(
+                        lambda attempts: _throttled(failure, what, attempts, retry_after),
+                        retry_after,
+                        cause=exc,
                     )
-                    if wait is None:
-                        raise _throttled(exc, what, resend + 1, retry_after) from exc
-                    time.sleep(wait)
-                    continue
-                if isinstance(exc, never_arrived) and resend < self.resend_attempts:
-                    time.sleep(RESEND_BACKOFF_SECONDS * 2**resend)
-                    continue
+                if isinstance(exc, never_arrived):
+                    return Unsent(lambda _: translate(failure, what), cause=exc)
                 if error_code(exc) == "RequestTooLargeException":
                     size = len(kwargs["Payload"])
                     kind: InvocationType = kwargs["InvocationType"]
@@ -269,7 +256,8 @@ class LambdaInvoker:
                         " inputs through S3 and put their keys in the event"
                     ) from exc
                 raise translate(exc, what) from exc
-        raise AssertionError("unreachable")
+
+        return send_until_sent(send, resend_attempts=self.resend_attempts)
 
 
 def _retry_after(exc: Exception) -> float | None:

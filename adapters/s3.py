@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ from dagster_pipes_cloud.adapters._aws import (
     translate,
     with_our_settings,
 )
+from dagster_pipes_cloud.adapters._lazy import Lazy
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
     AlreadyExistsError,
@@ -63,22 +63,18 @@ class S3BlobStore:
 
     def __init__(self, bucket: str, client: Any | None = None) -> None:
         self._bucket = bucket
-        self._given_client = client
-        self._ready_client: S3Client | None = None
-        self._lock = threading.Lock()
+        self._ready_client = Lazy(lambda: self._made_client(client))
+
+    def _made_client(self, given: Any | None) -> S3Client:
+        if given is None:
+            return default_s3_client()
+        made: S3Client = with_our_settings(given, "s3", _s3_config(), f"S3 bucket {self._bucket!r}")
+        return made
 
     @property
     def _client(self) -> S3Client:
         """The client calls are made with: made on first use, from the given one if any."""
-        with self._lock:
-            if self._ready_client is None:
-                given = self._given_client
-                self._ready_client = (
-                    default_s3_client()
-                    if given is None
-                    else with_our_settings(given, "s3", _s3_config(), f"S3 bucket {self._bucket!r}")
-                )
-            return self._ready_client
+        return self._ready_client.get()
 
     @property
     def bucket(self) -> str:

@@ -8,7 +8,7 @@ local stand-in, and `LocalEmulator` the base of those that are one server proces
 `free_port`, `start_on_free_port`, `http_ready`, `tcp_ready` and `require_local_extra` are the
 small helpers around them.
 
-This file imports only the standard library: it is also run by path as the owner's watchdog.
+The watchdog that ends them with their owner is `_watchdog`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -32,7 +29,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+from dagster_pipes_cloud.local._watchdog import KILL_SIGNAL, Watchdog, signal_group
+from dagster_pipes_cloud.local._watchdog import remove_at_owner_exit as remove_at_owner_exit
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -182,7 +182,7 @@ class ManagedProcess(LocalService):
     seconds (default 5). Usable as a context manager.
 
     The group also ends with the process that started it, whether that exits, is sent SIGTERM or
-    is killed: the owner's watchdog (one small process per owner, see `_Watchdog`) notices its
+    is killed: the owner's watchdog (one small process per owner, see `Watchdog`) notices its
     end by EOF on a pipe and stops every group not stopped yet the same way (SIGTERM, SIGKILL
     after `stop_timeout`), then deletes their temporary logs; a `log_path` given by the caller is
     kept. Linux and macOS get exactly this (pipes and process groups are POSIX). Elsewhere
@@ -241,7 +241,7 @@ class ManagedProcess(LocalService):
         """Start the process and wait until `ready` passes; see the class docstring for failures."""
         if self._popen is not None:
             raise RuntimeError(f"{self.name} was already started")
-        watchdog = _Watchdog.of_this_process()
+        watchdog = Watchdog.of_this_process()
         if self._log_path is None:
             fd, path = tempfile.mkstemp(prefix=f"{self.name}-", suffix=".log")
             os.close(fd)
@@ -311,7 +311,7 @@ class ManagedProcess(LocalService):
     def _signal_group(self, sig: signal.Signals) -> None:
         assert self._popen is not None
         if hasattr(os, "killpg"):
-            _signal_group(self._popen.pid, sig)
+            signal_group(self._popen.pid, sig)
         elif self._popen.poll() is None:
             self._popen.send_signal(sig)
 
@@ -319,7 +319,7 @@ class ManagedProcess(LocalService):
         """Kill the whole process group at once (SIGKILL) and reap the process."""
         if self._popen is None or self._stopped:
             return
-        self._signal_group(_SIGKILL)
+        self._signal_group(KILL_SIGNAL)
         self._popen.wait()
 
     def stop(self, timeout: float | None = None) -> None:
@@ -334,7 +334,7 @@ class ManagedProcess(LocalService):
             except subprocess.TimeoutExpired:
                 self.kill()
             self._stopped = True
-            watchdog = _Watchdog.of_this_process(start=False)
+            watchdog = Watchdog.of_this_process(start=False)
             if watchdog is not None:
                 watchdog.forget(self._popen.pid)
         self._remove_own_log()
@@ -343,22 +343,13 @@ class ManagedProcess(LocalService):
         if self._owns_log and self._log_path is not None:
             with contextlib.suppress(OSError):
                 self._log_path.unlink()
-            watchdog = _Watchdog.of_this_process(start=False)
+            watchdog = Watchdog.of_this_process(start=False)
             if watchdog is not None:
                 watchdog.keep(self._log_path)
 
     def __enter__(self) -> Self:
         """Start the process unless it already was; leaving the block stops it."""
         return self if self._popen is not None else self.start()
-
-
-_SIGKILL: signal.Signals = getattr(signal, "SIGKILL", signal.SIGTERM)
-
-
-def _signal_group(group: int, sig: signal.Signals) -> None:
-    """Send `sig` to process group `group`, if any process of it is left (POSIX only)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, sig)
 
 
 _ADDRESS_IN_USE = ("address already in use", "eaddrinuse", "port is already allocated")
@@ -452,149 +443,3 @@ class LocalEmulator(LocalService):
         if self._process is not None:
             self._process.stop()
             self._process = None
-
-
-def remove_at_owner_exit(path: str | os.PathLike[str]) -> None:
-    """Have the owner's watchdog delete `path` (a file or a folder) when this process ends.
-
-    For a temporary file or folder of a local stand-in that the stand-in removes itself on
-    `stop`: if this process is killed first, the watchdog removes it. A path already gone then is
-    skipped. No-op where there is no watchdog (not POSIX).
-    """
-    watchdog = _Watchdog.of_this_process()
-    if watchdog is not None:
-        watchdog.remove_at_exit(path)
-
-
-class _Watchdog:
-    """The small process that ends this process's groups when this process ends.
-
-    One per owner process, started with the first `ManagedProcess`. It reads one JSON message a
-    line from a pipe whose only write end this process holds ("watch" a group with its grace,
-    "forget" it once stopped; "remove" a path at the end, "keep" it once removed). Any end of
-    this process closes that end, so the watchdog reads EOF: it sends SIGTERM to each group still
-    watched, SIGKILL to what is left of a group after its grace, deletes the files and folders it
-    was given, and exits. It runs in its own session, so a Ctrl-C sent to the terminal's process
-    group does not end it before it has done that.
-
-    Not PR_SET_PDEATHSIG: Linux sends that signal when the *thread* that forked the child ends,
-    and the Lambda host starts its warm workers from short-lived request threads. A child forked
-    without exec (multiprocessing's "fork") gets a fresh watchdog of its own when it starts a
-    process; the parent's pipe end is closed in it so the parent's end is still noticed.
-    """
-
-    _current: _Watchdog | None = None
-    _lock = threading.Lock()
-
-    def __init__(self) -> None:
-        read_end, self._write_end = os.pipe()
-        try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-I", os.path.abspath(__file__), _WATCHDOG_ARGUMENT],
-                stdin=read_end,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except BaseException:
-            os.close(self._write_end)
-            raise
-        finally:
-            os.close(read_end)
-        self._send_lock = threading.Lock()
-
-    @classmethod
-    def of_this_process(cls, start: bool = True) -> _Watchdog | None:
-        """This process's watchdog, started now if `start` and there is none (None if not POSIX)."""
-        with cls._lock:
-            if cls._current is None and start and hasattr(os, "killpg"):
-                cls._current = cls()
-            return cls._current
-
-    @classmethod
-    def _forget_in_forked_child(cls) -> None:
-        cls._lock = threading.Lock()  # another thread may have held it at the fork
-        if cls._current is not None:
-            with contextlib.suppress(OSError):
-                os.close(cls._current._write_end)
-            cls._current = None
-
-    def watch(self, group: int, grace: float) -> None:
-        """End process group `group` with this process: SIGTERM, SIGKILL after `grace` s."""
-        self._send({"watch": group, "grace": grace})
-
-    def forget(self, group: int) -> None:
-        """`group` was stopped by this process: nothing left to do for it."""
-        self._send({"forget": group})
-
-    def remove_at_exit(self, path: str | os.PathLike[str]) -> None:
-        """Delete `path` (after ending the groups) when this process ends."""
-        self._send({"remove": os.path.abspath(path)})
-
-    def keep(self, path: str | os.PathLike[str]) -> None:
-        """`path` was removed by this process: nothing left to do for it."""
-        self._send({"keep": os.path.abspath(path)})
-
-    def _send(self, message: Mapping[str, Any]) -> None:
-        data = (json.dumps(message) + "\n").encode()
-        with self._send_lock:
-            try:
-                while data:
-                    data = data[os.write(self._write_end, data) :]
-            except OSError:  # the watchdog itself was killed: nobody left to tell
-                pass
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_Watchdog._forget_in_forked_child)
-
-_WATCHDOG_ARGUMENT = "--watchdog"
-
-
-def _watch(messages: Iterable[bytes]) -> None:
-    """The watchdog's work: follow the owner's messages to EOF, then end and delete what is left."""
-    groups: dict[int, float] = {}
-    paths: dict[str, None] = {}  # insertion-ordered: files before the folders given after them
-    for line in messages:
-        try:
-            message = json.loads(line)
-        except ValueError:  # a line cut short by the owner's death
-            continue
-        if "watch" in message:
-            groups[int(message["watch"])] = float(message["grace"])
-        if "forget" in message:
-            groups.pop(int(message["forget"]), None)
-        if "remove" in message:
-            paths[str(message["remove"])] = None
-        if "keep" in message:
-            paths.pop(str(message["keep"]), None)
-    _end_groups(groups)
-    for path in paths:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-
-
-def _end_groups(graces: Mapping[int, float]) -> None:
-    """SIGTERM every group at once, then SIGKILL each one still there after its own grace."""
-    for group in graces:
-        _signal_group(group, signal.SIGTERM)
-    started = time.monotonic()
-    pending = dict(graces)
-    while pending:
-        for group, grace in list(pending.items()):
-            try:
-                os.killpg(group, 0)
-            except (ProcessLookupError, PermissionError):
-                del pending[group]
-                continue
-            if time.monotonic() - started > grace:
-                _signal_group(group, _SIGKILL)
-                del pending[group]
-        time.sleep(0.05)
-
-
-if __name__ == "__main__" and sys.argv[1:] == [_WATCHDOG_ARGUMENT]:
-    _watch(sys.stdin.buffer)

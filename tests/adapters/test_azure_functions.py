@@ -12,10 +12,10 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 from scripted_function import Answer, ScriptedFunction
 
+from dagster_pipes_cloud.adapters._tokens import TOKEN_REFRESH_MARGIN_SECONDS
 from dagster_pipes_cloud.adapters.azure_functions import (
     AZURE_FRONT_END_TIMEOUT,
     AZURE_FUNCTION_KEY_ENV,
-    TOKEN_REFRESH_MARGIN_SECONDS,
     AzureFunctionInvoker,
 )
 from dagster_pipes_cloud.adapters.errors import AccessDeniedError, ThrottledError

@@ -16,9 +16,9 @@ from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 from google.cloud import functions_v2
 
+from dagster_pipes_cloud.adapters._tokens import TOKEN_REFRESH_MARGIN_SECONDS
 from dagster_pipes_cloud.adapters.cloud_functions import (
     CLOUD_FUNCTIONS_MAX_SECONDS,
-    ID_TOKEN_REFRESH_MARGIN_SECONDS,
     CloudFunctionInvoker,
     fetch_id_token,
     id_token_audience,
@@ -124,7 +124,7 @@ def test_each_call_carries_an_id_token_for_the_urls_audience(function_url: str) 
 
 def test_a_token_is_fetched_again_shortly_before_it_expires(function_url: str) -> None:
     # the first token is minted already within the refresh margin of its expiry; the next not
-    source = TokenSource(lifetime=ID_TOKEN_REFRESH_MARGIN_SECONDS - 60)
+    source = TokenSource(lifetime=TOKEN_REFRESH_MARGIN_SECONDS - 60)
     invoker = CloudFunctionInvoker(id_token_source=source)
     first = authorization(invoker, function_url)
     source.lifetime = 3600

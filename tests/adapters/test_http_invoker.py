@@ -11,10 +11,10 @@ import pytest
 import requests
 from scripted_function import Answer, ScriptedFunction
 
+from dagster_pipes_cloud.adapters._resend import THROTTLED_WAIT_MAX_SECONDS
 from dagster_pipes_cloud.adapters.errors import PipesCloudError, ThrottledError
 from dagster_pipes_cloud.adapters.http import (
     ERROR_BODY_MAX_CHARS,
-    THROTTLED_WAIT_MAX_SECONDS,
     HttpFunctionInvoker,
     parse_retry_after,
 )

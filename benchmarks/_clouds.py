@@ -28,7 +28,7 @@ from dagster_pipes import encode_param
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))  # FaultProxy
 from _common import BUCKET, CallCounter, Counter, ProxyCalls
-from faults import FaultProxy
+from support.faults import FaultProxy
 
 LIBRARIES = ("ours", "official", "tempfile")
 FUNCTIONS = {"aws": "aws_handlers", "gcp": "gcp_functions", "azure": "azure_functions"}

@@ -44,7 +44,7 @@ class Counter:
 
 
 class ProxyCalls:
-    """The requests a `FaultProxy` (tests/faults.py) saw, forwarded or answered itself, as a
+    """The requests a `FaultProxy` (tests/support/faults.py) saw, forwarded or answered itself, as a
     `CallCounter`: setting `calls` to 0 resets the proxy's counts."""
 
     def __init__(self, proxy: Any) -> None:

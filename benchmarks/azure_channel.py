@@ -56,7 +56,7 @@ from _common import (
     recorded_run,
     report,
 )
-from faults import Fault, FaultProxy, azure_error
+from support.faults import Fault, FaultProxy, azure_error
 
 CONTAINER = "pipes-benchmark"
 DAGSTER_CALLS = "Blob calls/run"

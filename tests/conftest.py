@@ -7,9 +7,9 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from aws_testing import local_client
-from azure_testing import azurite_connection_string
 from botocore.config import Config
+from support.aws_testing import local_client
+from support.azure_testing import azurite_connection_string
 
 from dagster_pipes_cloud.adapters.azure_blob import blob_retry_policy
 from dagster_pipes_cloud.local import (
@@ -135,7 +135,8 @@ def azure_blob_client(azurite: AzuriteEmulator) -> Any:
 
 class AzureStack:
     """Azurite with a message container, and a LocalAzureFunctionHost serving the app of
-    tests/e2e/azure_functions (function-key auth), started on first use and kept for the session."""
+    tests/e2e/azure_function_apps (function-key auth), started on first use and kept for the
+    session."""
 
     container = "pipes-e2e"
     function_key = "e2e-function-key"
@@ -167,7 +168,7 @@ class AzureStack:
     def url(self, route: str) -> str:
         if self._host is None:
             host = LocalAzureFunctionHost(
-                "e2e.azure_functions:app", env=self.env, function_key=self.function_key
+                "e2e.azure_function_apps:app", env=self.env, function_key=self.function_key
             )
             self._host = self._stack.enter_context(host)
         return f"{self._host.url}/api/{route}"

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from faults import DROP, LOST_ANSWER, Fault, FaultProxy, gcs_error
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+from support.faults import DROP, LOST_ANSWER, Fault, FaultProxy, gcs_error
 
 from dagster_pipes_cloud.local.gcs import GCSEmulator
 

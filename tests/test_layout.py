@@ -81,3 +81,24 @@ def test_the_function_side_loads_without_dagster_or_an_sdk() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/", env={})
+
+
+LIBRARY_FOLDERS = ("adapters", "external", "orchestration", "components", "local")
+
+
+def test_test_helpers_live_in_support_and_share_no_library_module_name() -> None:
+    tests = ROOT / "tests"
+    loose = sorted(
+        path.name
+        for path in tests.glob("*.py")
+        if path.name != "conftest.py" and not path.name.startswith("test_")
+    )
+    assert not loose, f"test helpers belong in tests/support/, not loose in tests/: {loose}"
+    library = {path.stem for folder in LIBRARY_FOLDERS for path in (ROOT / folder).rglob("*.py")}
+    library -= {"__init__", "conftest"}
+    shared = sorted(
+        str(path.relative_to(ROOT))
+        for path in tests.rglob("*.py")
+        if path.stem in library and "__pycache__" not in path.parts
+    )
+    assert not shared, f"test modules named as library modules: {shared}"

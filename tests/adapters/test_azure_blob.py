@@ -12,9 +12,13 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import BlobServiceClient
-from azure_testing import azurite_client, azurite_connection_string, new_container
-from faults import DROP, FaultProxy, azure_error
-from store_checks import check_a_double_is_used_as_it_is, check_delete_batches, record_sleeps
+from support.azure_testing import azurite_client, azurite_connection_string, new_container
+from support.faults import DROP, FaultProxy, azure_error
+from support.store_checks import (
+    check_a_double_is_used_as_it_is,
+    check_delete_batches,
+    record_sleeps,
+)
 
 from dagster_pipes_cloud.adapters import (
     AccessDeniedError,

@@ -10,7 +10,7 @@ import pytest
 import requests
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
-from scripted_function import Answer, ScriptedFunction
+from support.scripted_function import Answer, ScriptedFunction
 
 from dagster_pipes_cloud.adapters._tokens import TOKEN_REFRESH_MARGIN_SECONDS
 from dagster_pipes_cloud.adapters.azure_functions import (
@@ -20,7 +20,7 @@ from dagster_pipes_cloud.adapters.azure_functions import (
 )
 from dagster_pipes_cloud.adapters.errors import AccessDeniedError, ThrottledError
 
-pytest_plugins = ("scripted_function",)  # the function_server fixture
+pytest_plugins = ("support.scripted_function",)  # the function_server fixture
 
 FRONT_END_PAGE = (
     b"<html><body>The request timed out. The web server failed to respond within the specified"

@@ -13,12 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from faults import DROP, Fault, FaultProxy, gcs_error
 from google.api_core.exceptions import PreconditionFailed
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2.credentials import Credentials
-from store_checks import check_a_double_is_used_as_it_is, check_delete_batches, record_sleeps
+from support.faults import DROP, Fault, FaultProxy, gcs_error
+from support.store_checks import (
+    check_a_double_is_used_as_it_is,
+    check_delete_batches,
+    record_sleeps,
+)
 
 from dagster_pipes_cloud.adapters import (
     AccessDeniedError,

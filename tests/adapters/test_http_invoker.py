@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 import requests
-from scripted_function import Answer, ScriptedFunction
+from support.scripted_function import Answer, ScriptedFunction
 
 from dagster_pipes_cloud.adapters._resend import THROTTLED_WAIT_MAX_SECONDS
 from dagster_pipes_cloud.adapters.errors import PipesCloudError, ThrottledError
@@ -20,7 +20,7 @@ from dagster_pipes_cloud.adapters.http import (
 )
 from dagster_pipes_cloud.local._process import free_port
 
-pytest_plugins = ("scripted_function",)  # the function_server fixture
+pytest_plugins = ("support.scripted_function",)  # the function_server fixture
 
 
 class BearerInvoker(HttpFunctionInvoker):

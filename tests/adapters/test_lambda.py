@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from aws_testing import local_client, unreachable_client
+from support.aws_testing import local_client, unreachable_client
 
 from dagster_pipes_cloud.adapters import (
     GivenClientWarning,

@@ -6,11 +6,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aws_testing import local_client, unreachable_client
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from faults import Fault, FaultProxy, s3_error
-from store_checks import check_a_double_is_used_as_it_is, check_delete_batches, record_sleeps
+from support.aws_testing import local_client, unreachable_client
+from support.faults import Fault, FaultProxy, s3_error
+from support.store_checks import (
+    check_a_double_is_used_as_it_is,
+    check_delete_batches,
+    record_sleeps,
+)
 
 from dagster_pipes_cloud.adapters import (
     AccessDeniedError,

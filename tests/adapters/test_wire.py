@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from dagster_pipes import PIPES_PROTOCOL_VERSION, PIPES_PROTOCOL_VERSION_FIELD, PipesMessage
-from inprocess_platform import local_store
+from support.inprocess_platform import local_store
 
 from dagster_pipes_cloud.adapters.wire import (
     CLAIM_REFUSED,

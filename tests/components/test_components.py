@@ -109,9 +109,9 @@ def test_a_scaffolded_component_runs_and_its_event_carries_the_partition_key(
 
 
 CHECK_FUNCTIONS = {
-    "aws": "check_functions:handler",
-    "gcp": "check_functions:main",
-    "azure": "check_functions:app",
+    "aws": "support.check_functions:handler",
+    "gcp": "support.check_functions:main",
+    "azure": "support.check_functions:app",
 }
 
 

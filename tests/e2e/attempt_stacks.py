@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import requests
-from aws_testing import local_client
+from support.aws_testing import local_client
 
 from dagster_pipes_cloud.adapters.azure_functions import AzureFunctionInvoker
 from dagster_pipes_cloud.adapters.cloud_functions import CloudFunctionInvoker

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from dagster_testing import materialize_run
+from support.dagster_testing import materialize_run
 
 from dagster_pipes_cloud.adapters import BlobStore
 from dagster_pipes_cloud.orchestration import (

@@ -11,8 +11,8 @@ from dagster_pipes import (
     DAGSTER_PIPES_MESSAGES_ENV_VAR,
     encode_param,
 )
-from dagster_testing import failure_text, materialize_run
 from e2e.attempt_stacks import CLOUDS, attempt_stack
+from support.dagster_testing import failure_text, materialize_run
 
 from dagster_pipes_cloud.adapters.wire import attribution_headers
 

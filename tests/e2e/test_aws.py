@@ -3,8 +3,8 @@
 from typing import Any
 
 import pytest
-from aws_testing import materialize_lambda
-from dagster_testing import failure_text, logs_of, materialization_metadata
+from support.aws_testing import materialize_lambda
+from support.dagster_testing import failure_text, logs_of, materialization_metadata
 
 from dagster_pipes_cloud.orchestration import (
     PipesEventContextInjector,

@@ -4,8 +4,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aws_testing import local_client, materialize_lambda
-from dagster_testing import failure_text
+from support.aws_testing import local_client, materialize_lambda
+from support.dagster_testing import failure_text
 
 from dagster_pipes_cloud.local import S3Emulator
 from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader

@@ -4,9 +4,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_testing import local_client, materialize_lambda
 from botocore.config import Config
-from dagster_testing import failure_text, logs_of
+from support.aws_testing import local_client, materialize_lambda
+from support.dagster_testing import failure_text, logs_of
 
 from dagster_pipes_cloud.local import LocalLambdaHost
 from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import requests
-from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
-from faults import FaultProxy, azure_error
+from support.dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
+from support.faults import FaultProxy, azure_error
 
 from dagster_pipes_cloud.adapters.azure_functions import AzureFunctionInvoker
 from dagster_pipes_cloud.adapters.wire import CLAIM_BLOB
@@ -19,7 +19,7 @@ from dagster_pipes_cloud.orchestration import (
     PipesAzureFunctionClient,
 )
 
-APP = "e2e.azure_functions:app"
+APP = "e2e.azure_function_apps:app"
 
 
 def pipes_client(azure_stack: Any, container: str | None = None, **reader: Any) -> Any:

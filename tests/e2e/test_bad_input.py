@@ -14,9 +14,9 @@ import pytest
 from botocore.config import Config
 from dagster import serialize_value
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR
-from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
 from e2e.function_bodies import NON_ASCII, non_ascii_text
 from e2e.http_platforms import CLOUDS, Platform
+from support.dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
 
 from dagster_pipes_cloud import orchestration
 from dagster_pipes_cloud.adapters.cloud_functions import CloudFunctionInvoker

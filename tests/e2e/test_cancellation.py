@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_testing import local_client
+from support.aws_testing import local_client
 
 from dagster_pipes_cloud.local import (
     LocalAzureFunctionHost,

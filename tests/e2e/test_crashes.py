@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dagster_testing import failure_text, logs_of
 from e2e.http_platforms import CLOUDS
+from support.dagster_testing import failure_text, logs_of
 
 Run = Callable[[dict[str, Any]], Any]
 ENDINGS = [{"exit": 3}, {"exit": 1}, {"signal": "SIGKILL"}]

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 import requests
-from aws_testing import local_client
-from azure_testing import azurite_client, new_container
 from dagster_pipes import DAGSTER_PIPES_MESSAGES_ENV_VAR, PipesMessage, decode_param
-from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
-from faults import LOST_ANSWER, FaultProxy, azure_error
+from support.aws_testing import local_client
+from support.azure_testing import azurite_client, new_container
+from support.dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
+from support.faults import LOST_ANSWER, FaultProxy, azure_error
 
 from dagster_pipes_cloud import orchestration
 from dagster_pipes_cloud.adapters import AlreadyExistsError, BlobStore, FunctionInvocation

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import requests
-from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
-from faults import FaultProxy
+from support.dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
+from support.faults import FaultProxy
 
 from dagster_pipes_cloud.adapters.cloud_functions import CloudFunctionInvoker
 from dagster_pipes_cloud.adapters.wire import CLAIM_BLOB

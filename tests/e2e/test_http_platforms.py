@@ -5,8 +5,8 @@ platform does is in test_gcp.py and test_azure.py."""
 from __future__ import annotations
 
 import pytest
-from dagster_testing import failure_text, logs_of, materialization_metadata
 from e2e.http_platforms import PLATFORMS, Platform
+from support.dagster_testing import failure_text, logs_of, materialization_metadata
 
 
 @pytest.fixture(params=sorted(PLATFORMS))

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aws_testing import materialize_lambda
-from dagster_testing import failure_text
 from e2e.http_platforms import Platform, azure, gcp
+from support.aws_testing import materialize_lambda
+from support.dagster_testing import failure_text
 
 from dagster_pipes_cloud.adapters.wire import claim_key
 from dagster_pipes_cloud.orchestration import (

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from dagster import Backoff, DagsterEventType, Jitter, RetryPolicy, asset
-from dagster_testing import failure_text, materialization_metadata, materialize_recorded
 from e2e.attempt_stacks import CLOUDS, attempt_stack
+from support.dagster_testing import failure_text, materialization_metadata, materialize_recorded
 
 THROTTLED = 2
 RETRY_POLICY = RetryPolicy(

@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
-from azure_testing import (
+from dagster_azure.pipes import PipesAzureBlobStorageContextInjector as OfficialInjector
+from dagster_azure.pipes import PipesAzureBlobStorageMessageReader as OfficialReader
+from dagster_pipes import PipesContext
+from support.azure_testing import (
     materialize_session,
     new_container,
     official_function_side,
     our_function_side,
 )
-from dagster_azure.pipes import PipesAzureBlobStorageContextInjector as OfficialInjector
-from dagster_azure.pipes import PipesAzureBlobStorageMessageReader as OfficialReader
-from dagster_pipes import PipesContext
-from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
+from support.dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
 
 from dagster_pipes_cloud.local.azurite import AzuriteEmulator
 from dagster_pipes_cloud.orchestration import (

@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 from dagster_gcp.pipes import PipesGCSMessageReader as OfficialGCSMessageReader
-from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
+from support.dagster_testing import failure_text, logs_of, materialization_metadata, materialize_run
 
 from dagster_pipes_cloud.orchestration import PipesCloudFunctionClient, PipesGCSMessageReader
 

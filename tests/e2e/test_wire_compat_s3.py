@@ -6,11 +6,11 @@ dagster-aws's own `PipesLambdaClient`; and dagster_pipes' `PipesS3MessageWriter`
 
 from typing import Any
 
-from aws_testing import materialize_lambda
 from dagster_aws.pipes import PipesLambdaClient as OfficialLambdaClient
 from dagster_aws.pipes import PipesLambdaEventContextInjector
 from dagster_aws.pipes import PipesS3MessageReader as OfficialS3MessageReader
-from dagster_testing import failure_text, logs_of, materialization_metadata
+from support.aws_testing import materialize_lambda
+from support.dagster_testing import failure_text, logs_of, materialization_metadata
 
 from dagster_pipes_cloud.orchestration import (
     PipesEventContextInjector,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from dagster_pipes import PipesContext, encode_param
-from inprocess_platform import local_store
+from support.inprocess_platform import local_store
 
 from dagster_pipes_cloud.adapters import (
     CANCEL_MARKER,

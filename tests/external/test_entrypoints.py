@@ -11,7 +11,7 @@ import azure.functions as func
 import flask
 import pytest
 from dagster_pipes import PipesContext, encode_param
-from inprocess_platform import local_store
+from support.inprocess_platform import local_store
 
 from dagster_pipes_cloud.examples.aws.function.handler import handler as example_lambda_handler
 from dagster_pipes_cloud.examples.azure.function.function_app import app as example_azure_app

@@ -11,7 +11,7 @@ from dagster_pipes import (
     PipesContext,
     encode_param,
 )
-from inprocess_platform import local_store
+from support.inprocess_platform import local_store
 
 from dagster_pipes_cloud.adapters import LocalBlobStore
 from dagster_pipes_cloud.external.invocation import run_invocation

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from dagster_pipes import PIPES_PROTOCOL_VERSION, PipesMessage
-from inprocess_platform import local_store
+from support.inprocess_platform import local_store
 
 from dagster_pipes_cloud.adapters import (
     AccessDeniedError,

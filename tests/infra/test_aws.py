@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from terraform_testing import (
+from support.terraform_testing import (
     ORCHESTRATOR_PRINCIPAL,
     AwsDeployment,
     applied_to_moto,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from terraform_testing import applied_to_moto
+from support.terraform_testing import applied_to_moto
 
 
 def test_destroy_removes_everything(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from terraform_testing import INFRA, ROOT, checkov_failures
+from support.terraform_testing import INFRA, ROOT, checkov_failures
 
 from dagster_pipes_cloud.adapters.azure_blob import ACCOUNT_URL_ENV
 from dagster_pipes_cloud.adapters.azure_functions import AZURE_FUNCTION_KEY_ENV

@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from terraform_testing import INFRA, ROOT, require_terraform_binary
+from support.terraform_testing import INFRA, ROOT, require_terraform_binary
 
 
 def module_names() -> list[str]:

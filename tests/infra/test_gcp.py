@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from terraform_testing import INFRA, ROOT, checkov_failures
+from support.terraform_testing import INFRA, ROOT, checkov_failures
 
 from dagster_pipes_cloud.adapters.cloud_functions import CLOUD_FUNCTIONS_MAX_SECONDS
 from dagster_pipes_cloud.adapters.wire import claim_key

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from aws_testing import local_client
 from botocore.config import Config
+from support.aws_testing import local_client
 
 from dagster_pipes_cloud.local import LocalLambdaHost
 from dagster_pipes_cloud.local.lambda_host import WorkerKind

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from aws_testing import local_client
 from botocore.config import Config
+from support.aws_testing import local_client
 
 from dagster_pipes_cloud.local import (
     LocalAzureFunctionHost,

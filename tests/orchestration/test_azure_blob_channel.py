@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
-from azure_testing import (
+from dagster_pipes import PipesContext
+from support.azure_testing import (
     azurite_client,
     azurite_connection_string,
     materialize_session,
     new_container,
     our_function_side,
 )
-from dagster_pipes import PipesContext
-from dagster_testing import failure_text, logs_of, materialization_metadata
-from faults import FaultProxy, azure_error
+from support.dagster_testing import failure_text, logs_of, materialization_metadata
+from support.faults import FaultProxy, azure_error
 
 from dagster_pipes_cloud.adapters.wire import CLAIM_BLOB
 from dagster_pipes_cloud.local.azurite import ACCOUNT_KEY, AzuriteEmulator

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, asset
-from dagster_testing import failure_text, logs_of, materialize_recorded
-from inprocess_platform import InProcessClient, local_store
+from support.dagster_testing import failure_text, logs_of, materialize_recorded
+from support.inprocess_platform import InProcessClient, local_store
 
 from dagster_pipes_cloud.adapters import CANCEL_MARKER, AccessDeniedError, LocalBlobStore
 from dagster_pipes_cloud.external.context import PipesCloudContext

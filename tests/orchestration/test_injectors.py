@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from dagster._core.errors import DagsterPipesExecutionError
 from dagster_pipes import encode_param
-from inprocess_platform import local_store
+from support.inprocess_platform import local_store
 
 from dagster_pipes_cloud.orchestration import (
     PipesBlobStoreContextInjector,

@@ -17,8 +17,13 @@ from dagster import (
 )
 from dagster._core.errors import DagsterPipesExecutionError
 from dagster_pipes import PipesContext
-from dagster_testing import failure_text, logs_of, materialization_metadata, materialize_recorded
-from inprocess_platform import InProcessClient, local_store
+from support.dagster_testing import (
+    failure_text,
+    logs_of,
+    materialization_metadata,
+    materialize_recorded,
+)
+from support.inprocess_platform import InProcessClient, local_store
 
 from dagster_pipes_cloud.adapters import AccessDeniedError, LocalBlobStore, TransientError
 from dagster_pipes_cloud.adapters.wire import CLAIM_BLOB

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from aws_testing import local_client
 
 from dagster_pipes_cloud.local import S3Emulator
+from support.aws_testing import local_client
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 MIRROR_ENV = "TF_PROVIDER_MIRROR"
 """Names the folder that holds `registry.terraform.io`, where it is not one of `MIRROR_PLACES`."""

@@ -4,7 +4,8 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from dagster_testing import materialize_run
+
+from support.dagster_testing import materialize_run
 
 LOCAL_CREDENTIALS = {
     "region_name": "us-east-1",

@@ -17,7 +17,6 @@ from azure.storage.blob import BlobServiceClient
 from dagster import AssetExecutionContext, PipesContextInjector, PipesMessageReader, asset
 from dagster import open_pipes_session as dagster_pipes_session
 from dagster_pipes import PipesContext, PipesMappingParamsLoader
-from dagster_testing import materialize_recorded
 
 from dagster_pipes_cloud.adapters.azure_blob import blob_retry_policy
 from dagster_pipes_cloud.external.azure_blob import (
@@ -31,6 +30,7 @@ from dagster_pipes_cloud.local.azurite import (
     AzuriteEmulator,
     connection_string,
 )
+from support.dagster_testing import materialize_recorded
 
 FunctionSide = Callable[[Mapping[str, str]], Any]
 """Runs the function with the bootstrap params Dagster would put in the event."""

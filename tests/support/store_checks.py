@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from types import ModuleType
 
 import pytest
-from faults import FaultProxy
 
 from dagster_pipes_cloud.adapters import BlobStore, GivenClientWarning
+from support.faults import FaultProxy
 
 
 def check_delete_batches(

@@ -1,0 +1,1 @@
+"""Helpers the tests share: emulator clients, fault proxies, Dagster runs, function bodies."""

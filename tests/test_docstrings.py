@@ -19,9 +19,6 @@ PACKAGES = ("orchestration", "external", "components", "adapters", "local")
 # base and HTTP clients, the writer, the entrypoint decorators, the function-side errors, the
 # local stack). Remove a name once it passes: `test_pending_names_still_fail` says which.
 PENDING = {
-    "external.azure_function",
-    "external.cloud_function",
-    "external.lambda_handler",
     "local.AzuriteEmulator",
     "local.GCSEmulator",
     "local.LocalAzureFunctionHost",

@@ -95,26 +95,13 @@ azure_function: EntrypointDecorator[AzureHttpFunction] = EntrypointDecorator(
         attribution=_attribution,
     ),
     "azure_function",
-    """Turn `fn(pipes, payload) -> result` into an HTTP-triggered Azure Function
-    `(req: func.HttpRequest) -> func.HttpResponse` for the v2 programming model.
+    """Turn `fn(pipes, payload) -> result` into an HTTP-triggered Azure Function (v2 model).
 
-    The event is the request's JSON body (`{}` for an empty body, the text for one that is not
-    JSON); `payload` is that body without Dagster's bootstrap keys. The result is answered as JSON
-    with status 200 (a `func.HttpResponse` result is answered as it is). An exception is reported to
-    Dagster in the "closed" message (type, message and trace), logged, and answered with status 500
-    and `{"errorType", "errorMessage"}`; a second delivery of a request whose session an earlier one
-    claimed, with 409 and the same shape, without running `fn`. Each invocation gets its own
-    `PipesContext`, so a warm instance serves request after request, and two requests run at once by
-    the worker's thread pool keep their messages and printed output apart. The run id, asset keys
-    and retry number (`X-Dagster-*` headers from `PipesAzureFunctionClient`) go on one line of the
-    function's log, `[dagster-pipes] Dagster run <id> ...`. Invoked without a bootstrap payload,
-    `fn` still runs. `client` is the `azure.storage.blob.BlobServiceClient` to use (default: one
-    from `AZURE_STORAGE_CONNECTION_STRING`, else from the account URL with `DefaultAzureCredential`,
-    made on first use).
-
-    The wrapper presents the signature `(req: func.HttpRequest) -> func.HttpResponse` to the
-    worker, which matches parameter names against bindings: keep `app.route`'s default
-    `trigger_arg_name` ("req"). Goes under the app's route decorator:
+    The wrapper shows the worker the signature `(req: func.HttpRequest) -> func.HttpResponse`, so
+    it goes under the app's route decorator with `app.route`'s default `trigger_arg_name` ("req").
+    The event is the request's JSON body; the result is answered as JSON with status 200, and an
+    exception is reported to Dagster with its trace and answered with 500. More:
+    [How it behaves](behaviour.md#the-entrypoints).
 
         app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -123,5 +110,22 @@ azure_function: EntrypointDecorator[AzureHttpFunction] = EntrypointDecorator(
         def acc(pipes, payload):
             pipes.log.info("hello")
             return {"ok": True}
+
+    Args:
+        fn: The function to wrap, positional only: `pipes` is the invocation's
+            `PipesCloudContext`, `payload` the request's body without Dagster's bootstrap keys,
+            and its result is answered as JSON (a `func.HttpResponse` as it is). Left out, the
+            call takes the other arguments and returns the decorator
+            (`@azure_function(client=...)`).
+        client: The `azure.storage.blob.BlobServiceClient` the default loader and writer use
+            (default: one from `AZURE_STORAGE_CONNECTION_STRING`, else from the account URL with
+            `DefaultAzureCredential`, made on first use).
+        context_loader: Replaces the default `PipesAzureBlobStorageContextLoader` (default: one
+            over `client`).
+        message_writer: Replaces the default `PipesAzureBlobStorageMessageWriter` (default: one
+            over `client`).
+
+    Returns:
+        The function for the worker, or, without `fn`, a decorator that makes one.
     """,
 )

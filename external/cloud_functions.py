@@ -60,23 +60,30 @@ cloud_function: EntrypointDecorator[HttpFunction] = EntrypointDecorator(
     "cloud_function",
     """Turn `fn(pipes, payload) -> result` into an HTTP Cloud Function `(request) -> response`.
 
-    The event is the request's JSON body (`{}` for an empty body, the text for one that is not
-    JSON); `payload` is that body without Dagster's bootstrap keys. The result is answered as JSON
-    with status 200. An exception is reported to Dagster in the "closed" message (type, message and
-    trace), logged, and answered with status 500 and `{"errorType", "errorMessage"}`. A second
-    delivery of a request whose session an earlier one claimed is answered with 409 and the same
-    shape, without running `fn`. Each invocation gets its own `PipesContext`, so a warm instance
-    serves request after request, and two requests served at once keep their messages and printed
-    output apart. The run id, asset keys and retry number (`X-Dagster-*` headers from
-    `PipesCloudFunctionClient`) go on one line of the function's log, `[dagster-pipes] Dagster run
-    <id> ...`. Invoked without a bootstrap payload, `fn` still runs. `client` is the
-    `google.cloud.storage.Client` to use (default: one from the environment, on first use). Stacks
-    under functions-framework's own decorator:
+    The event is the request's JSON body; the result is answered as JSON with status 200, and an
+    exception is reported to Dagster with its trace and answered with 500. Each invocation gets its
+    own `PipesContext`, so requests served at once keep their messages apart. Stacks under
+    functions-framework's own decorator. More: [How it behaves](behaviour.md#the-entrypoints).
 
         @functions_framework.http
         @cloud_function
         def main(pipes, payload):
             pipes.log.info("hello")
             return {"ok": True}
+
+    Args:
+        fn: The function to wrap, positional only: `pipes` is the invocation's
+            `PipesCloudContext`, `payload` the request's body without Dagster's bootstrap keys,
+            and its result is answered as JSON. Left out, the call takes the other arguments and
+            returns the decorator (`@cloud_function(client=...)`).
+        client: The `google.cloud.storage.Client` the default loader and writer use (default:
+            one from the environment, made on first use).
+        context_loader: Replaces the default `PipesGCSContextLoader` (default: one over
+            `client`).
+        message_writer: Replaces the default `PipesGCSMessageWriter` (default: one over
+            `client`).
+
+    Returns:
+        The HTTP function, or, without `fn`, a decorator that makes one.
     """,
 )

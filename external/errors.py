@@ -9,10 +9,12 @@ from dagster_pipes_cloud.adapters import PipesCloudError
 
 
 class PipesSessionConflictError(PipesCloudError):
-    """Another invocation writes this Pipes session already: a chunk this one was about to
-    create exists with other bytes. It is a second delivery of one event (a retried `Event`
-    invocation, an event sent again); the first invocation's messages are left as they are, and
-    this one's are not delivered."""
+    """Another invocation writes this Pipes session already.
+
+    A chunk this one was about to create exists with other bytes: it is a second delivery of
+    one event (a retried `Event` invocation, an event sent again). The first invocation's
+    messages are left as they are, and this one's are not delivered.
+    """
 
 
 class PipesSessionClaimedError(PipesSessionConflictError):
@@ -25,6 +27,9 @@ class PipesSessionClaimedError(PipesSessionConflictError):
 
 
 class PipesCancelledError(DagsterPipesError):
-    """Dagster asked this invocation to stop: its run was terminated, or its step failed while
-    the function ran. Raised by the next Pipes call after the request is seen; let it propagate:
-    the entrypoint reports it to Dagster and returns None, so the platform does not retry."""
+    """Dagster asked this invocation to stop.
+
+    Its run was terminated, or its step failed while the function ran. The next Pipes call after
+    the request is seen raises it; let it propagate: the entrypoint reports it to Dagster and
+    returns None, so the platform does not retry.
+    """

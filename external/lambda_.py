@@ -30,21 +30,29 @@ lambda_handler: EntrypointDecorator[LambdaHandler] = EntrypointDecorator(
     """Turn `fn(pipes, payload) -> result` into a Lambda handler `(event, context) -> result`.
 
     Each invocation gets its own `PipesContext` (messages to S3, context inline in the event or in
-    S3); `payload` is the event without Dagster's bootstrap keys; the result is the Lambda result.
-    An exception is reported to Dagster and re-raised, so Lambda marks the invocation failed. A
-    second delivery of an event whose session an earlier one claimed (Lambda's asynchronous queue
-    delivers at least once) does not run `fn`: it returns `{"errorType", "errorMessage"}` naming
-    the refusal, so Lambda does not retry it.
-    The run id, asset keys and retry number (from `PipesLambdaClient`'s client context, or the
-    loaded context) go on one line of the function's log, `[dagster-pipes] Dagster run <id> ...`.
-    Invoked without a bootstrap payload, `fn` still runs (with a detached context). `client` is the
-    boto3 S3 client to use (default: one made from the environment on first use: credentials chain,
-    `AWS_REGION`, `AWS_ENDPOINT_URL_S3`). Usable bare (`@lambda_handler`) or with arguments; stacks
-    with other handler decorators.
+    S3). An exception is reported to Dagster and re-raised, so Lambda marks the invocation failed;
+    a second delivery of a claimed session does not run `fn`. Usable bare or with arguments;
+    stacks with other handler decorators. More: [How it behaves](behaviour.md#the-entrypoints).
 
         @lambda_handler
         def handler(pipes, payload):
             pipes.log.info("hello")
             return {"ok": True}
+
+    Args:
+        fn: The function to wrap, positional only: `pipes` is the invocation's
+            `PipesCloudContext`, `payload` the event without Dagster's bootstrap keys, and its
+            result is the Lambda result. Left out, the call takes the other arguments and returns
+            the decorator (`@lambda_handler(client=...)`).
+        client: The boto3 S3 client the default loader and writer use (default: one made from
+            the environment on first use: credentials chain, `AWS_REGION`,
+            `AWS_ENDPOINT_URL_S3`).
+        context_loader: Replaces the default `PipesS3ContextLoader` (default: one over
+            `client`).
+        message_writer: Replaces the default `PipesS3MessageWriter` (default: one over
+            `client`).
+
+    Returns:
+        The Lambda handler, or, without `fn`, a decorator that makes one.
     """,
 )

@@ -66,34 +66,25 @@ class WriterOptions(TypedDict, total=False):
 
 
 class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterChannel"]):
-    """Writes Pipes messages to the bucket and session prefix the orchestration side asks for.
+    """Writes Pipes messages as numbered chunks to the bucket and session Dagster names.
 
-    `store_for_bucket` gives the `BlobStore` for a bucket name. A chunk is uploaded every
-    `interval` seconds while messages flow (default 0.5; the first, with "opened", one interval
-    in), as soon as `max_chunk_bytes` are buffered (default 256 KiB), and always before the
-    block ends: a function shorter than `interval` writes one chunk.
-    Opening claims the session first (`claim_session`: one create-only blob, before the user's
-    code runs), so a second delivery of the same event is refused there with
-    `PipesSessionClaimedError` and writes nothing; params without a `key_prefix` name no session,
-    and nothing is claimed. Chunks too are created only where absent (`BlobStore.create`): a
-    chunk that meets another invocation's raises `PipesSessionConflictError`, and the first
-    one's messages stand. Each upload is retried by the store's own SDK policy; a
-    `TransientError` that survives it is tried again on the next pass, in order, at the same
-    index with the same bytes, and at the end of the block for up to `flush_timeout` seconds
-    (default 30; the claim too, when opening). Any other failure (a denied or missing bucket)
-    fails the claim, or makes the next message written raise `PipesCloudError`, and the end of
-    the block raise it. When the reader asks for it (`include_stdio_in_messages`), what the
-    invocation prints is sent too, before the "closed" message.
+    Opening claims the session first, so a second delivery of the same event is refused before
+    the user's code runs; chunks are created only where absent and retried in order, and the
+    writer watches for Dagster's request to stop. Uploads, retries and the watch at length:
+    [How it behaves](behaviour.md#writing-messages).
 
-    Cancellation: the writer watches for `<session_prefix>/cancel.json`, which Dagster writes when
-    the run is terminated (or the step fails) while the function runs, every
-    `cancel_check_interval` seconds (default 2, at least 1: 30 storage GETs a minute while the
-    function runs, none for a function shorter than that), beside the user's code, so the
-    request is seen within that interval plus one storage call. From
-    then, every Pipes call but the closing one raises `PipesCancelledError`, and
-    `pipes.is_cancelled` is True. None turns the watching off. A missing bucket stops the
-    watching with one line in the platform's log; a transient error, or a refusal (S3 answers
-    403 for an absent key to a role that may not list the bucket), waits for the next look.
+    Args:
+        store_for_bucket: Gives the `BlobStore` for a bucket name.
+        interval: Seconds between uploads while messages flow (default 0.5); the first chunk,
+            with "opened", goes one interval in.
+        max_chunk_bytes: Upload as soon as this many bytes are buffered (default 256 KiB).
+        flush_timeout: Seconds to go on trying a transiently failing upload at the end of the
+            block, or the claim when opening (default 30).
+        cancel_check_interval: Seconds between looks for Dagster's cancel marker (default 2, at
+            least 1); None turns the watching off.
+
+    Raises:
+        ValueError: `cancel_check_interval` is less than 1 second.
     """
 
     def __init__(
@@ -160,12 +151,22 @@ class PipesChunkedMessageWriter(PipesMessageWriter["PipesChunkedMessageWriterCha
 
 
 class PipesChunkedMessageWriterChannel(PipesMessageWriterChannel):
-    """Buffers messages and uploads them in numbered chunks; see `PipesChunkedMessageWriter`.
+    """Buffers one session's messages and uploads them in numbered chunks.
 
     The "opened" message goes with the first interval's chunk; the "closed" message is held
     back and written last, after the captured output. `cancellation` is the
-    `PipesCancelledError` of a stop request once one is seen (None until then; a session without
-    a session prefix is not watched).
+    `PipesCancelledError` of a stop request once one is seen (None until then).
+
+    Args:
+        store: The bucket to write to.
+        session_prefix: The session's prefix, under which chunk `i` is `<i>.json`; None puts
+            chunks at the bucket's root and watches for no stop request.
+        interval: Seconds between uploads while messages flow (default 0.5).
+        max_chunk_bytes: Upload as soon as this many bytes are buffered (default 256 KiB).
+        flush_timeout: Seconds to go on trying a transiently failing upload at the end
+            (default 30).
+        cancel_check_interval: Seconds between looks for the cancel marker (default 2); None
+            turns the watching off.
     """
 
     def __init__(

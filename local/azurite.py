@@ -81,17 +81,17 @@ def find_azurite_blob() -> str:
 class AzuriteEmulator(LocalEmulator):
     """Azurite's blob service (`azurite-blob`) on a free 127.0.0.1 port, as a context manager.
 
-    Starts on enter with in-memory storage and no container, waits until it listens (up to
-    `startup_timeout`, default 30 s) and stops the process on exit; its data is gone then.
-    `port` asks for a given port instead. It runs with `--skipApiVersionCheck` (the newest
-    azure-storage-blob asks for an API version Azurite does not know yet) and `--loose`, without
-    telemetry or access log, in a temporary folder of its own that is removed on stop (and when
-    this process ends, if it is killed first). The account is Azurite's development account:
-    `endpoint_url` includes it (`http://127.0.0.1:PORT/devstoreaccount1`), `connection_string`
-    and `env` (`AZURE_STORAGE_CONNECTION_STRING`) carry its well-known key.
+    In-memory storage, no container, Azurite's development account: `connection_string` and
+    `env` (`AZURE_STORAGE_CONNECTION_STRING`) carry its well-known key. Its data is gone when it
+    stops. More: [How it behaves](behaviour.md#emulators).
 
-    Needs Node.js and Azurite: see `find_azurite_blob`; constructing one without them raises
-    `MissingDependencyError` with the line to run.
+    Args:
+        port: The port to listen on (default: a free one).
+        startup_timeout: Seconds to wait for it to listen (default 30).
+
+    Raises:
+        MissingDependencyError: Node.js or Azurite is missing (see `find_azurite_blob`); the
+            message has the line to run.
     """
 
     name = "azurite-blob"

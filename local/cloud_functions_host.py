@@ -56,44 +56,35 @@ def {function}(request):
 class LocalCloudFunctionHost(SupervisedServer):
     """An HTTP Cloud Function (`fn(request)`, a Flask request) served locally, as a context manager.
 
-    `target` is `"package.module:function"`. The server is functions-framework's own
-    (`python -m functions_framework`) on a free 127.0.0.1 port at `url`; the function answers at
-    `/` and at any path. The module is imported once per instance, so module-level state lives
-    across requests while it is warm. functions-framework serves with gunicorn where installed (a
-    dependency of functions-framework everywhere but Windows): one worker process with
-    `concurrency` threads (default 8; a function deployed through the Cloud Functions API serves 1
-    request at a time by default: `concurrency=1`), so requests in flight at once are served at
-    once; a worker that dies is forked again by gunicorn from the loaded module. Without gunicorn
-    it falls back to Flask's threaded development server (a thread per request, no bound).
+    functions-framework's own server, warm and threaded, answers at `url` (at `/` and any path)
+    behind a front end that answers for the instance as Cloud Run does: 503 when its process
+    ends, 504 past `timeout`, and a fresh instance after a crash. More:
+    [How it behaves](behaviour.md#localcloudfunctionhost).
 
-    `env` is the function's environment on top of a clean base (PATH, HOME, locale and the like
-    from this process; no cloud credentials, and `CLOUDSDK_CONFIG` points at an empty folder so
-    the developer's gcloud application-default credentials stay out) and the variables Cloud Run
-    functions set: `K_SERVICE` (`name`, default the function's name with `-` for `_`),
-    `K_REVISION`, `K_CONFIGURATION`, `PORT`, `FUNCTION_TARGET`, `FUNCTION_SIGNATURE_TYPE`. Its
-    `PYTHONPATH` comes first, then this process's `sys.path`. functions-framework reads `THREADS`
-    and `WORKERS`, which `concurrency` sets; `LOG_EXECUTION_ID=true` in `env` turns on its
-    execution-id logging, as on the platform.
+    ```python
+    with GCSEmulator() as gcs, LocalCloudFunctionHost("main:main", env=gcs.env) as host:
+        requests.post(host.url, json={"rows": 9})
+    ```
 
-    Requests reach the server through a front end at `url` that answers for the instance as Cloud
-    Run does: a request in it when its process ends (any exit status, `os._exit(3)` included, or
-    any signal) gets 503 with `INSTANCE_LOST_TEXT`; one that runs past `timeout` seconds (the
-    function's request timeout, default `DEFAULT_TIMEOUT`, the 60 minutes of a 2nd gen function)
-    gets 504 `upstream request timeout` while the function runs on. When the server process
-    dies, a supervisor thread (polling every 0.2 s) starts it again, a fresh instance; requests
-    sent meanwhile wait for it. A worker that exits while gunicorn's arbiter lives is forked
-    again by gunicorn; an exit status 3 or 4 (gunicorn's "worker failed to boot" and "app failed
-    to load") makes the arbiter stop, and the supervisor starts a fresh one. A start-up failure
-    (the module does not import, the function is missing) raises `ProcessStartError` with the
-    server's last output; `startup_timeout` (default 30 s) bounds each start. The server's stdout
-    and stderr are appended to `log_path` (default: a temporary file removed on `stop`). Needs
-    functions-framework (the `[local]` extra): constructing one without it raises
-    `MissingDependencyError` with the install line.
+    Args:
+        target: The function, `"package.module:function"`.
+        env: The function's environment on top of a clean base (no cloud credentials) and the
+            variables Cloud Run functions set; its `PYTHONPATH` comes first. Default: none.
+        name: The service's name, `K_SERVICE` (default: the function's name with `-` for `_`).
+        concurrency: Requests served at once by the one worker process (default 8; a function
+            deployed through the Cloud Functions API serves 1 at a time by default).
+        timeout: The function's request timeout in seconds, after which the request is answered
+            504 while the function runs on (default 60 minutes, a 2nd gen function's).
+        startup_timeout: Seconds each start of the server may take (default 30).
+        log_path: The file the server's stdout and stderr are appended to (default: a temporary
+            file removed on `stop`).
+        throttle_first: Answer the first this many requests as Cloud Run answers one no instance
+            may take (429), without running the function (default 0).
 
-    `throttle_first` (default 0) rehearses throttling: the server answers its first
-    `throttle_first` requests as Cloud Run answers one no instance may take (max instances all
-    serving `concurrency` requests): 429 with "Rate exceeded.", without running the function.
-    Requests past `concurrency` are otherwise queued by gunicorn, not refused.
+    Raises:
+        ValueError: `target` is not `"package.module:function"`, or `concurrency` is below 1,
+            `timeout` not positive or `throttle_first` below 0.
+        MissingDependencyError: functions-framework (the `[local]` extra) is not installed.
     """
 
     kind = "Cloud Function"

@@ -42,17 +42,18 @@ _PRECONDITION_FAILED = {
 class GCSEmulator(LocalEmulator):
     """gcp-storage-emulator (`python -m gcp_storage_emulator start`) on a free 127.0.0.1 port.
 
-    Starts on enter with in-memory storage and no bucket, waits until its health check answers (up
-    to `startup_timeout`, default 30 s) and stops the process on exit; its data is gone then.
-    `port` asks for a given port instead. It checks no credentials. `env` points
-    google-cloud-storage at it (`STORAGE_EMULATOR_HOST`, `endpoint_url`'s value, with which the SDK
-    uses anonymous credentials) and names a placeholder project, so other google clients look for
-    none. Needs gcp-storage-emulator (the `[local]` extra): constructing one without it raises
-    `MissingDependencyError` with the install line.
+    A context manager, with in-memory storage and no bucket; `env` points google-cloud-storage at
+    it (`STORAGE_EMULATOR_HOST`) with no real account. Create-only uploads (`ifGenerationMatch=0`)
+    of an existing object are refused with 412, as GCS does. More:
+    [How it behaves](behaviour.md#emulators).
 
-    Uploads with `ifGenerationMatch=0` (create only if absent) are refused with 412 where the
-    object exists, as GCS does: the emulator itself ignores that precondition, so it runs with
-    `honour_generation_0` applied in its process. Other generation preconditions stay ignored.
+    Args:
+        port: The port to listen on (default: a free one).
+        startup_timeout: Seconds to wait for its health check to answer (default 30).
+
+    Raises:
+        MissingDependencyError: gcp-storage-emulator (the `[local]` extra) is not installed; the
+            message has the install line.
     """
 
     project = "pipes-local"

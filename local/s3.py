@@ -19,13 +19,17 @@ from dagster_pipes_cloud.local._process import (
 class S3Emulator(LocalEmulator):
     """moto's server (`python -m moto.server`) on a free 127.0.0.1 port, as a context manager.
 
-    Starts on enter, waits until it answers HTTP (up to `startup_timeout`, default 30 s) and stops
-    the process on exit; `port` asks for a given port instead. `endpoint_url` is for
-    `boto3.client("s3", endpoint_url=...)`. moto serves every AWS service it emulates on that one
-    endpoint; state lives in memory and is gone when it stops. Credentials are not checked; `env`
-    carries dummy ones.
-    Needs moto's server (the `[local]` extra): constructing one without it raises
-    `MissingDependencyError` with the install line.
+    `endpoint_url` is for `boto3.client("s3", endpoint_url=...)`, and `env` carries it with dummy
+    credentials (none are checked). State lives in memory and is gone when it stops. More:
+    [How it behaves](behaviour.md#emulators).
+
+    Args:
+        port: The port to listen on (default: a free one).
+        startup_timeout: Seconds to wait for it to answer HTTP (default 30).
+
+    Raises:
+        MissingDependencyError: moto's server (the `[local]` extra) is not installed; the message
+            has the install line.
     """
 
     region = "us-east-1"

@@ -63,55 +63,40 @@ class FunctionAppIndexError(ProcessStartError):
 class LocalAzureFunctionHost(SupervisedServer):
     """A FunctionApp's HTTP functions served locally, as a context manager.
 
-    `target` is `"package.module:app"` (only that spelling; another is a ValueError naming it);
-    the attribute must be an `azure.functions.FunctionApp` (or another `FunctionRegister`). One
-    server process imports it once, so module-level state lives across requests while it is
-    warm, and indexes it as the Azure Python worker does before it listens: a function the
-    worker would refuse (its parameters do not match its bindings, a wrong annotation...) fails
-    `start` with `FunctionAppIndexError` carrying the worker's message; an import error fails it
-    with `ProcessStartError` and the traceback.
+    Each HTTP-triggered function answers at `url` + `/api/<route>` (`function_urls`), run as the
+    Azure Python worker runs it: indexed first (a function the worker would refuse fails `start`),
+    warm, in its thread pool, cut at the front end after `front_end_timeout`, and served again
+    after a crash. More: [How it behaves](behaviour.md#localazurefunctionhost).
 
-    Each HTTP-triggered function answers at `url` + `/api/<route>` (the route template with its
-    parameters in `req.route_params`; only the default route prefix `api` is served, host.json is
-    not read) for its methods (another method: 404). Its return becomes the response as the
-    worker and host make it (see `invocation`); a raised exception is a bare 500; a body over the
-    host's 100 MB is refused with 413. Functions of other triggers are indexed but not served.
-    Sync functions run in a pool of `concurrency` threads (`PYTHON_THREADPOOL_THREAD_COUNT`;
-    default `DEFAULT_CONCURRENCY`, the worker's), async ones on one event loop, so requests in
-    flight at once run at once.
+    ```python
+    with AzuriteEmulator() as azurite:
+        with LocalAzureFunctionHost("function_app:app", env=azurite.env) as host:
+            requests.post(host.function_urls["totals"], json={"rows": 9})
+    ```
 
-    Azure's front end ends a request after 230 s while the function runs on: a request not
-    answered within `front_end_timeout` seconds (default 230) gets a 500 with the App Service
-    text "The request timed out. The web server failed to respond within the specified time."
-    (text/html, no header of ours); the function keeps running in its thread to its end. With
-    `function_key`, functions whose auth level is `function` or `admin` answer 401 (empty) unless
-    the request carries the key as header `x-functions-key` or query `code`; without it no key is
-    checked (as Core Tools does). Anonymous functions never need one.
+    Args:
+        target: The app, `"package.module:app"`: an `azure.functions.FunctionApp` (or another
+            `FunctionRegister`).
+        env: The function's environment on top of a clean base (no cloud credentials) and the
+            variables the Functions host sets for a Python app. Default: none.
+        name: The app's name, `WEBSITE_SITE_NAME` (default: the module's last part with `-`
+            for `_`).
+        concurrency: Threads for sync functions, `PYTHON_THREADPOOL_THREAD_COUNT` (default
+            `DEFAULT_CONCURRENCY`, the worker's).
+        front_end_timeout: Seconds after which a request not yet answered gets the front end's
+            500 while the function runs on (default 230, Azure's).
+        function_key: The key functions of auth level `function` or `admin` require, as header
+            `x-functions-key` or query `code` (default: none, no key checked, as Core Tools).
+        startup_timeout: Seconds each start of the server may take (default 30).
+        log_path: The file the server's output is appended to (default: a temporary file
+            removed on `stop`).
+        throttle_first: Answer the first this many function requests as the host's HTTP
+            throttle does (429), without running the function (default 0).
 
-    `env` is the function's environment on top of a clean base (see `function_env`: no cloud
-    credentials of this process) and the variables the Functions host sets for a Python app:
-    `FUNCTIONS_WORKER_RUNTIME=python`, `FUNCTIONS_EXTENSION_VERSION=~4`,
-    `AZURE_FUNCTIONS_ENVIRONMENT=Development` (as Core Tools), `WEBSITE_SITE_NAME` (`name`,
-    default the module's last part with `-` for `_`), `WEBSITE_INSTANCE_ID`,
-    `AzureWebJobsScriptRoot` (the folder the app's top-level package is imported from), and,
-    the server's own so they win over `env`, `WEBSITE_HOSTNAME` (`127.0.0.1:PORT`) and
-    `PYTHON_THREADPOOL_THREAD_COUNT` (`concurrency`).
-
-    The server runs the functions in its own process, as the Python worker does beside the host:
-    when that process ends (any exit status or signal), each request in it is answered as the
-    host answers an invocation whose worker exited, a bare 500, by a front end at `url`; a
-    supervisor thread (every 0.2 s) starts the server again, as the host restarts its worker,
-    and requests sent meanwhile wait for it. `startup_timeout` (default 30 s) bounds each start.
-    The server's output (the functions' stdout, stderr and logging, and one
-    line per invocation) is appended to `log_path` (default: a temporary file removed on `stop`).
-    Needs azure-functions (the `[local]` extra): constructing one without it raises
-    `MissingDependencyError` with the install line.
-
-    `throttle_first` (default 0) rehearses throttling: the host answers its first
-    `throttle_first` function requests (counted once per start) as the Functions host answers
-    when its HTTP throttle is reached (host.json `extensions.http.maxOutstandingRequests` or
-    `maxConcurrentRequests`): 429 with no body, without running the function. Requests past
-    `concurrency` are otherwise queued, not refused.
+    Raises:
+        ValueError: `target` is not `"package.module:app"`, or `concurrency` is below 1,
+            `front_end_timeout` not positive or `throttle_first` below 0.
+        MissingDependencyError: azure-functions (the `[local]` extra) is not installed.
     """
 
     kind = "Azure Functions app"

@@ -50,37 +50,41 @@ _LAMBDA_HANDLER = re.compile(rf"{_IDENTIFIER}(?:[./]{_IDENTIFIER})*\.{_IDENTIFIE
 class LocalLambdaHost(LocalService):
     """Lambda functions run locally behind the AWS Lambda Invoke API, as a context manager.
 
-    `functions` maps a function name to its handler, either `"package.module.function"` (the
-    form of Lambda's Handler setting, `folder/module.function` too) or `"package.module:function"`;
-    `env` is every function's environment on top of the variables Lambda sets (for example an
-    emulator's endpoint); its `PYTHONPATH` is put before this process's `sys.path`, which workers
-    inherit.
+    `endpoint_url` is for `boto3.client("lambda", endpoint_url=...)`: synchronous and `Event`
+    invocations, `LogType="Tail"`, `ClientContext` and Lambda's error shapes and limits. Each
+    invocation runs in a warm worker process of its own, reused while idle and started afresh
+    after it exits. More: [How it behaves](behaviour.md#locallambdahost).
 
-    Serves `POST /2015-03-31/functions/{name}/invocations` on a free 127.0.0.1 port at
-    `endpoint_url`, for `boto3.client("lambda", endpoint_url=...)`: `RequestResponse`, `Event`
-    (202 at once, run in the background, no retries) and `DryRun` invocations, `LogType="Tail"`,
-    `ClientContext` (passed to synchronous invocations only, as Lambda does), Lambda's error
-    shapes and `X-Amz-Function-Error: Unhandled`. Any qualifier is served by the same code,
-    reported as `$LATEST`. Lambda's limits hold: a request over 6 MB (1 MB for `Event`) is
-    refused with `RequestTooLargeException`, a response over 6 MB answers the
-    `Function.ResponseSizeTooLarge` function error.
+    ```python
+    with S3Emulator() as s3, LocalLambdaHost({"totals": "handler.main"}, env=s3.env) as host:
+        client = boto3.client("lambda", endpoint_url=host.endpoint_url)
+        client.invoke(FunctionName="totals", Payload=b'{"rows": 9}')
+    ```
 
-    Each invocation runs in a worker process of its own, as Lambda runs each in an execution
-    environment: an idle warm worker is reused first, another is started only while all are busy,
-    up to `concurrency` per function (default 10, like a reserved concurrency). Past that, a
-    synchronous invocation is refused with 429 `TooManyRequestsException`, and an `Event` one
-    waits for a worker to come free. A worker that exits is replaced by the next invocation. The
-    worker is awslambdaric (`worker="auto"` where installed, as on Linux) or, elsewhere, our
-    stdlib worker speaking the same Runtime API (`worker="builtin"` forces it). `timeout` bounds
-    an invocation (default 900 s, Lambda's maximum): past it the worker is killed and the call
-    answers Lambda's timeout error. `init_timeout` (default 30 s) bounds loading the handler.
-    Each worker's output goes to its own file in `log_path(name)`, the folder `log_dir/<name>`
-    (default `log_dir`: a temporary folder removed on exit).
+    Args:
+        functions: Each function's name and handler, `"package.module.function"` (the form of
+            Lambda's Handler setting, `folder/module.function` too) or
+            `"package.module:function"`.
+        env: Every function's environment on top of the variables Lambda sets (for example an
+            emulator's endpoint); its `PYTHONPATH` goes before this process's `sys.path`.
+            Default: none.
+        timeout: Seconds an invocation may run before its worker is killed and the call answers
+            Lambda's timeout error (default 900, Lambda's maximum).
+        init_timeout: Seconds to load the handler (default 30).
+        concurrency: Workers per function at most, like a reserved concurrency (default 10).
+        worker: "auto" (the default) runs awslambdaric where installed (Linux), else our stdlib
+            worker speaking the same Runtime API; "builtin" forces ours, "awslambdaric" requires
+            it.
+        log_dir: Where each function's workers write their output, one folder per function
+            (`log_path(name)`); default: a temporary folder removed on exit.
+        throttle_first: Refuse each function's first this many synchronous invocations as
+            throttled (429 `TooManyRequestsException`), to try a caller's retry policy (default
+            0).
 
-    `throttle_first` (default 0) rehearses throttling: each function refuses its first
-    `throttle_first` synchronous invocations with the answer of exhausted concurrency (429
-    `TooManyRequestsException`) without running them, so a caller's retry policy can be tried
-    locally without starting `concurrency` slow invocations at once.
+    Raises:
+        ValueError: A function name Lambda would refuse, a handler in neither form, or
+            `concurrency` below 1 or `throttle_first` below 0.
+        RuntimeError: `worker="awslambdaric"` where awslambdaric is not installed.
     """
 
     region = "us-east-1"

@@ -29,39 +29,47 @@ if TYPE_CHECKING:
 
 
 class PipesAzureFunctionClient(PipesFunctionClient):
-    """POSTs the event, with the Pipes bootstrap, to an HTTP-triggered Azure Function and reads
-    its messages.
+    """Invokes an HTTP-triggered Azure Function with the Pipes bootstrap and reads its messages.
 
-        azure_pipes = PipesAzureFunctionClient(
-            message_reader=PipesAzureBlobStorageMessageReader(container="dagster-pipes"),
-        )
-        invocation = azure_pipes.run(context=context, function_url=URL, event={"rows": 9})
-        return invocation.get_materialize_result()
+    The request is sent once; a response cut by Azure's front end at 230 s does not fail the
+    step: the client reads on until the function's "closed" message, up to `function_timeout`.
+    The context travels in the event up to the platform's 100 MB, else through the reader's
+    container. Keys, tokens and resends:
+    [How it behaves](behaviour.md#azure-functions-pipesazurefunctionclient).
 
-    Authentication: `function_key` is sent as `x-functions-key` (default: the
-    `AZURE_FUNCTIONS_KEY` environment variable; none for an anonymous function); `scope` asks
-    azure-identity's `DefaultAzureCredential` for an Entra ID token instead (a function app behind
-    App Service authentication: `api://<client id>/.default`). `session=` (a `requests.Session`)
-    is the transport (proxies, adapters, headers): `function_key` or `scope` given beside it are
-    sent with its requests; without them the session is trusted to authenticate them (the
-    environment's key is not added). `invoker=` replaces the whole `AzureFunctionInvoker` (its
-    timeouts, its credential, its session). A combination that cannot work (`function_key` with
-    `scope`, `invoker` with any of `session`, `function_key`, `scope`) raises ValueError naming
-    both.
+    ```python
+    azure_pipes = PipesAzureFunctionClient(
+        message_reader=PipesAzureBlobStorageMessageReader(container="dagster-pipes"),
+    )
+    invocation = azure_pipes.run(context=context, function_url=URL, event={"rows": 9})
+    return invocation.get_materialize_result()
+    ```
 
-    The 230-second limit: Azure's front end ends an HTTP request that has not been answered after
-    230 s, while the function runs on. The step does not fail then: the client logs that the
-    response was cut and reads the function's messages until its "closed" message, up to
-    `function_timeout` seconds (default 30 minutes, the Premium plan's default `functionTimeout`;
-    set it to your function app's), and fails the step with the function's own exception if it sent
-    one. `.response` is then None. The request is sent once; only what never reached the function is
-    sent again: a 429 (the host's HTTP throttle) a few times within seconds, then the step fails
-    naming the throttling, for a Dagster `RetryPolicy` to retry. Each request carries the run id,
-    asset keys and retry number as `X-Dagster-Run-Id`, `X-Dagster-Asset-Keys` and
-    `X-Dagster-Retry-Number`, which `azure_function` logs. The context travels in the event up to
-    the platform's 100 MB request limit, else through the reader's container.
-    Terminating the run asks the function to stop (`forward_termination`, default True; see
-    `PipesFunctionClient`).
+    Args:
+        message_reader: Where the function's messages are read from, usually a
+            `PipesAzureBlobStorageMessageReader`.
+        context_injector: How the function gets its context (default: a
+            `PipesEventContextInjector`, falling back to the reader's container).
+        session: A `requests.Session` to send with (proxies, adapters, headers); without
+            `function_key` or `scope` it is trusted to authenticate its requests, and the
+            environment's key is not added. Default: a session of the invoker's own.
+        function_key: The function key, sent as `x-functions-key` (default: the
+            `AZURE_FUNCTIONS_KEY` environment variable; none for an anonymous function).
+        scope: Ask azure-identity's `DefaultAzureCredential` for an Entra ID token of this scope
+            instead of a key, for an app behind App Service authentication
+            (`api://<client id>/.default`). Default: none.
+        function_timeout: Seconds to read on after the front end cut the response, waiting for
+            the function's "closed" message (default 30 minutes; set it to your app's
+            `functionTimeout`).
+        invoker: An `AzureFunctionInvoker` to use in place of the default one (its timeouts,
+            credential and session); not with `session`, `function_key` or `scope`.
+        forward_termination: Terminating the run asks the function to stop, with a cancel marker
+            in its session (default True).
+
+    Raises:
+        ValueError: A combination that cannot work: `function_key` with `scope`, or `invoker`
+            with any of `session`, `function_key` and `scope`, or a `session` that sets the
+            header `function_key` or `scope` would send.
     """
 
     def __init__(
@@ -99,8 +107,29 @@ class PipesAzureFunctionClient(PipesFunctionClient):
         event: Mapping[str, Any] | None = None,
         extras: Mapping[str, Any] | None = None,
     ) -> PipesFunctionInvocation:
-        """Invoke the function at `function_url` (`https://APP.azurewebsites.net/api/ROUTE`; a
-        key in it, `?code=`, is sent as a header and named in no event)."""
+        """Invoke an Azure Function once and return when every message it sent has been read.
+
+        The Dagster run id, asset keys and retry number go in `X-Dagster-*` headers, which
+        `azure_function` logs.
+
+        Args:
+            context: The asset's or op's execution context.
+            function_url: The function's URL (`https://APP.azurewebsites.net/api/ROUTE`); a key
+                in it (`?code=`) is sent as a header, and the URL is shown without it.
+            event: The JSON body the function gets as its payload (default: empty).
+            extras: Extra values for the function's `pipes.extras` (default: none).
+
+        Returns:
+            The completed invocation: its Pipes results, and the function's own response as
+            `.response` (None when the front end cut the response).
+
+        Raises:
+            ValueError: `function_url` is not an http(s) URL.
+            DagsterPipesExecutionError: The function failed (with its own exception where it
+                sent one), never opened Pipes, did not close it within `function_timeout` after
+                a cut response, or could not be invoked (throttled: caused by a
+                `ThrottledError`, for a `RetryPolicy`).
+        """
         shown, _ = without_function_key(function_url)
         require_http_url(shown)
         url = function_url

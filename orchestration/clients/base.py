@@ -50,8 +50,17 @@ _NOT_YIELDED = (
 
 
 class PipesFunctionInvocation(PipesClientCompletedInvocation):
-    """A completed invocation: the Pipes results, plus the function's own `response` (the value
-    it returned, decoded; None for a fire-and-forget invocation) and the raw `invocation`."""
+    """A completed invocation: its Pipes results, and the function's own response.
+
+    `response` is the value the function returned, decoded (None for a fire-and-forget
+    invocation, such as Lambda's `Event`); `invocation` is the platform's raw answer.
+
+    Args:
+        session: The Pipes session the function reported to.
+        invocation: What the platform answered the invoke with.
+        metadata: Metadata added to every result (default: none), for example the platform's
+            request id.
+    """
 
     def __init__(self, session: Any, invocation: FunctionInvocation, metadata: Any = None):
         super().__init__(session, metadata=metadata)
@@ -60,21 +69,19 @@ class PipesFunctionInvocation(PipesClientCompletedInvocation):
 
 
 class PipesFunctionClient(PipesClient, TreatAsResourceParam):
-    """Base of the per-platform clients. The default injector passes the context in the event;
-    an event injector without a fallback of its own falls back to the reader's bucket (when the
-    reader is one of ours) for a context too large for the event.
+    """Base of the per-platform clients: opens a Pipes session, invokes once, drains, reports.
 
-    A failed invocation is reported once, after every message the function sent: with the
-    function's own exception (type, message, trace) from its "closed" message where it sent
-    one, else with what the platform answered (its error, status and body).
+    A failed invocation fails the step once, after every message the function sent, with the
+    function's own exception where it sent one. How failures are reported and how a function is
+    asked to stop: [How it behaves](behaviour.md#invoking-a-function).
 
-    With `forward_termination` (the default), a step that ends while its function may still run
-    (the run was terminated, or waiting or reading failed) first asks the function to stop: no
-    platform can end one running invocation, so the reader writes a cancel marker under the
-    session's prefix (`ReadingSession.request_cancel`), which the function's writer
-    sees within its `cancel_check_interval` (2 s by default); the step's log says so, and the
-    step ends after a drain of at most 2 s. A marker that cannot be written is a warning, never
-    hides the step's own error. Not done once the function completed, nor when it never ran.
+    Args:
+        message_reader: Where the function's messages are read from.
+        context_injector: How the function gets its context (default: a
+            `PipesEventContextInjector`, falling back to the reader's bucket when the reader is
+            one of ours).
+        forward_termination: A step that ends while its function may still run asks the
+            function to stop, with a cancel marker in its session (default True).
     """
 
     def __init__(

@@ -28,32 +28,41 @@ if TYPE_CHECKING:
 
 
 class PipesCloudFunctionClient(PipesFunctionClient):
-    """POSTs the event, with the Pipes bootstrap, to an HTTP Cloud Function and reads its
-    messages.
+    """Invokes an HTTP Cloud Function with the Pipes bootstrap in its event and reads its messages.
 
-        gcf_pipes = PipesCloudFunctionClient(
-            message_reader=PipesGCSMessageReader(bucket="my-pipes-bucket"),
-        )
-        invocation = gcf_pipes.run(context=context, function_url=URL, event={"rows": 9})
-        return invocation.get_materialize_result()
+    Each request carries an ID token for the function's URL (none for a loopback URL, a local
+    host) and is sent once, waiting out a 2nd gen function's 60 minutes; the context travels in
+    the event up to the platform's 32 MB, else through the reader's bucket. Tokens, sessions and
+    resends: [How it behaves](behaviour.md#cloud-functions-pipescloudfunctionclient).
 
-    Each request carries an ID token for the function's URL, from google-auth's application default
-    credentials (a service account key, workload identity or the metadata server; the caller needs
-    `roles/run.invoker` on the function); none is fetched for a loopback URL (a local function host,
-    such as `dagster-pipes-cloud local --cloud gcp` serves); `id_token_source=` (a callable from
-    the audience to an ID token) replaces google-auth's. `session=` (a `requests.Session`) is the
-    transport: a given `id_token_source` is still asked for each request's token; without one the
-    session is trusted to authenticate its requests and no token is fetched. `invoker=` replaces
-    the whole `CloudFunctionInvoker` (its timeouts, its token source, its session, its functions
-    client for resource names); given with `session` or `id_token_source`, ValueError.
-    The request waits out a 2nd gen function's 60 minutes and is sent once; only what never
-    reached the function is sent again: a 429 (no instance free) a few times within seconds, then
-    the step fails naming the throttling, for a Dagster `RetryPolicy` to retry. Each request carries
-    the run id, asset keys and retry number as `X-Dagster-Run-Id`, `X-Dagster-Asset-Keys` and
-    `X-Dagster-Retry-Number`, which `cloud_function` logs. The context travels in the event up to
-    the platform's 32 MB request limit, else through the reader's bucket.
-    Terminating the run asks the function to stop (`forward_termination`, default True; see
-    `PipesFunctionClient`)."""
+    ```python
+    gcf_pipes = PipesCloudFunctionClient(
+        message_reader=PipesGCSMessageReader(bucket="my-pipes-bucket"),
+    )
+    invocation = gcf_pipes.run(context=context, function_url=URL, event={"rows": 9})
+    return invocation.get_materialize_result()
+    ```
+
+    Args:
+        message_reader: Where the function's messages are read from, usually a
+            `PipesGCSMessageReader`.
+        context_injector: How the function gets its context (default: a
+            `PipesEventContextInjector`, falling back to the reader's bucket).
+        session: A `requests.Session` to send with (proxies, adapters, tests); without
+            `id_token_source` it is trusted to authenticate its requests, and no token is
+            fetched. Default: a session of the invoker's own.
+        id_token_source: A callable from the audience (the function's URL) to an ID token,
+            asked for each request (default: google-auth's application default credentials).
+        invoker: A `CloudFunctionInvoker` to use in place of the default one (its timeouts,
+            token source, session and functions client); not with `session` or
+            `id_token_source`.
+        forward_termination: Terminating the run asks the function to stop, with a cancel marker
+            in its session (default True).
+
+    Raises:
+        ValueError: `invoker` is given with `session` or `id_token_source`, or a `session`
+            that sets `Authorization` is given with `id_token_source`.
+    """
 
     def __init__(
         self,
@@ -84,8 +93,30 @@ class PipesCloudFunctionClient(PipesFunctionClient):
         event: Mapping[str, Any] | None = None,
         extras: Mapping[str, Any] | None = None,
     ) -> PipesFunctionInvocation:
-        """Invoke the function at `function_url`, or the one with the full resource name
-        `function_name` (`projects/P/locations/L/functions/F`, resolved once to its URL)."""
+        """Invoke a Cloud Function once and return when every message it sent has been read.
+
+        The Dagster run id, asset keys and retry number go in `X-Dagster-*` headers, which
+        `cloud_function` logs.
+
+        Args:
+            context: The asset's or op's execution context.
+            function_url: The function's URL (`https://NAME-HASH-REGION.a.run.app`).
+            function_name: The function's full resource name
+                (`projects/P/locations/L/functions/F`), resolved once to its URL; give it or
+                `function_url`, not both.
+            event: The JSON body the function gets as its payload (default: empty).
+            extras: Extra values for the function's `pipes.extras` (default: none).
+
+        Returns:
+            The completed invocation: its Pipes results, and the function's own response as
+            `.response`.
+
+        Raises:
+            ValueError: Neither or both of `function_url` and `function_name` are given.
+            DagsterPipesExecutionError: The function failed (with its own exception where it
+                sent one), never opened Pipes, or could not be invoked (throttled: caused by a
+                `ThrottledError`, for a `RetryPolicy`).
+        """
         try:
             url = self._invoker.resolve_url(function_url, function_name)
         except PipesCloudError as exc:

@@ -57,8 +57,9 @@ class S3BlobStore:
         bucket: The bucket's name.
         client: A boto3 S3 client, which says where and as whom (endpoint, region, credentials);
             calls go through a copy of it with the default client's timeouts and retries, without
-            its event hooks. One that is not a boto3 client is used as it is, with a
-            `GivenClientWarning`. Default: `default_s3_client()`, made on first use.
+            its event hooks (register those on `client` of the store). One that is not a boto3
+            client is used as it is, with a `GivenClientWarning`. Default: `default_s3_client()`,
+            made on first use.
     """
 
     def __init__(self, bucket: str, client: Any | None = None) -> None:
@@ -72,9 +73,14 @@ class S3BlobStore:
         return made
 
     @property
-    def _client(self) -> S3Client:
-        """The client calls are made with: made on first use, from the given one if any."""
+    def client(self) -> S3Client:
+        """The client calls are made with (made on first use, from the given one if any): the
+        place for event hooks (`store.client.meta.events.register(...)`)."""
         return self._ready_client.get()
+
+    @property
+    def _client(self) -> S3Client:
+        return self.client
 
     @property
     def bucket(self) -> str:

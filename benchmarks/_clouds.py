@@ -163,9 +163,11 @@ def _aws(stack: ExitStack, concurrency: int, module: str) -> Stack:
 
     def make_client(library: str, calls: Counter) -> Any:
         if library in ("ours", "kept"):
-            reader = PipesS3MessageReader(
-                bucket=BUCKET, client=s3_client(calls), cleanup=library == "ours"
-            )
+            given = boto3.client("s3", endpoint_url=s3.endpoint_url, **credentials)
+            reader = PipesS3MessageReader(bucket=BUCKET, client=given, cleanup=library == "ours")
+            # calls go through a copy of the given client: the hook goes on the one in use
+            in_use = reader.store.client  # type: ignore[attr-defined]
+            in_use.meta.events.register("before-send.s3", lambda **_: calls.count())
             return PipesLambdaClient(client=lambda_client, message_reader=reader)
         if library == "official":
             return OfficialLambdaClient(

@@ -144,6 +144,19 @@ def test_a_given_client_retries_with_our_settings(
     assert proxy.counts["PUT"] == 4 and given.get("k.json") == b"x"
 
 
+def test_hooks_go_on_the_client_in_use(store: S3BlobStore, proxy: FaultProxy) -> None:
+    """Hooks registered on a given client stay with it; the store's `client`, the copy its calls
+    go through, takes hooks of its own."""
+    given = S3BlobStore(store.bucket, local_client("s3", proxy.url))
+    sent: list[str] = []
+    given.client.meta.events.register(
+        "before-send.s3", lambda request, **_: sent.append(request.method)
+    )
+    given.put("hooked.json", b"x")
+    assert given.get("hooked.json") == b"x"
+    assert sent == ["PUT", "GET"]
+
+
 class FakeS3Client:
     """A user's test double of an S3 client: objects in a dict."""
 

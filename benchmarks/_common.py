@@ -2,16 +2,20 @@
 
 Each benchmark runs one trivial function through Dagster `materialize` with our client and with
 the official one, times `client.run` inside the asset, counts storage calls with counters of its
-own, and reports both against the bare invoke round trip of the same function.
+own, and reports both against the bare invoke round trip of the same function. The busy runs
+(`busy_run`, `report_busy`, `given_busy_runs`) send 400 messages while `FaultProxy`s in front of
+the emulator answer a share of each side's storage calls with the cloud's 503.
 """
 
 # No `from __future__ import annotations`: Dagster reads the asset's `context` annotation as a type.
 import argparse
+import random
+import re
 import statistics
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,6 +27,17 @@ BUCKET = "pipes-benchmark"
 """The message bucket (container on Azure) every benchmark stack creates and reads."""
 QUIET_LOGGERS: dict[str, Any] = {"console": {"config": {"log_level": "CRITICAL"}}}
 """Run config for a benchmark run's loggers: the console says nothing a run's timing pays for."""
+BUSY_MESSAGES = 400
+BUSY_PACE = 0.01
+BUSY_EVENT = {"messages": BUSY_MESSAGES, "pace": BUSY_PACE}
+"""The busy runs' function: 400 log lines, 10 ms apart, then one materialization."""
+BUSY_SEEDS = (7, 11)
+"""The Dagster side's and the function side's faults are drawn from `random.Random(seed)`: the
+n-th call of a side meets the same answer whichever library or client makes it."""
+GIVEN_BUSY_SHARES = (0.3, 0.5)
+"""The shares of the Dagster side's calls (reads) and of the function side's (writes) answered
+busy in the runs that compare our default clients with given ones."""
+_LINE = re.compile(r"line (\d+) .*")
 
 
 class CallCounter(Protocol):
@@ -234,3 +249,96 @@ def report(baseline_name: str, baseline: float, runs: int, results: Mapping[str,
         ratio = official.calls[column] / max(ours.calls[column], 1e-9)
         ratios.append(f"{column.removesuffix('/run')} x{ratio:.1f}")
     print("official/ours: " + ", ".join(ratios))
+
+
+@dataclass(frozen=True)
+class BusyRun:
+    """One busy run: its time and outcome, the messages that arrived, and per side the calls
+    answered busy of the calls made."""
+
+    seconds: float
+    success: bool
+    lines: int
+    in_order: bool
+    busy: Mapping[str, tuple[int, int]]
+
+
+def busy_script(fault: Any, seed: int, share: float, length: int = 10_000) -> list[Any]:
+    """Call by call, `fault` or forward (None): `share` of `length` calls, drawn from `seed`."""
+    draws = random.Random(seed)
+    return [fault if draws.random() < share else None for _ in range(length)]
+
+
+def busy_run(
+    client: Any,
+    proxies: Mapping[str, Any],
+    fault: Any,
+    shares: Sequence[float],
+    seeds: Sequence[int] = BUSY_SEEDS,
+    **run_args: Any,
+) -> BusyRun:
+    """One run of `BUSY_EVENT` through `client` while each side's `FaultProxy`
+    (tests/support/faults.py) answers `fault` to the calls its `busy_script` picks.
+
+    `proxies` maps each side's column name to its proxy, the Dagster side's first (the one
+    `client` goes through), then the function side's; `shares` and `seeds` are in that order.
+    """
+    for proxy, seed, share in zip(proxies.values(), seeds, shares, strict=True):
+        proxy.reset()
+        proxy.script(busy_script(fault, seed, share))
+    try:
+        run = recorded_run(client, BUSY_EVENT, **run_args)
+        busy = {
+            side: (sum(proxy.injected.values()), sum(proxy.counts.values()))
+            for side, proxy in proxies.items()
+        }
+    finally:
+        for proxy in proxies.values():
+            proxy.reset()
+    lines = [int(match[1]) for log in run.logs if (match := _LINE.fullmatch(log))]
+    return BusyRun(run.seconds, run.success, len(lines), lines == list(range(BUSY_MESSAGES)), busy)
+
+
+def report_busy(
+    results: Mapping[str, BusyRun], shares: str, answer: str, baseline: str = "ours"
+) -> None:
+    """Print the busy runs' table (run time, step outcome, messages that arrived, and per side
+    the calls answered `answer` of all calls) and each run time over `baseline`'s."""
+    work = BUSY_MESSAGES * BUSY_PACE
+    print(f"\n{BUSY_MESSAGES} messages over {work:g} s, {shares} answered {answer} (one run each):")
+    sides = list(next(iter(results.values())).busy)
+    headers = ["busy/" + side.removesuffix("/run") for side in sides]
+    print(f"{'':10} {'run (s)':>9} {'step':>6} {'messages':>9}" + "".join(f" {h}" for h in headers))
+    for name, run in results.items():
+        step = "ok" if run.success else "failed"
+        arrived = f"{run.lines}/{BUSY_MESSAGES}" + ("" if run.in_order else "*")
+        cells = "".join(
+            f" {'/'.join(map(str, run.busy[side])):>{len(header)}}"
+            for side, header in zip(sides, headers, strict=True)
+        )
+        print(f"{name:10} {run.seconds:9.1f} {step:>6} {arrived:>9}{cells}")
+    if not all(run.in_order for run in results.values()):
+        print("* not every message arrived once, in order")
+    for name, run in results.items():
+        if name != baseline:
+            print(f"{name}/{baseline}: run time x{run.seconds / results[baseline].seconds:.1f}")
+
+
+def given_busy_runs(
+    runs: Mapping[str, tuple[Any, Mapping[str, Any]]],
+    proxies: Mapping[str, Any],
+    fault: Any,
+    answer: str,
+) -> None:
+    """Ours with its default clients against ours with given ones: one busy run each of
+    `runs` (name: the client and its `client.run` arguments, "ours" first) with
+    `GIVEN_BUSY_SHARES` of each side's calls answered `fault`, and their table."""
+    results = {
+        name: busy_run(client, proxies, fault, GIVEN_BUSY_SHARES, **run_args)
+        for name, (client, run_args) in runs.items()
+    }
+    shares = ", ".join(
+        f"{share:.0%} of {side.removesuffix('/run')}"
+        for side, share in zip(proxies, GIVEN_BUSY_SHARES, strict=True)
+    )
+    report_busy(results, shares, answer)

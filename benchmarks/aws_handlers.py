@@ -1,7 +1,8 @@
 """The Lambda functions the AWS benchmarks run on the local host, one per library doing the same
-work (`_work.work`: the event says what), the same over Dagster's temp-file channel, and one
-that does nothing."""
+work (ours also with a client given at the SDK's defaults; `_work.work`: the event says what),
+the same over Dagster's temp-file channel, and one that does nothing."""
 
+import functools
 from typing import Any
 
 from _work import work
@@ -12,6 +13,21 @@ from dagster_pipes_cloud.external import lambda_handler
 
 @lambda_handler
 def ours(pipes: PipesContext, payload: dict[str, Any]) -> Any:
+    return work(pipes, payload)
+
+
+@functools.cache
+def _s3_client() -> Any:
+    """`boto3.client("s3")` at the SDK's defaults, from the environment the host sets, made once
+    per warm worker (as ours makes its default client once)."""
+    import boto3
+
+    return boto3.client("s3")
+
+
+@lambda_handler(client=_s3_client())
+def given(pipes: PipesContext, payload: dict[str, Any]) -> Any:
+    """Ours with the client a user would pass: made at the SDK's defaults."""
     return work(pipes, payload)
 
 

@@ -22,12 +22,9 @@ with the clients a user would give (made at the SDK's defaults) on both sides.
 from __future__ import annotations
 
 import functools
-import random
-import re
 import sys
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,29 +47,23 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))  # Fau
 from _common import (
     Counter,
     ProxyCalls,
+    busy_run,
+    given_busy_runs,
     measure,
     median_round_trip,
     parse_runs,
-    recorded_run,
     report,
+    report_busy,
 )
-from support.faults import Fault, FaultProxy, azure_error
+from support.faults import FaultProxy, azure_error
 
 CONTAINER = "pipes-benchmark"
 DAGSTER_CALLS = "Blob calls/run"
 FUNCTION_CALLS = "function Blob calls/run"
 BUSY = azure_error(503, "ServerBusy")
+BUSY_NAME = "503 ServerBusy"
 BUSY_SHARE = 0.4
 """The share of each side's storage calls answered with 503 ServerBusy in the busy runs."""
-GIVEN_BUSY_SHARES = {DAGSTER_CALLS: 0.3, FUNCTION_CALLS: 0.5}
-"""The shares answered ServerBusy in the given-client runs: 30 % of reads, 50 % of writes."""
-BUSY_SEEDS = {DAGSTER_CALLS: 7, FUNCTION_CALLS: 11}
-"""Each side's fault sequence is drawn from `random.Random(seed)`: the same for both libraries."""
-BUSY_MESSAGES = 400
-BUSY_PACE = 0.01
-BUSY_EVENT = {"messages": BUSY_MESSAGES, "pace": BUSY_PACE}
-"""The busy runs' function: 400 log lines, 10 ms apart, then one materialization."""
-_LINE = re.compile(r"line (\d+) .*")
 
 ClientFactory = Callable[[str, Counter, requests.Session], PipesAzureFunctionClient]
 """Makes one run's client from a connection string, its call counter and the POST session."""
@@ -119,79 +110,12 @@ def official_client(
     )
 
 
-@dataclass(frozen=True)
-class BusyRun:
-    """One busy run: its time and outcome, the messages that arrived, and per side the calls
-    answered with ServerBusy of the calls made."""
-
-    seconds: float
-    success: bool
-    lines: int
-    in_order: bool
-    busy: Mapping[str, tuple[int, int]]
-
-
-def busy_script(seed: int, share: float = BUSY_SHARE, length: int = 10_000) -> list[Fault | None]:
-    """Call by call, ServerBusy or forward: `share` of `length` calls, drawn from `seed`."""
-    draws = random.Random(seed)
-    return [BUSY if draws.random() < share else None for _ in range(length)]
-
-
-def busy_run(
-    make_client: ClientFactory,
-    proxies: Mapping[str, FaultProxy],
-    post: requests.Session,
-    function_url: str,
-    seeds: Mapping[str, int] = BUSY_SEEDS,
-    shares: Mapping[str, float] | None = None,
-) -> BusyRun:
-    """One run of `BUSY_EVENT` with each side's proxy answering ServerBusy to the calls its
-    `busy_script` picks (`shares` per side, default `BUSY_SHARE`; the n-th call of a side meets
-    the same answer whichever library makes it); the Dagster side's client goes through
-    `proxies[DAGSTER_CALLS]`."""
+def busy_client(
+    make_client: ClientFactory, proxies: Mapping[str, FaultProxy], post: requests.Session
+) -> PipesAzureFunctionClient:
+    """A client from `make_client` whose storage calls go through the Dagster side's proxy."""
     dagster_side = connection_string(f"{proxies[DAGSTER_CALLS].url}/{ACCOUNT_NAME}")
-    for side, proxy in proxies.items():
-        proxy.reset()
-        proxy.script(busy_script(seeds[side], (shares or {}).get(side, BUSY_SHARE)))
-    try:
-        run = recorded_run(
-            make_client(dagster_side, Counter(), post), BUSY_EVENT, function_url=function_url
-        )
-        busy = {
-            side: (sum(proxy.injected.values()), sum(proxy.counts.values()))
-            for side, proxy in proxies.items()
-        }
-    finally:
-        for proxy in proxies.values():
-            proxy.reset()
-    lines = [int(match[1]) for log in run.logs if (match := _LINE.fullmatch(log))]
-    return BusyRun(run.seconds, run.success, len(lines), lines == list(range(BUSY_MESSAGES)), busy)
-
-
-def report_busy(results: Mapping[str, BusyRun], shares: str, baseline: str = "ours") -> None:
-    """Print the busy runs' table (run time, step outcome, messages that arrived, and per side
-    the calls answered ServerBusy of all calls) and each run time over `baseline`'s."""
-    work = BUSY_MESSAGES * BUSY_PACE
-    print(
-        f"\n{BUSY_MESSAGES} messages over {work:g} s, {shares} answered 503 ServerBusy"
-        " (one run each):"
-    )
-    sides = list(next(iter(results.values())).busy)
-    headers = ["busy/" + side.removesuffix("/run") for side in sides]
-    print(f"{'':10} {'run (s)':>9} {'step':>6} {'messages':>9}" + "".join(f" {h}" for h in headers))
-    for name, run in results.items():
-        step = "ok" if run.success else "failed"
-        arrived = f"{run.lines}/{BUSY_MESSAGES}" + ("" if run.in_order else "*")
-        cells = "".join(
-            f" {'/'.join(map(str, run.busy[side])):>{len(header)}}"
-            for side, header in zip(sides, headers, strict=True)
-        )
-        print(f"{name:10} {run.seconds:9.1f} {step:>6} {arrived:>9}{cells}")
-    if not all(run.in_order for run in results.values()):
-        print("* not every message arrived once, in order")
-    for name, run in results.items():
-        if name != baseline:
-            print(f"{name}/{baseline}: run time x{run.seconds / results[baseline].seconds:.1f}")
+    return make_client(dagster_side, Counter(), post)
 
 
 def main() -> None:
@@ -230,20 +154,26 @@ def main() -> None:
         report("bare POST round trip", baseline, runs, results)
 
         busy_results = {
-            name: busy_run(make_client, proxies, post, urls[name])
+            name: busy_run(
+                busy_client(make_client, proxies, post),
+                proxies,
+                BUSY,
+                (BUSY_SHARE, BUSY_SHARE),
+                function_url=urls[name],
+            )
             for name, make_client in factories.items()
         }
-        report_busy(busy_results, f"{BUSY_SHARE:.0%} of each side's storage calls")
+        report_busy(busy_results, f"{BUSY_SHARE:.0%} of each side's storage calls", BUSY_NAME)
 
-        given_shares = ", ".join(
-            f"{share:.0%} of {side.removesuffix('/run')}"
-            for side, share in GIVEN_BUSY_SHARES.items()
+        given_busy_runs(
+            {
+                name: (busy_client(make_client, proxies, post), {"function_url": urls[name]})
+                for name, make_client in {"ours": our_client, "given": given_client}.items()
+            },
+            proxies,
+            BUSY,
+            BUSY_NAME,
         )
-        given_results = {
-            name: busy_run(make_client, proxies, post, urls[name], shares=GIVEN_BUSY_SHARES)
-            for name, make_client in {"ours": our_client, "given": given_client}.items()
-        }
-        report_busy(given_results, given_shares)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ URL, the context in the body); what differs is the channel: our `PipesGCSMessage
 `@cloud_function` against dagster-gcp's `PipesGCSMessageReader` and dagster_pipes'
 `PipesGCSMessageWriter`, each at its defaults. Reported: the median wall time of `client.run`
 over the bare POST round trip of a function that does nothing, the GCS calls per run on the
-Dagster side and on the function side, and the ratios official/ours.
+Dagster side and on the function side, and the ratios official/ours; then one run each of 400
+messages while `FaultProxy`s in front of the emulator answer 30 % of the Dagster side's GCS calls
+and half the function's with 503, for ours with its default clients against ours with the clients
+a user would give (`storage.Client(...)` at the SDK's defaults) on both sides.
 
     .venv/bin/python benchmarks/gcp_channel.py [--runs N]
 """
@@ -15,16 +18,12 @@ Dagster side and on the function side, and the ratios official/ours.
 from __future__ import annotations
 
 import functools
-import http.client
+import os
 import sys
-import threading
-from collections.abc import Mapping
 from contextlib import ExitStack
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from unittest import mock
 
 import requests
 from dagster_gcp.pipes import PipesGCSMessageReader as OfficialGCSMessageReader
@@ -35,13 +34,22 @@ from dagster_pipes_cloud.local import GCSEmulator, LocalCloudFunctionHost
 from dagster_pipes_cloud.orchestration import PipesCloudFunctionClient, PipesGCSMessageReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BUCKET, Counter, measure, median_round_trip, parse_runs, report
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))  # FaultProxy
+from _common import (
+    BUCKET,
+    Counter,
+    ProxyCalls,
+    given_busy_runs,
+    measure,
+    median_round_trip,
+    parse_runs,
+    report,
+)
+from support.faults import FaultProxy, gcs_error
 
 DAGSTER_CALLS = "GCS calls/run"
 FUNCTION_CALLS = "function GCS calls/run"
-_HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding"}
-)
+BUSY = gcs_error(503)
 
 
 class CountingSession(requests.Session):
@@ -77,89 +85,6 @@ def counting_storage_client(
     return client
 
 
-class CountingProxy:
-    """A reverse proxy on 127.0.0.1 in front of `upstream` that counts the requests it forwards.
-
-    For a process whose storage client we cannot hand a `CountingSession` (the function's own):
-    point its `STORAGE_EMULATOR_HOST` at `url`. Request bodies are forwarded by their
-    `Content-Length` (GCS JSON API uploads under 8 MB send one); a response is read whole and
-    sent back with its length, so client connections stay alive.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        parts = urlsplit(upstream)
-        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.counter = Counter()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _forwarding_handler(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> CountingProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-    def forward(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
-    ) -> Any:
-        """Send one request upstream; the response, read whole."""
-        self.counter.count()
-        connection = http.client.HTTPConnection(*self._upstream, timeout=60)
-        try:
-            connection.request(method, path, body=body, headers=dict(headers))
-            response = connection.getresponse()
-            return response.status, response.reason, response.getheaders(), response.read()
-        finally:
-            connection.close()
-
-
-def _forwarding_handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:
-    class Forward(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in two writes: with Nagle's algorithm on, the body would wait
-        # for the client's delayed ACK of the headers (40 ms on Linux).
-        disable_nagle_algorithm = True
-
-        def forward(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
-            headers = {
-                name: value
-                for name, value in self.headers.items()
-                if name.lower() not in _HOP_BY_HOP | {"content-length"}
-            }
-            status, reason, response_headers, data = proxy.forward(
-                self.command, self.path, body, headers
-            )
-            self.send_response(status, reason)
-            for name, value in response_headers:
-                if name.lower() not in _HOP_BY_HOP | {"content-length"}:
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = forward
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Forward
-
-
 def our_client(
     gcs: GCSEmulator, calls: CountingSession, post: requests.Session
 ) -> PipesCloudFunctionClient:
@@ -181,18 +106,55 @@ def official_client(
     )
 
 
+def busy_runs(gcs: GCSEmulator, proxies: dict[str, FaultProxy], urls: dict[str, str]) -> None:
+    """Ours with its default clients, then with given ones, while `proxies` answer 503.
+
+    Ours at its defaults makes its storage client from the environment (`STORAGE_EMULATOR_HOST`:
+    the Dagster side's proxy here, as the functions' points at the other); the given one is
+    `storage.Client(...)` at the SDK's defaults, as is the "given" function's.
+    """
+    endpoint = proxies[DAGSTER_CALLS].url
+    given = storage.Client(
+        project=gcs.project,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": endpoint},
+    )
+    readers = {
+        "ours": PipesGCSMessageReader(bucket=BUCKET),
+        "given": PipesGCSMessageReader(bucket=BUCKET, client=given),
+    }
+    post = requests.Session()
+    with mock.patch.dict(os.environ, {**gcs.env, "STORAGE_EMULATOR_HOST": endpoint}):
+        given_busy_runs(
+            {
+                name: (
+                    PipesCloudFunctionClient(message_reader=reader, session=post),
+                    {"function_url": urls[name]},
+                )
+                for name, reader in readers.items()
+            },
+            proxies,
+            BUSY,
+            "503",
+        )
+
+
 def main() -> None:
     runs = parse_runs(__doc__)
     with ExitStack() as stack:
         gcs = stack.enter_context(GCSEmulator())
         gcs.create_bucket(BUCKET)
-        function_gcs = stack.enter_context(CountingProxy(gcs.endpoint_url))
-        function_env = {**gcs.env, "STORAGE_EMULATOR_HOST": function_gcs.url}
+        proxies = {
+            side: stack.enter_context(FaultProxy(gcs.endpoint_url))
+            for side in (DAGSTER_CALLS, FUNCTION_CALLS)
+        }
+        # the functions' storage calls go through their proxy: counted, and faulted when busy
+        function_env = {**gcs.env, "STORAGE_EMULATOR_HOST": proxies[FUNCTION_CALLS].url}
         urls = {
             name: stack.enter_context(
                 LocalCloudFunctionHost(f"gcp_functions:{name}", env=function_env)
             ).url
-            for name in ("ours", "official", "bare")
+            for name in ("ours", "given", "official", "bare")
         }
         post = requests.Session()
         baseline = median_round_trip(lambda: post.post(urls["bare"], json={}), runs)
@@ -206,10 +168,11 @@ def main() -> None:
             results[name] = measure(
                 functools.partial(make_client, gcs, calls, post),
                 runs,
-                {DAGSTER_CALLS: calls.counter, FUNCTION_CALLS: function_gcs.counter},
+                {DAGSTER_CALLS: calls.counter, FUNCTION_CALLS: ProxyCalls(proxies[FUNCTION_CALLS])},
                 function_url=urls[name],
             )
-    report("bare POST round trip", baseline, runs, results)
+        report("bare POST round trip", baseline, runs, results)
+        busy_runs(gcs, proxies, urls)
 
 
 if __name__ == "__main__":

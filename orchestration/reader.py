@@ -21,6 +21,7 @@ from dagster_pipes_cloud.adapters.wire import (
 )
 from dagster_pipes_cloud.orchestration._keys import new_session_prefix
 from dagster_pipes_cloud.orchestration.injectors import PipesBlobStoreContextInjector
+from dagster_pipes_cloud.orchestration.poller import SessionPoller
 from dagster_pipes_cloud.orchestration.session import (
     ChunkedReadingSession,
     PipesSessionError,
@@ -58,7 +59,9 @@ class PipesChunkedMessageReader(PipesMessageReader):
     """Reads the numbered chunks a Pipes writer puts under a fresh key prefix of a `BlobStore`.
 
     Each session gets `<key_prefix>/messages-<random>`; chunks are read by index, every one
-    available per pass, and drained up to "closed" as soon as the invocation returns. The bucket
+    available per pass, and drained up to "closed" as soon as the invocation returns. One thread
+    polls every session the reader has open, and lists `key_prefix` once per pass where several
+    are due rather than reading each. The bucket
     is checked before the session opens, so a missing bucket or denied credentials fail first.
     Polling, draining and cleanup at length: [How it behaves](behaviour.md#reading-messages).
 
@@ -94,6 +97,8 @@ class PipesChunkedMessageReader(PipesMessageReader):
         self.settings = PollSettings(first_read_delay, interval, max_interval, drain_timeout)
         self.include_stdio_in_messages = include_stdio_in_messages
         self.cleanup = cleanup
+        base = (key_prefix or "").strip("/")
+        self._poller = SessionPoller(store, f"{base}/" if base else "")
 
     @property
     def store(self) -> BlobStore:
@@ -153,6 +158,7 @@ class PipesChunkedMessageReader(PipesMessageReader):
             self.settings,
             request_cancel=self._write_cancel,
             step_log=step_log or step_log_of(handler),
+            poller=self._poller,
         )
         session.start()
         try:

@@ -6,9 +6,9 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dagster import PipesMessageHandler
 from dagster._core.errors import DagsterPipesExecutionError
@@ -17,12 +17,17 @@ from dagster_pipes import PIPES_PROTOCOL_VERSION, PIPES_PROTOCOL_VERSION_FIELD, 
 from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError, RemoteError, TransientError
 from dagster_pipes_cloud.adapters.wire import SESSION_PREFIX_PARAM, chunk_key
 
+if TYPE_CHECKING:
+    from dagster_pipes_cloud.orchestration.poller import SessionPoller
+
 _IDLE_BACKOFF = 2.0
 """How much longer each idle wait is than the last, once chunks have come."""
 _STARTING_BACKOFF = 1.5
 """The same before the first chunk, while the function may still be starting."""
 _FAILING_DRAIN_SECONDS = 2.0
 """The longest drain of a session whose step is failing already."""
+_DRAIN_WAIT = 0.05
+"""The longest wait between reads while draining."""
 
 SessionProblem = Literal["read_failed", "never_opened", "not_closed", "remote_error"]
 StepLog = Callable[[str], None]
@@ -118,7 +123,7 @@ class PollSettings:
 
 
 class ChunkedReadingSession(ReadingSession):
-    """The reading of one session's numbered chunks, on a thread of its own.
+    """The reading of one session's numbered chunks, its schedule stepped by the reader's poller.
 
     Args:
         store: The bucket the function writes to.
@@ -128,6 +133,7 @@ class ChunkedReadingSession(ReadingSession):
         request_cancel: Writes the cancel marker of a session prefix, given the reason and the
             run id (the reader's).
         step_log: Writes a warning to the step's log (used once "closed" has been handled).
+        poller: The reader's poller, which reads every session of the reader.
     """
 
     def __init__(
@@ -139,6 +145,7 @@ class ChunkedReadingSession(ReadingSession):
         *,
         request_cancel: Callable[[str, str, str], str],
         step_log: StepLog,
+        poller: SessionPoller,
     ) -> None:
         super().__init__(params)
         self._store = store
@@ -147,15 +154,21 @@ class ChunkedReadingSession(ReadingSession):
         self._settings = settings
         self._request_cancel = request_cancel
         self._step_log = step_log
+        self._poller = poller
         self._next_index = 1
-        self._ended = threading.Event()
+        self._schedule = threading.Lock()
+        self._ended = False
+        self._due_at = float("inf")
+        self._wait = settings.interval
+        self._read_once = False
+        self._started = False
+        self._stopped = threading.Event()
         self._drain_deadline = float("inf")
         self._drain_limit = settings.drain_timeout
         self._closed = False
         self._closed_exception: Mapping[str, Any] | None = None
         self._error: PipesCloudError | None = None
         self._warned_transient = False
-        self._thread = threading.Thread(target=self._run, name="pipes-chunk-reader", daemon=True)
 
     @property
     def session_prefix(self) -> str:
@@ -164,8 +177,21 @@ class ChunkedReadingSession(ReadingSession):
 
     @property
     def is_reading(self) -> bool:
-        """Whether the reading thread still runs."""
-        return self._thread.is_alive()
+        """Whether the session has started and not yet stopped reading."""
+        return self._started and not self._stopped.is_set()
+
+    @property
+    def due_at(self) -> float:
+        """When (`time.monotonic`) the next read is due."""
+        return self._due_at
+
+    @property
+    def may_join_at(self) -> float:
+        """The earliest the next read may come, to share a pass with another session: half an
+        idle wait early, never before the first read is due."""
+        if not self._read_once or self._ended:
+            return self._due_at
+        return self._due_at - self._wait / 2
 
     @property
     def read_to_the_end(self) -> bool:
@@ -173,20 +199,28 @@ class ChunkedReadingSession(ReadingSession):
         return self._closed and self._error is None
 
     def start(self) -> None:
-        """Start reading, on a thread of its own."""
-        self._thread.start()
+        """Start reading: the first read comes `first_read_delay` from now."""
+        self._due_at = time.monotonic() + self._settings.first_read_delay
+        self._started = True
+        self._poller.add(self)
 
     def end(self) -> None:
-        """The function has ended: drain up to "closed", within the drain's bound."""
-        if not self._ended.is_set():
-            self._drain_deadline = time.monotonic() + self._drain_limit
-            self._ended.set()
+        """The function has ended: drain up to "closed" now, within the drain's bound."""
+        with self._schedule:
+            if self._ended:
+                return
+            now = time.monotonic()
+            self._drain_deadline = now + self._drain_limit
+            self._ended = True
+            self._due_at = now
+        self._poller.wake()
 
     def limit_drain(self, seconds: float) -> None:
         """Wait at most `seconds` for "closed" (see `ReadingSession.limit_drain`)."""
-        self._drain_limit = min(self._drain_limit, max(0.0, seconds))
-        if self._ended.is_set():
-            self._drain_deadline = min(self._drain_deadline, time.monotonic() + seconds)
+        with self._schedule:
+            self._drain_limit = min(self._drain_limit, max(0.0, seconds))
+            if self._ended:
+                self._drain_deadline = min(self._drain_deadline, time.monotonic() + seconds)
 
     def request_cancel(self, reason: str, *, run_id: str) -> str:
         """Write the session's cancel marker (see `ReadingSession.request_cancel`)."""
@@ -215,7 +249,8 @@ class ChunkedReadingSession(ReadingSession):
             self.limit_drain(_FAILING_DRAIN_SECONDS)
         drain = self._drain_limit
         self.end()
-        self._thread.join()
+        if self._started:
+            self._stopped.wait()
         if not failing:
             self._raise_if_ended_badly(drain)
 
@@ -251,41 +286,65 @@ class ChunkedReadingSession(ReadingSession):
                 chunks_read=chunks,
             )
 
-    def _run(self) -> None:
-        settings = self._settings
-        self._ended.wait(settings.first_read_delay)
-        delay = settings.interval
-        while True:
-            ended = self._ended.is_set()
-            try:
-                progressed = self._read_available()
-            except TransientError as exc:
-                progressed = False
-                if not self._warned_transient:
-                    self._warned_transient = True
-                    self._log("warning", f"retrying after a transient storage error: {exc}")
-            except PipesCloudError as exc:
-                self._error = exc
-                return
-            except Exception as exc:  # never let the reading thread end silently
-                self._error = PipesCloudError(f"{type(exc).__name__}: {exc}")
-                return
-            if self._closed:
-                return
-            if ended:
-                if time.monotonic() >= self._drain_deadline:
-                    return
-                time.sleep(min(settings.interval, 0.05))
-                continue
-            if progressed:
-                delay = settings.interval
-            else:
-                # before the first chunk the function may still be starting: back off gently
-                growth = _IDLE_BACKOFF if self._next_index > 1 else _STARTING_BACKOFF
-                delay = min(delay * growth, settings.max_interval)
-            self._ended.wait(delay)
+    def poll(self, now: float, listed: Container[str] | None) -> None:
+        """Read what has come and set when the next read is due (see `PolledSession.poll`).
 
-    def _read_available(self) -> bool:
+        A draining session reads by index whatever `listed` says: its function has ended.
+        """
+        settings = self._settings
+        ended = self._ended
+        try:
+            progressed = self._read_available(None if ended else listed)
+        except TransientError as exc:
+            progressed = False
+            if not self._warned_transient:
+                self._warned_transient = True
+                self._log("warning", f"retrying after a transient storage error: {exc}")
+        except PipesCloudError as exc:
+            self._stop(exc)
+            return
+        except Exception as exc:  # never let the reading end silently
+            self.fail(exc)
+            return
+        self._read_once = True
+        if self._closed:
+            self._stop(None)
+            return
+        if ended:
+            if time.monotonic() >= self._drain_deadline:
+                self._stop(None)
+                return
+            self._set_due(ended, time.monotonic() + min(settings.interval, _DRAIN_WAIT))
+            return
+        if progressed:
+            self._wait = settings.interval
+        else:
+            # before the first chunk the function may still be starting: back off gently
+            growth = _IDLE_BACKOFF if self._next_index > 1 else _STARTING_BACKOFF
+            self._wait = min(self._wait * growth, settings.max_interval)
+        # a shared pass schedules from its start, so that the sessions in it stay together
+        self._set_due(ended, (now if listed is not None else time.monotonic()) + self._wait)
+
+    def fail(self, error: Exception) -> None:
+        """Stop reading because of `error`, which the step's failure will name."""
+        self._stop(PipesCloudError(f"{type(error).__name__}: {error}"))
+
+    def _set_due(self, was_ended: bool, at: float) -> None:
+        with self._schedule:
+            # an end() during the read asks for the drain at once
+            self._due_at = self._due_at if self._ended and not was_ended else at
+
+    def _stop(self, error: PipesCloudError | None) -> None:
+        if error is not None:
+            self._error = error
+        self._stopped.set()
+
+    def _read_available(self, listed: Container[str] | None) -> bool:
+        """Read every chunk there is, by index; where a listing is given, nothing unless it
+        holds the next chunk."""
+        key = chunk_key(self._session_prefix, self._next_index)
+        if listed is not None and key not in listed:
+            return False
         progressed = False
         while not self._closed:
             key = chunk_key(self._session_prefix, self._next_index)

@@ -66,7 +66,7 @@ class InProcessClient(PipesFunctionClient):
 
         def run(payload: bytes) -> FunctionInvocation:
             self.invoked += 1
-            self.last_event = json.loads(payload)
+            self.last_event = event = json.loads(payload)  # one per invocation, run at once or not
             writer = PipesChunkedMessageWriter(
                 self.store_for_bucket,
                 interval=self.writer_interval,
@@ -74,9 +74,7 @@ class InProcessClient(PipesFunctionClient):
             )
             loader = PipesBlobStoreContextLoader(self.store_for_bucket)
             try:
-                result = run_invocation(
-                    fn, self.last_event, context_loader=loader, message_writer=writer
-                )
+                result = run_invocation(fn, event, context_loader=loader, message_writer=writer)
             except Exception as exc:
                 error = RemoteError(
                     type=type(exc).__name__,

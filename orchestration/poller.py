@@ -1,0 +1,110 @@
+"""One thread polling every chunked session a reader has open."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Container
+from typing import Protocol
+
+from dagster_pipes_cloud.adapters import BlobStore, TransientError
+
+POLLER_THREAD_NAME = "pipes-session-poller"
+
+
+class PolledSession(Protocol):
+    """What `SessionPoller` asks of a session it serves."""
+
+    @property
+    def is_reading(self) -> bool:
+        """False once the session has stopped reading; the poller then lets it go."""
+        ...
+
+    @property
+    def due_at(self) -> float:
+        """When (`time.monotonic`) the session's next read is due."""
+        ...
+
+    @property
+    def may_join_at(self) -> float:
+        """The earliest time the session may be read early, to share another one's pass."""
+        ...
+
+    def poll(self, now: float, listed: Container[str] | None) -> None:
+        """Take the session's due step at `now`; `listed` holds every key under the reader's
+        prefix, from one listing of this pass, or is None where the session reads by index."""
+        ...
+
+    def fail(self, error: Exception) -> None:
+        """Stop reading because of an error the session did not expect."""
+        ...
+
+
+class SessionPoller:
+    """Polls every session of one reader on a single daemon thread.
+
+    The thread starts with the first session and ends when none is left reading. Each pass
+    takes the due step of every due session; where two or more are due, one listing of
+    `list_prefix` tells which have a new chunk, and only those are read.
+
+    Args:
+        store: The bucket the sessions' functions write to.
+        list_prefix: The prefix every session of the reader is under ("" for the bucket's root).
+    """
+
+    def __init__(self, store: BlobStore, list_prefix: str) -> None:
+        self._store = store
+        self._list_prefix = list_prefix
+        self._sessions: list[PolledSession] = []
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._can_list = True
+
+    def add(self, session: PolledSession) -> None:
+        """Serve `session` from now on, starting the thread if none runs."""
+        with self._changed:
+            self._sessions.append(session)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=POLLER_THREAD_NAME, daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+
+    def wake(self) -> None:
+        """Look at every session's schedule again now (one has been told its function ended)."""
+        with self._changed:
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._sessions = [session for session in self._sessions if session.is_reading]
+                if not self._sessions:
+                    self._thread = None
+                    return
+                now = time.monotonic()
+                earliest = min(session.due_at for session in self._sessions)
+                if earliest > now:
+                    self._changed.wait(earliest - now)
+                    continue
+                due = [session for session in self._sessions if session.may_join_at <= now]
+            listed = self._listed() if len(due) > 1 else None
+            for session in due:
+                try:
+                    session.poll(now, listed)
+                except Exception as exc:  # never let the poller end with sessions waiting
+                    session.fail(exc)
+
+    def _listed(self) -> frozenset[str] | None:
+        """Every key under the reader's prefix, or None where sessions read by index this pass
+        (a transient failure) or from now on (listing is refused)."""
+        if not self._can_list:
+            return None
+        try:
+            return frozenset(self._store.list(self._list_prefix))
+        except TransientError:
+            return None
+        except Exception:  # refused, or a store that cannot list: each session reads its own
+            self._can_list = False
+            return None

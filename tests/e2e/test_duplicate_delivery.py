@@ -252,18 +252,32 @@ def assert_refused(invoker: DeliveredAgain, second: FunctionInvocation | None) -
     assert f"{invoker.prefix} was already claimed" in text, text
 
 
+def delivered_during_the_run(
+    request: pytest.FixtureRequest,
+    stack: Callable[[pytest.FixtureRequest], Stack],
+    tmp_path: Path,
+    *,
+    answer_second: bool = False,
+) -> tuple[DeliveredAgain, Path, Any]:
+    """Materialize `delivered_twice` on `stack`, its event delivered again while the first
+    delivery runs (see `DeliveredAgain`); the invoker, the function's `runs` file and the
+    result."""
+    made = stack(request)
+    runs, release = tmp_path / "runs", tmp_path / "release"
+    invoker = DeliveredAgain(made.client._invoker, runs, release, answer_second=answer_second)
+    made.client._invoker = invoker
+    event = {"runs": str(runs), "release": str(release)}
+    result = materialize_run(made.client, "delivered_twice", event=event, **made.run)
+    return invoker, runs, result
+
+
 @STACKS
 def test_a_second_delivery_while_the_first_runs_does_not_run_the_function(
     request: pytest.FixtureRequest, stack: Callable[[pytest.FixtureRequest], Stack], tmp_path: Path
 ) -> None:
     """The first delivery appends to `runs`, then waits until the second has been answered: the
     second is refused at the claim, and the first reports one line, its own."""
-    made = stack(request)
-    runs, release = tmp_path / "runs", tmp_path / "release"
-    invoker = DeliveredAgain(made.client._invoker, runs, release)
-    made.client._invoker = invoker
-    event = {"runs": str(runs), "release": str(release)}
-    result = materialize_run(made.client, "delivered_twice", event=event, **made.run)
+    invoker, runs, result = delivered_during_the_run(request, stack, tmp_path)
     assert result.success, failure_text(result)
     assert_refused(invoker, invoker.second)
     assert materialization_metadata(result, "delivered_twice")["runs"] == 1
@@ -298,12 +312,7 @@ def test_a_refusal_answered_to_dagster_reads_on_to_the_first_deliverys_end(
 ) -> None:
     """A proxy resent the request and handed Dagster the second delivery's refusal: the step
     reads on to the first delivery's "closed" and succeeds with what it reported."""
-    made = stack(request)
-    runs, release = tmp_path / "runs", tmp_path / "release"
-    invoker = DeliveredAgain(made.client._invoker, runs, release, answer_second=True)
-    made.client._invoker = invoker
-    event = {"runs": str(runs), "release": str(release)}
-    result = materialize_run(made.client, "delivered_twice", event=event, **made.run)
+    invoker, runs, result = delivered_during_the_run(request, stack, tmp_path, answer_second=True)
     assert result.success, failure_text(result)
     assert_refused(invoker, invoker.second)
     assert materialization_metadata(result, "delivered_twice")["runs"] == 1

@@ -12,8 +12,10 @@ from dagster_pipes_cloud.orchestration.azure_blob import (
 from dagster_pipes_cloud.orchestration.clients import (
     PipesAzureFunctionClient,
     PipesCloudFunctionClient,
+    PipesFanOutError,
     PipesFunctionClient,
     PipesFunctionInvocation,
+    PipesFunctionInvocations,
     PipesLambdaClient,
 )
 from dagster_pipes_cloud.orchestration.gcs import PipesGCSContextInjector, PipesGCSMessageReader
@@ -32,8 +34,10 @@ __all__ = [
     "PipesChunkedMessageReader",
     "PipesCloudFunctionClient",
     "PipesEventContextInjector",
+    "PipesFanOutError",
     "PipesFunctionClient",
     "PipesFunctionInvocation",
+    "PipesFunctionInvocations",
     "PipesGCSContextInjector",
     "PipesGCSMessageReader",
     "PipesLambdaClient",

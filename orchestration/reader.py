@@ -130,20 +130,27 @@ class PipesChunkedMessageReader(PipesMessageReader):
 
     @contextmanager
     def reading(
-        self, handler: PipesMessageHandler, *, step_log: StepLog | None = None
+        self,
+        handler: PipesMessageHandler,
+        *,
+        step_log: StepLog | None = None,
+        check_store: bool = True,
     ) -> Iterator[ChunkedReadingSession]:
         """Read one session for `handler`, handing its handle to the block (a client's way in).
 
         Args:
             handler: Dagster's handler, which turns each message into events.
             step_log: Writes a warning to the step's log (default: the handler's step log).
+            check_store: Check the bucket first (default True; the sessions of a fan-out
+                after its first one do not).
 
         Raises:
             DagsterPipesExecutionError: The bucket is missing or may not be used.
             PipesSessionError: The session did not end well (unless the block is failing).
         """
         try:
-            self._store.check()
+            if check_store:
+                self._store.check()
         except PipesCloudError as exc:
             raise DagsterPipesExecutionError(f"cannot read Pipes messages: {exc}") from exc
         params = {
@@ -214,15 +221,20 @@ class PipesChunkedMessageReader(PipesMessageReader):
 
 @contextmanager
 def read_session(
-    reader: PipesMessageReader, handler: PipesMessageHandler, *, step_log: StepLog
+    reader: PipesMessageReader,
+    handler: PipesMessageHandler,
+    *,
+    step_log: StepLog,
+    check_store: bool = True,
 ) -> Iterator[ReadingSession]:
     """Read one session with `reader`, handing the block the session's handle.
 
     Ours drains on request, bounds its drain and asks the function to stop; any other reader's
-    only carries its params. `step_log` writes a warning to the step's log.
+    only carries its params. `step_log` writes a warning to the step's log; `check_store`
+    checks our reader's bucket first.
     """
     if isinstance(reader, PipesChunkedMessageReader):
-        with reader.reading(handler, step_log=step_log) as session:
+        with reader.reading(handler, step_log=step_log, check_store=check_store) as session:
             yield session
     else:
         with reader.read_messages(handler) as params:

@@ -19,6 +19,7 @@ from dagster_pipes_cloud.adapters.wire import attribution_headers
 from dagster_pipes_cloud.orchestration.clients._attribution import run_attribution
 from dagster_pipes_cloud.orchestration.clients.base import (
     Context,
+    FunctionTarget,
     PipesFunctionClient,
     PipesFunctionInvocation,
     refuse_beside_invoker,
@@ -130,6 +131,15 @@ class PipesAzureFunctionClient(PipesFunctionClient):
                 a cut response, or could not be invoked (throttled: caused by a
                 `ThrottledError`, for a `RetryPolicy`).
         """
+        return self._run_function(
+            context=context,
+            event=event,
+            target=self._target(context, function_url=function_url, extras=extras),
+        )
+
+    def _target(  # type: ignore[override]
+        self, context: Context, *, function_url: str, extras: Mapping[str, Any] | None = None
+    ) -> FunctionTarget:
         shown, _ = without_function_key(function_url)
         require_http_url(shown)
         url = function_url
@@ -145,12 +155,10 @@ class PipesAzureFunctionClient(PipesFunctionClient):
                 )
             return invocation
 
-        return self._run_function(
-            context=context,
-            extras=extras,
-            event=event,
-            request_limit=AZURE_FUNCTIONS_REQUEST_LIMIT,
-            wait_timeout=self.function_timeout,
+        return FunctionTarget(
             function=shown,
             invoke=invoke,
+            request_limit=AZURE_FUNCTIONS_REQUEST_LIMIT,
+            wait_timeout=self.function_timeout,
+            extras=extras,
         )

@@ -1,71 +1,42 @@
-"""The client base, written once: open a session, invoke, drain, report."""
+"""The client base, written once: one invocation (`run`), or many in one step (`run_many`,
+`run_partitions`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from dagster import (
-    AssetExecutionContext,
-    OpExecutionContext,
-    PipesClient,
-    PipesClientCompletedInvocation,
-    PipesContextInjector,
-    PipesMessageReader,
-)
+from dagster import PipesClient, PipesContextInjector, PipesMessageReader
 from dagster._core.definitions.resource_annotation import TreatAsResourceParam
-from dagster._core.errors import DagsterExecutionInterruptedError, DagsterPipesExecutionError
-from dagster._core.pipes.context import (
-    PipesMessageHandler,
-    PipesSession,
-    build_external_execution_context_data,
-)
+from dagster._core.errors import DagsterPipesExecutionError
+from dagster._core.pipes.context import build_external_execution_context_data
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR
 
-from dagster_pipes_cloud.adapters import FunctionInvocation, PipesCloudError
-from dagster_pipes_cloud.adapters.invocation import Invoke
-from dagster_pipes_cloud.adapters.wire import CLAIM_REFUSED
+from dagster_pipes_cloud.orchestration.clients._call import (
+    Context,
+    FunctionCall,
+    FunctionTarget,
+    PipesFunctionInvocation,
+    typed_event_stream_required,
+)
+from dagster_pipes_cloud.orchestration.clients.fan_out import (
+    DEFAULT_MAX_CONCURRENCY,
+    PartitionEvent,
+    PipesFunctionInvocations,
+    run_many,
+    run_partitions,
+)
 from dagster_pipes_cloud.orchestration.injectors import PipesEventContextInjector
-from dagster_pipes_cloud.orchestration.reader import (
-    PipesSessionError,
-    ReadingSession,
-    fallback_context_injector,
-    read_session,
-)
+from dagster_pipes_cloud.orchestration.reader import fallback_context_injector
 
-Context = OpExecutionContext | AssetExecutionContext
-
-_PARAMS_ALLOWANCE = 4096  # room for the messages params and the JSON around the bootstrap keys
-_LOG_TAIL_CHARS = 2000
-_ENDED_DRAIN_SECONDS = 1.0  # a failed function flushed before it ended; only reads remain
-_REASON_MAX_CHARS = 500
-_NOT_YIELDED = (
-    "The results of a Pipes function run were not returned from the asset: return"
-    " `invocation.get_materialize_result()` or yield from `invocation.get_results()`."
-)
-
-
-class PipesFunctionInvocation(PipesClientCompletedInvocation):
-    """A completed invocation: its Pipes results, and the function's own response.
-
-    `response` is the value the function returned, decoded (None for a fire-and-forget
-    invocation, such as Lambda's `Event`); `invocation` is the platform's raw answer.
-
-    Args:
-        session: The Pipes session the function reported to.
-        invocation: What the platform answered the invoke with.
-        metadata: Metadata added to every result (default: none), for example the platform's
-            request id.
-    """
-
-    def __init__(self, session: Any, invocation: FunctionInvocation, metadata: Any = None):
-        super().__init__(session, metadata=metadata)
-        self.invocation = invocation
-        self.response = invocation.response
+__all__ = [
+    "Context",
+    "FunctionTarget",
+    "PipesFunctionClient",
+    "PipesFunctionInvocation",
+    "refuse_beside_invoker",
+]
 
 
 class PipesFunctionClient(PipesClient, TreatAsResourceParam):
@@ -95,112 +66,130 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
         self.context_injector = context_injector or PipesEventContextInjector()
         self.forward_termination = forward_termination
 
-    def _run_function(
+    def run_many(
         self,
         *,
         context: Context,
-        extras: Mapping[str, Any] | None,
-        event: Mapping[str, Any] | None,
-        request_limit: int,
-        invoke: Invoke,
-        wait_timeout: float,
-        function: str = "the function",
-        metadata: Callable[[FunctionInvocation], Mapping[str, Any]] = lambda _: {},
-    ) -> PipesFunctionInvocation:
-        """Invoke once inside a Pipes session and return when every message has been read.
+        events: Sequence[Mapping[str, Any] | None],
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        fail_fast: bool = False,
+        **run_kwargs: Any,
+    ) -> PipesFunctionInvocations:
+        """Invoke the function once per event, many at once, and return when all have ended.
 
-        `request_limit` is the platform's request size limit (bytes), which bounds the event
-        injector. A fire-and-forget invocation ends on the "closed" message, or fails after
-        `wait_timeout` seconds. `function` names it in the step's log before it has answered.
+        Each invocation has its own Pipes session; logs and printed output reach the step as
+        they arrive, each line labelled with its invocation (`event 3` is `events[3]`). What
+        the functions report (materializations, checks) is kept per invocation, not recorded:
+        the asset returns what it makes of them.
+
+        Args:
+            context: The asset's or op's execution context.
+            events: One event per invocation.
+            max_concurrency: Invocations in flight at once, at most (default 10); the
+                platform's throttling lowers it for a while, and never fails the step while the
+                platform accepts work.
+            fail_fast: Start no more invocations after the first failure (default False: the
+                others run to their end).
+            **run_kwargs: The other keyword arguments of `run` (the function, `extras`, ...),
+                the same for every invocation.
+
+        Returns:
+            The completed invocations, in the events' order, each with its `.response` and
+            `.get_results()`; `.metadata` holds the counts, for the step's materialization.
+
+        Raises:
+            PipesFanOutError: An invocation failed or was never started; raised once the
+                others have ended, naming the first ten, each one's error in `.failures`.
         """
-        event, event_size = _checked_event(event)
-        injector = self._injector_for(request_limit - event_size - _PARAMS_ALLOWANCE)
-        invocation: FunctionInvocation | None = None
-        try:
-            with self._open_session(context, injector, extras) as (session, reading):
-                payload = json.dumps({**event, **session.get_bootstrap_env_vars()}).encode()
-                try:
-                    invocation = self._invoke(reading, invoke, payload)
-                    if not invocation.completed:
-                        self._wait_for_closed(session, reading, invocation, wait_timeout)
-                except BaseException as exc:
-                    if _may_still_run(session, invocation, exc):
-                        self._ask_to_stop(context, reading, function, exc)
-                    raise
-        except PipesSessionError as problem:
-            if invocation is None:
-                raise
-            if _may_still_run(session, invocation, problem):  # reading failed while it runs
-                self._ask_to_stop(context, reading, invocation.function, problem)
-            raise DagsterPipesExecutionError(_describe_failure(invocation, problem)) from None
-        assert invocation is not None
-        if invocation.error is not None:
-            raise DagsterPipesExecutionError(_describe_failure(invocation, None))
-        if not session.message_handler.received_opened_message:
-            raise DagsterPipesExecutionError(
-                f"{invocation.function} returned without opening Dagster Pipes. Is its entrypoint"
-                f" wrapped by a dagster_pipes_cloud decorator? {injector.no_messages_debug_text()}"
-                f" {self.message_reader.no_messages_debug_text()}"
-            )
-        return PipesFunctionInvocation(session, invocation, metadata=metadata(invocation))
+        target = self._fan_out_target(context, run_kwargs, "run_many", "events=[...]")
+        return run_many(
+            self,
+            context,
+            target,
+            events,
+            max_concurrency=max_concurrency,
+            fail_fast=fail_fast,
+            checked_event=checked_event,
+        )
 
-    def _invoke(
-        self, reading: ReadingSession, invoke: Invoke, payload: bytes
-    ) -> FunctionInvocation:
-        try:
-            invocation = invoke(payload)
-        except PipesCloudError as exc:  # the function never ran, or its end is unknown
-            reading.limit_drain(0)
-            raise DagsterPipesExecutionError(str(exc)) from exc
-        if _refused_as_claimed(invocation):
-            # a resend on the way (a proxy's retry) reached the function after the first
-            # delivery, which runs the session: its end is known from "closed"
-            return dataclasses.replace(
-                invocation,
-                response=None,
-                error=None,
-                completed=False,
-                details={
-                    **invocation.details,
-                    "unfinished": "the answer came from a second delivery of the event, refused"
-                    " because the first one runs it",
-                },
-            )
-        if invocation.completed and invocation.error is not None:
-            reading.limit_drain(_ENDED_DRAIN_SECONDS)
-        if invocation.completed:
-            reading.end()
-        return invocation
-
-    def _ask_to_stop(
+    def run_partitions(
         self,
+        *,
         context: Context,
-        reading: ReadingSession,
-        function: str,
-        cause: BaseException,
-    ) -> None:
-        """Write the cancel marker of `function`, which may still run as the step ends because
-        of `cause`, and say so in the step's log; a failure to is a warning, never raised."""
-        if isinstance(cause, (DagsterExecutionInterruptedError, KeyboardInterrupt)):
-            why = "the run was terminated"
-        else:
-            why = f"the step failed while {function} may still run"
-        if not self.forward_termination:
-            context.log.warning(
-                f"[pipes] {why}; {function} was not asked to stop (forward_termination=False)"
-            )
-            return
-        reason = why if not str(cause) else f"{why}: {str(cause)[:_REASON_MAX_CHARS]}"
+        event: Callable[[str], Mapping[str, Any] | None] | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        fail_fast: bool = False,
+        **run_kwargs: Any,
+    ) -> Iterator[PartitionEvent]:
+        """Invoke the function once per partition of the step, recording each partition as its
+        invocation completes; for `yield from` in a single-run backfill's asset.
+
+        Each function sees its own partition (`pipes.partition_key`, its key range and time
+        window). A completed partition is recorded as materialized with what its function
+        reported; a failed one is not recorded and does not stop the others. The asset must be
+        declared with `output_required=False`, so that Dagster does not also record every
+        partition of the run: see [Many invocations](behaviour.md#many-invocations-in-one-step).
+
+        Args:
+            context: The asset's execution context.
+            event: The event of a partition, from its key (default: an empty event).
+            max_concurrency: Invocations in flight at once, at most (default 10).
+            fail_fast: Start no more invocations after the first failure (default False).
+            **run_kwargs: The other keyword arguments of `run` (the function, `extras`, ...).
+
+        Yields:
+            Each partition's `AssetMaterialization` and `AssetCheckEvaluation`s, as it completes;
+            then one `AssetCheckResult` per check the step declares, which Dagster requires of
+            the step as a whole.
+
+        Raises:
+            DagsterInvalidDefinitionError: The asset is not partitioned, or its output is
+                required.
+            PipesFanOutError: A partition failed or was never started, naming the first ten.
+        """
+        target = self._fan_out_target(context, run_kwargs, "run_partitions", "event=<function>")
+        return run_partitions(
+            self,
+            context,
+            target,
+            event,
+            max_concurrency=max_concurrency,
+            fail_fast=fail_fast,
+            checked_event=checked_event,
+        )
+
+    def _target(self, context: Context, **run_kwargs: Any) -> FunctionTarget:
+        """The function `run` invokes with `run_kwargs` (its arguments but the context and the
+        event), and how; each client binds its own."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what it invokes")
+
+    def _fan_out_target(
+        self, context: Context, run_kwargs: dict[str, Any], method: str, instead: str
+    ) -> FunctionTarget:
+        if "event" in run_kwargs or "events" in run_kwargs:
+            given = "event" if "event" in run_kwargs else "events"
+            raise TypeError(f"{method} takes {instead}, not {given}=")
+        return self._target(context, **run_kwargs)
+
+    def _run_function(
+        self, *, context: Context, event: Mapping[str, Any] | None, target: FunctionTarget
+    ) -> PipesFunctionInvocation:
+        """Invoke `target` once inside a Pipes session and return when every message has been
+        read; a fire-and-forget invocation ends on its "closed" message, or fails after the
+        target's `wait_timeout`."""
+        checked = checked_event(event)
+        typed_event_stream_required(context)
+        context_data = build_external_execution_context_data(context, target.extras)
+        call = FunctionCall(self, context, target, checked, context_data)
+        call.open()
         try:
-            where = reading.request_cancel(reason, run_id=context.run.run_id)
-        except Exception as exc:  # the step's own error goes on; this one is only reported
-            context.log.warning(f"[pipes] {why}; could not ask {function} to stop: {exc}")
-            return
-        if where is None:
-            reader = type(self.message_reader).__name__
-            context.log.warning(f"[pipes] {why}; {reader} cannot ask {function} to stop")
-            return
-        context.log.warning(f"[pipes] {why}: asked {function} to stop (cancel marker at {where})")
+            invocation = call.invoke()
+            if not invocation.completed:
+                call.wait_for_closed()
+        except BaseException as exc:
+            call.abandon(exc)
+            raise
+        return call.close()
 
     def _injector_for(self, room: int) -> PipesContextInjector:
         """The context injector for one invocation: the event injector bounded to `room`."""
@@ -208,50 +197,6 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
         if not isinstance(injector, PipesEventContextInjector):
             return injector
         return injector.bounded(room, fallback=fallback_context_injector(self.message_reader))
-
-    @contextmanager
-    def _open_session(
-        self, context: Context, injector: PipesContextInjector, extras: Mapping[str, Any] | None
-    ) -> Iterator[tuple[PipesSession, ReadingSession]]:
-        """Dagster's `open_pipes_session`, without its closing warnings (this client knows
-        whether the function failed, timed out or never ran, and says so in the step failure
-        instead of guessing at the cause), and with the reader's handle on the session."""
-        if context.has_assets_def:
-            context.set_requires_typed_event_stream(error_message=_NOT_YIELDED)
-        context_data = build_external_execution_context_data(context, extras)
-        handler = PipesMessageHandler(context, self.message_reader)
-        with (
-            injector.inject_context(context_data) as injector_params,
-            read_session(self.message_reader, handler, step_log=context.log.warning) as reading,
-        ):
-            session = PipesSession(
-                context_data=context_data,
-                message_handler=handler,
-                context_injector_params=injector_params,
-                message_reader_params=reading.params,
-                context=context,
-            )
-            yield session, reading
-
-    def _wait_for_closed(
-        self,
-        session: PipesSession,
-        reading: ReadingSession,
-        invocation: FunctionInvocation,
-        timeout: float,
-    ) -> None:
-        """Until the "closed" message, the reading stops (it then says why), or `timeout`
-        seconds. `invocation.details["unfinished"]` says why its end is unknown."""
-        deadline = time.monotonic() + timeout
-        while not session.message_handler.received_closed_message:
-            if not reading.is_reading:
-                return
-            if time.monotonic() >= deadline:
-                why = invocation.details.get("unfinished", "it was invoked without waiting for it")
-                raise DagsterPipesExecutionError(
-                    f"{invocation.function} did not close Dagster Pipes within {timeout:g}s ({why})"
-                )
-            time.sleep(0.05)
 
 
 def refuse_beside_invoker(invoker: object | None, given: Mapping[str, object | None]) -> None:
@@ -266,51 +211,7 @@ def refuse_beside_invoker(invoker: object | None, given: Mapping[str, object | N
         )
 
 
-def _may_still_run(
-    session: PipesSession, invocation: FunctionInvocation | None, cause: BaseException
-) -> bool:
-    """Whether the function may still be running as the step ends because of `cause`: not once
-    it closed Pipes or its invocation completed; while an invoke was under way, if the run was
-    terminated (the request may have left) or the function had opened Pipes (an unknown end)."""
-    if session.message_handler.received_closed_message:
-        return False
-    if invocation is not None:
-        return not invocation.completed
-    if isinstance(cause, (DagsterExecutionInterruptedError, KeyboardInterrupt)):
-        return True
-    return session.message_handler.received_opened_message
-
-
-def _how_it_ended(invocation: FunctionInvocation, problem: PipesSessionError | None) -> str:
-    """The line after a platform's error saying how the run ended, or "" where nothing is known."""
-    chunks = problem.chunks_read if problem is not None else 0
-    arrived = f"{chunks} chunk(s) of messages arrived before it ended"
-    if invocation.ended == "timed_out":
-        return f"\nIt timed out: the platform ended it before it returned ({arrived})."
-    if invocation.ended == "crashed":
-        return f"\nIts process ended (it exited or was killed) before it returned ({arrived})."
-    if problem is None:
-        return ""
-    if problem.problem == "never_opened":
-        return "\nIt failed before it opened Dagster Pipes."
-    if problem.problem == "not_closed":
-        return (
-            f"\nIt ended without closing Dagster Pipes ({arrived}): it timed out or its process"
-            " died."
-        )
-    return f"\n{problem}"
-
-
-def _refused_as_claimed(invocation: FunctionInvocation) -> bool:
-    """Whether the function answered that another delivery of the event had claimed its session
-    (an HTTP platform's 409, or Lambda's returned result of that shape)."""
-    if invocation.error is not None:
-        return invocation.error.type == CLAIM_REFUSED
-    response = invocation.response
-    return isinstance(response, Mapping) and response.get("errorType") == CLAIM_REFUSED
-
-
-def _checked_event(event: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
+def checked_event(event: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
     """The event as a dict, and its size as JSON; raises naming what makes it unusable."""
     if event is not None and not isinstance(event, Mapping):
         raise DagsterPipesExecutionError(
@@ -326,38 +227,3 @@ def _checked_event(event: Mapping[str, Any] | None) -> tuple[dict[str, Any], int
     except (TypeError, ValueError) as exc:
         raise DagsterPipesExecutionError(f"the event is not JSON-serializable: {exc}") from exc
     return checked, size
-
-
-def _describe_failure(invocation: FunctionInvocation, problem: PipesSessionError | None) -> str:
-    """One account of a failed invocation: the remote error once, then the platform's details.
-
-    The function's own exception (from its "closed" message) comes first where it sent one;
-    otherwise the platform's error, with how the run ended: the platform's own verdict (a timeout,
-    a crash) where it gave one, else what the reader saw (the function failed before it opened
-    Pipes, or ended without closing it).
-    """
-    platform_error = invocation.error
-    if problem is not None and problem.remote_error is not None:
-        text = f"{invocation.function} failed: {problem.remote_error}"
-    elif platform_error is not None:
-        text = f"{invocation.function} failed: {platform_error}" + _how_it_ended(
-            invocation, problem
-        )
-    elif problem is not None:
-        text = f"{invocation.function}: {problem}"
-    else:
-        text = f"{invocation.function} failed"
-    status = invocation.details.get("status_code")
-    shown_platform_error = problem is None or problem.remote_error is None
-    already_said = (
-        shown_platform_error
-        and platform_error is not None
-        and platform_error.type == f"HTTP {status}"
-    )
-    if isinstance(status, int) and status >= 400 and not already_said:
-        text += f"\n(HTTP status {status})"
-    if invocation.request_id:
-        text += f"\n(request id {invocation.request_id})"
-    if invocation.log_tail and invocation.log_tail.strip():
-        text += f"\nEnd of the function's log:\n{invocation.log_tail[-_LOG_TAIL_CHARS:].rstrip()}"
-    return text

@@ -18,6 +18,7 @@ from dagster_pipes_cloud.adapters.wire import attribution_headers
 from dagster_pipes_cloud.orchestration.clients._attribution import run_attribution
 from dagster_pipes_cloud.orchestration.clients.base import (
     Context,
+    FunctionTarget,
     PipesFunctionClient,
     PipesFunctionInvocation,
     refuse_beside_invoker,
@@ -117,19 +118,33 @@ class PipesCloudFunctionClient(PipesFunctionClient):
                 sent one), never opened Pipes, or could not be invoked (throttled: caused by a
                 `ThrottledError`, for a `RetryPolicy`).
         """
+        return self._run_function(
+            context=context,
+            event=event,
+            target=self._target(
+                context, function_url=function_url, function_name=function_name, extras=extras
+            ),
+        )
+
+    def _target(  # type: ignore[override]
+        self,
+        context: Context,
+        *,
+        function_url: str | None = None,
+        function_name: str | None = None,
+        extras: Mapping[str, Any] | None = None,
+    ) -> FunctionTarget:
         try:
             url = self._invoker.resolve_url(function_url, function_name)
         except PipesCloudError as exc:
             raise DagsterPipesExecutionError(str(exc)) from exc
         headers = attribution_headers(run_attribution(context))
-        return self._run_function(
-            context=context,
-            extras=extras,
-            event=event,
-            request_limit=CLOUD_FUNCTIONS_REQUEST_LIMIT,
-            wait_timeout=CLOUD_FUNCTIONS_MAX_SECONDS,  # for a delivery answered by another
+        return FunctionTarget(
             function=url,
             invoke=lambda payload: self._invoker.invoke(url, payload, headers=headers),
+            request_limit=CLOUD_FUNCTIONS_REQUEST_LIMIT,
+            wait_timeout=CLOUD_FUNCTIONS_MAX_SECONDS,  # for a delivery answered by another
+            extras=extras,
             metadata=lambda invocation: (
                 {"gcp_execution_id": invocation.request_id} if invocation.request_id else {}
             ),

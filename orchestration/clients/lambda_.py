@@ -17,6 +17,7 @@ from dagster_pipes_cloud.adapters.lambda_ import (
 from dagster_pipes_cloud.orchestration.clients._attribution import run_attribution
 from dagster_pipes_cloud.orchestration.clients.base import (
     Context,
+    FunctionTarget,
     PipesFunctionClient,
     PipesFunctionInvocation,
 )
@@ -113,17 +114,33 @@ class PipesLambdaClient(PipesFunctionClient):
                 sent one), never opened Pipes, or could not be invoked (throttled: caused by a
                 `ThrottledError`, for a `RetryPolicy`).
         """
+        return self._run_function(
+            context=context,
+            event=event,
+            target=self._target(
+                context,
+                function_name=function_name,
+                extras=extras,
+                qualifier=qualifier,
+                invocation_type=invocation_type,
+            ),
+        )
+
+    def _target(  # type: ignore[override]
+        self,
+        context: Context,
+        *,
+        function_name: str,
+        extras: Mapping[str, Any] | None = None,
+        qualifier: str | None = None,
+        invocation_type: InvocationType = "RequestResponse",
+    ) -> FunctionTarget:
         if invocation_type not in REQUEST_LIMITS:
             raise ValueError(
                 f"invocation_type must be 'RequestResponse' or 'Event', got {invocation_type!r}"
             )
         client_context = attribution_client_context(run_attribution(context))
-        return self._run_function(
-            context=context,
-            extras=extras,
-            event=event,
-            request_limit=REQUEST_LIMITS[invocation_type],
-            wait_timeout=self.event_timeout,
+        return FunctionTarget(
             function=f"Lambda function {function_name!r}",
             invoke=lambda payload: self._invoker.invoke(
                 function_name,
@@ -133,6 +150,9 @@ class PipesLambdaClient(PipesFunctionClient):
                 client_context=client_context,
                 log_tail=True,
             ),
+            request_limit=REQUEST_LIMITS[invocation_type],
+            wait_timeout=self.event_timeout,
+            extras=extras,
             metadata=lambda invocation: (
                 {"aws_lambda_request_id": invocation.request_id} if invocation.request_id else {}
             ),

@@ -76,13 +76,6 @@ def kept_sessions_client(store: LocalBlobStore) -> InProcessClient:
     return InProcessClient(store, reader=reader)
 
 
-class QuickTimeoutClient(InProcessClient):
-    """Waits 1 s, not 10, for a fire-and-forget function's "closed" message."""
-
-    def _run_function(self, **kwargs: Any) -> Any:
-        return super()._run_function(**{**kwargs, "wait_timeout": 1.0})
-
-
 def test_a_terminated_run_asks_the_function_to_stop(tmp_path: Path) -> None:
     client = kept_sessions_client(local_store(tmp_path))
     fn = Loop(terminate=True)
@@ -102,7 +95,9 @@ def test_a_terminated_run_asks_the_function_to_stop(tmp_path: Path) -> None:
 
 def test_a_wait_that_timed_out_asks_the_function_to_stop(tmp_path: Path) -> None:
     store = local_store(tmp_path)
-    client = QuickTimeoutClient(store, reader=PipesChunkedMessageReader(store, cleanup=False))
+    client = InProcessClient(
+        store, reader=PipesChunkedMessageReader(store, cleanup=False), wait_timeout=1.0
+    )
     fn = Loop(terminate=False)
     result = run_asset(client, fn)
     fn.wait_stopped()

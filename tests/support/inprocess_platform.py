@@ -18,7 +18,11 @@ from dagster_pipes_cloud.external.invocation import UserFunction, run_invocation
 from dagster_pipes_cloud.external.loader import PipesBlobStoreContextLoader
 from dagster_pipes_cloud.external.writer import PipesChunkedMessageWriter
 from dagster_pipes_cloud.orchestration import PipesChunkedMessageReader, PipesFunctionClient
-from dagster_pipes_cloud.orchestration.clients.base import Context, PipesFunctionInvocation
+from dagster_pipes_cloud.orchestration.clients.base import (
+    Context,
+    FunctionTarget,
+    PipesFunctionInvocation,
+)
 
 
 def local_store(root: Path, bucket: str = "bucket") -> LocalBlobStore:
@@ -37,12 +41,14 @@ class InProcessClient(PipesFunctionClient):
         writer_interval: float = 0.05,
         max_chunk_bytes: int = 256 * 1024,
         request_limit: int = 6 * 1024 * 1024,
+        wait_timeout: float = 10,
     ) -> None:
         super().__init__(message_reader=reader or PipesChunkedMessageReader(store, interval=0.02))
         self.store_for_bucket: Callable[[str], BlobStore] = lambda bucket: store
         self.writer_interval = writer_interval
         self.max_chunk_bytes = max_chunk_bytes
         self.request_limit = request_limit
+        self.wait_timeout = wait_timeout
         self.invoked = 0
         self.last_event: Mapping[str, Any] | None = None
 
@@ -57,7 +63,17 @@ class InProcessClient(PipesFunctionClient):
     ) -> PipesFunctionInvocation:
         """Invoke `fn`; `fire_and_forget` runs it in a thread and returns at once (as Lambda's
         `Event` invocations do), so the session ends on its "closed" message."""
+        target = self._target(context, fn=fn, extras=extras, fire_and_forget=fire_and_forget)
+        return self._run_function(context=context, event=event, target=target)
 
+    def _target(  # type: ignore[override]
+        self,
+        context: Context,
+        *,
+        fn: UserFunction[Any],
+        extras: Mapping[str, Any] | None = None,
+        fire_and_forget: bool = False,
+    ) -> FunctionTarget:
         def invoke(payload: bytes) -> FunctionInvocation:
             if fire_and_forget:
                 threading.Thread(target=run, args=(payload,), daemon=True).start()
@@ -84,12 +100,10 @@ class InProcessClient(PipesFunctionClient):
                 return FunctionInvocation(function="in-process function", error=error)
             return FunctionInvocation(function="in-process function", response=result)
 
-        return self._run_function(
-            context=context,
-            extras=extras,
-            event=event,
-            request_limit=self.request_limit,
-            invoke=invoke,
-            wait_timeout=10,
+        return FunctionTarget(
             function="in-process function",
+            invoke=invoke,
+            request_limit=self.request_limit,
+            wait_timeout=self.wait_timeout,
+            extras=extras,
         )

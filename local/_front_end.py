@@ -5,7 +5,9 @@ instance's answer comes back unchanged. Where the instance cannot answer, the fr
 the platform's own front end does:
 - `lost`: the instance's process ended (it exited or was killed) with the request in it;
 - `timed_out`: the request ran past the platform's request timeout (only where one is given);
-- `unavailable`: no instance listened within `startup_timeout` seconds.
+- `unavailable`: no instance listened within `startup_timeout` seconds;
+- `throttled`: `capacity` requests were in the instances already and none left within
+  `queue_timeout` seconds (where a capacity is given).
 A request that finds no instance listening (it is being started again), or that an ending
 instance reset unread, waits for the next one, as a platform holds a request while it starts an
 instance and resends only what never reached one.
@@ -60,6 +62,8 @@ class PlatformAnswers:
     too_large: PlatformAnswer | None = None
     """The answer to a request declaring a body over `max_request_bytes`, sent unread."""
     max_request_bytes: int | None = None
+    throttled: PlatformAnswer | None = None
+    """The answer to a request that found every instance full past the front end's wait."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class FrontEnd:
 
     `answers` are the platform's own; `request_timeout` (seconds, None for none) bounds each
     request once sent to the instance; `startup_timeout` bounds the wait for an instance to listen.
+    `capacity` (None for no bound) is how many requests the instances take at once: one more waits
+    up to `queue_timeout` seconds for one of them to end, then gets `answers.throttled`.
     """
 
     def __init__(
@@ -83,11 +89,18 @@ class FrontEnd:
         *,
         request_timeout: float | None,
         startup_timeout: float,
+        capacity: int | None = None,
+        queue_timeout: float = 0.0,
     ) -> None:
+        if capacity is not None and answers.throttled is None:
+            raise ValueError("a front end with a capacity needs the platform's throttled answer")
         self.instance_port = instance_port
         self.answers = answers
         self.request_timeout = request_timeout
         self.startup_timeout = startup_timeout
+        self.capacity = capacity
+        self.queue_timeout = queue_timeout
+        self._slots = threading.BoundedSemaphore(capacity) if capacity is not None else None
         self._stopping = threading.Event()
         self._server: _FrontEndServer | None = None
 
@@ -110,6 +123,20 @@ class FrontEnd:
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+    def answer(
+        self, method: str, path: str, headers: list[tuple[str, str]], body: bytes
+    ) -> _Forwarded | PlatformAnswer:
+        """The instance's answer to one request once a slot is free, or the platform's own."""
+        if self._slots is None:
+            return self.forward(method, path, headers, body)
+        if not self._slots.acquire(timeout=self.queue_timeout):
+            assert self.answers.throttled is not None
+            return self.answers.throttled
+        try:
+            return self.forward(method, path, headers, body)
+        finally:
+            self._slots.release()
 
     def forward(
         self, method: str, path: str, headers: list[tuple[str, str]], body: bytes
@@ -208,7 +235,7 @@ class _FrontEndHandler(RequestHandler):
             self._send(too_large.status, list(too_large.headers), too_large.body)
             return
         body = self.read_body()
-        answer = self.server.front_end.forward(
+        answer = self.server.front_end.answer(
             self.command, self.path, list(self.headers.items()), body
         )
         if isinstance(answer, PlatformAnswer):

@@ -49,7 +49,9 @@ class SupervisedServer(LocalService):
     what its folder must hold before the first start (`_prepare`) and how a failed first start
     is reported (`_start_error`). `kind` names the host in log messages. The server's output goes
     to `log_path` (default: a file in the temporary folder, removed on `stop`); `startup_timeout`
-    bounds each start, and a request's wait for an instance.
+    bounds each start, and a request's wait for an instance. Where the platform's front end
+    bounds the requests its instances take at once (`capacity`), it holds one more for up to
+    `queue_timeout` seconds, then answers `platform_answers.throttled`.
     """
 
     kind: ClassVar[str] = "server"
@@ -62,10 +64,14 @@ class SupervisedServer(LocalService):
         startup_timeout: float,
         log_path: str | os.PathLike[str] | None,
         request_timeout: float | None = None,
+        capacity: int | None = None,
+        queue_timeout: float = 0.0,
     ) -> None:
         self.name = name
         self.startup_timeout = startup_timeout
         self.request_timeout = request_timeout
+        self.capacity = capacity
+        self.queue_timeout = queue_timeout
         self._given_log_path = Path(log_path) if log_path is not None else None
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -119,6 +125,8 @@ class SupervisedServer(LocalService):
             self.platform_answers,
             request_timeout=self.request_timeout,
             startup_timeout=self.startup_timeout,
+            capacity=self.capacity,
+            queue_timeout=self.queue_timeout,
         )
         try:
             self._front_end.start()

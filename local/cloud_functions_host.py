@@ -20,6 +20,8 @@ from dagster_pipes_cloud.local._throttle import checked_throttle_first
 
 DEFAULT_CONCURRENCY = 8
 """Requests one instance serves at once unless told otherwise (gunicorn threads)."""
+QUEUE_TIMEOUT = 60.0
+"""Seconds Cloud Run holds a request that finds every instance full before answering 429."""
 DEFAULT_TIMEOUT = 60 * 60.0
 """The request timeout unless told otherwise: the longest a 2nd gen HTTP function may have."""
 INSTANCE_LOST_TEXT = (
@@ -31,7 +33,11 @@ REQUEST_TIMEOUT_TEXT = "upstream request timeout"
 """Cloud Run's answer, with status 504, to a request that ran past the request timeout."""
 NO_INSTANCE_TEXT = "The request was aborted because there was no available instance."
 """Cloud Run's words, with status 500, when no instance could take a request."""
+THROTTLED_TEXT = "Rate exceeded."
+"""Cloud Run's answer, with status 429, to a request no instance may take (max instances all
+serving `concurrency` requests)."""
 _TEXT = (("Content-Type", "text/plain"),)
+_HTML = (("Content-Type", "text/html; charset=UTF-8"),)
 
 _TARGET = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)")
 # functions-framework loads a source file as its own module (named after the file); ours only
@@ -48,7 +54,7 @@ _refusals = FirstRefusals({count})
 
 def {function}(request):
     if _refusals.take():
-        return "Rate exceeded.", 429, {{"Content-Type": "text/html; charset=UTF-8"}}
+        return {text!r}, 429, {{"Content-Type": "text/html; charset=UTF-8"}}
     return _function(request)
 """
 
@@ -58,7 +64,9 @@ class LocalCloudFunctionHost(SupervisedServer):
 
     functions-framework's own server, warm and threaded, answers at `url` (at `/` and any path)
     behind a front end that answers for the instance as Cloud Run does: 503 when its process
-    ends, 504 past `timeout`, and a fresh instance after a crash. More:
+    ends, 504 past `timeout`, and a fresh instance after a crash. It takes `max_instances` x
+    `concurrency` requests at once; one more waits up to `queue_timeout` seconds for a free
+    slot, then gets Cloud Run's 429 "Rate exceeded.". More:
     [How it behaves](behaviour.md#localcloudfunctionhost).
 
     ```python
@@ -71,8 +79,11 @@ class LocalCloudFunctionHost(SupervisedServer):
         env: The function's environment on top of a clean base (no cloud credentials) and the
             variables Cloud Run functions set; its `PYTHONPATH` comes first. Default: none.
         name: The service's name, `K_SERVICE` (default: the function's name with `-` for `_`).
-        concurrency: Requests served at once by the one worker process (default 8; a function
-            deployed through the Cloud Functions API serves 1 at a time by default).
+        concurrency: Requests each instance serves at once (default 8; a function deployed
+            through the Cloud Functions API serves 1 at a time by default).
+        max_instances: Instances, worker processes of one server, serving at once (default 1).
+        queue_timeout: Seconds a request past `max_instances` x `concurrency` waits for a free
+            slot before the 429 (default 60, Cloud Run's; 0 refuses it at once).
         timeout: The function's request timeout in seconds, after which the request is answered
             504 while the function runs on (default 60 minutes, a 2nd gen function's).
         startup_timeout: Seconds each start of the server may take (default 30).
@@ -82,8 +93,9 @@ class LocalCloudFunctionHost(SupervisedServer):
             may take (429), without running the function (default 0).
 
     Raises:
-        ValueError: `target` is not `"package.module:function"`, or `concurrency` is below 1,
-            `timeout` not positive or `throttle_first` below 0.
+        ValueError: `target` is not `"package.module:function"`, or `concurrency` or
+            `max_instances` is below 1, `timeout` not positive, `queue_timeout` negative or
+            `throttle_first` below 0.
         MissingDependencyError: functions-framework (the `[local]` extra) is not installed.
     """
 
@@ -92,6 +104,7 @@ class LocalCloudFunctionHost(SupervisedServer):
         lost=PlatformAnswer(503, INSTANCE_LOST_TEXT.encode(), _TEXT),
         timed_out=PlatformAnswer(504, REQUEST_TIMEOUT_TEXT.encode(), _TEXT),
         unavailable=PlatformAnswer(500, NO_INSTANCE_TEXT.encode(), _TEXT),
+        throttled=PlatformAnswer(429, THROTTLED_TEXT.encode(), _HTML),
     )
 
     def __init__(
@@ -101,6 +114,8 @@ class LocalCloudFunctionHost(SupervisedServer):
         *,
         name: str | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
+        max_instances: int = 1,
+        queue_timeout: float = QUEUE_TIMEOUT,
         timeout: float = DEFAULT_TIMEOUT,
         startup_timeout: float = 30.0,
         log_path: str | os.PathLike[str] | None = None,
@@ -113,6 +128,10 @@ class LocalCloudFunctionHost(SupervisedServer):
             )
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if max_instances < 1:
+            raise ValueError(f"max_instances must be at least 1, got {max_instances}")
+        if queue_timeout < 0:
+            raise ValueError(f"queue_timeout must be 0 or more, got {queue_timeout}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         checked_throttle_first(throttle_first)
@@ -124,19 +143,25 @@ class LocalCloudFunctionHost(SupervisedServer):
             startup_timeout=startup_timeout,
             log_path=log_path,
             request_timeout=timeout,
+            capacity=max_instances * concurrency,
+            queue_timeout=queue_timeout,
         )
         self.target = target
         self.module: str = match["module"]
         self.function: str = match["function"]
         self.env = dict(env or {})
         self.concurrency = concurrency
+        self.max_instances = max_instances
         self.throttle_first = throttle_first
 
     def _prepare(self) -> None:
         source = f"from {self.module} import {self.function}\n"
         if self.throttle_first:
             source = _THROTTLING_SOURCE.format(
-                module=self.module, function=self.function, count=self.throttle_first
+                module=self.module,
+                function=self.function,
+                count=self.throttle_first,
+                text=THROTTLED_TEXT,
             )
         (self.folder / f"{_SOURCE_NAME}.py").write_text(source)
         (self.folder / "gcloud").mkdir()
@@ -169,7 +194,8 @@ class LocalCloudFunctionHost(SupervisedServer):
     def _function_env(self, port: int) -> dict[str, str]:
         """The platform's variables and `env` over them (see `function_env`), then the server's.
 
-        `PORT`, `WORKERS` and `THREADS` are the server's own: they win over `env`.
+        `PORT`, `WORKERS` (`max_instances`) and `THREADS` (`concurrency`) are the server's own:
+        they win over `env`.
         """
         platform_vars = {
             "K_SERVICE": self.name,
@@ -181,5 +207,11 @@ class LocalCloudFunctionHost(SupervisedServer):
             "PYTHONUNBUFFERED": "1",
         }
         env = function_env(platform_vars, self.env)
-        env.update({"PORT": str(port), "WORKERS": "1", "THREADS": str(self.concurrency)})
+        env.update(
+            {
+                "PORT": str(port),
+                "WORKERS": str(self.max_instances),
+                "THREADS": str(self.concurrency),
+            }
+        )
         return env

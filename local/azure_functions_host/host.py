@@ -24,6 +24,7 @@ from dagster_pipes_cloud.local._process import (
 )
 from dagster_pipes_cloud.local._supervised import SupervisedServer
 from dagster_pipes_cloud.local._throttle import checked_throttle_first
+from dagster_pipes_cloud.local.azure_functions_host.throttle import checked_limit
 
 DEFAULT_CONCURRENCY: int = min(32, (getattr(os, "process_cpu_count", os.cpu_count)() or 1) + 4)
 """Sync invocations one instance runs at once unless told otherwise: the Azure Python worker's
@@ -66,7 +67,9 @@ class LocalAzureFunctionHost(SupervisedServer):
     Each HTTP-triggered function answers at `url` + `/api/<route>` (`function_urls`), run as the
     Azure Python worker runs it: indexed first (a function the worker would refuse fails `start`),
     warm, in its thread pool, cut at the front end after `front_end_timeout`, and served again
-    after a crash. More: [How it behaves](behaviour.md#localazurefunctionhost).
+    after a crash. host.json's HTTP throttle applies: at most `maxConcurrentRequests` run at
+    once, and past `maxOutstandingRequests` (running and waiting) a request gets the host's 429.
+    More: [How it behaves](behaviour.md#localazurefunctionhost).
 
     ```python
     with AzuriteEmulator() as azurite:
@@ -92,10 +95,17 @@ class LocalAzureFunctionHost(SupervisedServer):
             removed on `stop`).
         throttle_first: Answer the first this many function requests as the host's HTTP
             throttle does (429), without running the function (default 0).
+        max_concurrent_requests: Function requests run at once, over host.json's
+            `extensions.http.maxConcurrentRequests` in the app's folder (default: the file's;
+            -1: no bound).
+        max_outstanding_requests: Function requests held at once, running and waiting, over
+            host.json's `extensions.http.maxOutstandingRequests` (default: the file's; -1: no
+            bound).
 
     Raises:
         ValueError: `target` is not `"package.module:app"`, or `concurrency` is below 1,
-            `front_end_timeout` not positive or `throttle_first` below 0.
+            `front_end_timeout` not positive, `throttle_first` below 0, or a request limit
+            neither -1 nor from 1.
         MissingDependencyError: azure-functions (the `[local]` extra) is not installed.
     """
 
@@ -122,6 +132,8 @@ class LocalAzureFunctionHost(SupervisedServer):
         startup_timeout: float = 30.0,
         log_path: str | os.PathLike[str] | None = None,
         throttle_first: int = 0,
+        max_concurrent_requests: int | None = None,
+        max_outstanding_requests: int | None = None,
     ) -> None:
         match = _TARGET.fullmatch(target)
         if match is None:
@@ -131,6 +143,8 @@ class LocalAzureFunctionHost(SupervisedServer):
         if front_end_timeout <= 0:
             raise ValueError(f"front_end_timeout must be positive, got {front_end_timeout}")
         checked_throttle_first(throttle_first)
+        checked_limit("max_concurrent_requests", max_concurrent_requests)
+        checked_limit("max_outstanding_requests", max_outstanding_requests)
         require_local_extra("LocalAzureFunctionHost (azure-functions)", ("azure.functions",))
         super().__init__(
             name or match["module"].rsplit(".", 1)[-1].replace("_", "-").lower(),
@@ -145,6 +159,10 @@ class LocalAzureFunctionHost(SupervisedServer):
         self.front_end_timeout = front_end_timeout
         self.function_key = function_key
         self.throttle_first = throttle_first
+        self.http_limits = {
+            "max_concurrent_requests": max_concurrent_requests,
+            "max_outstanding_requests": max_outstanding_requests,
+        }
         self._instance_id = secrets.token_hex(32)
 
     @property
@@ -171,6 +189,7 @@ class LocalAzureFunctionHost(SupervisedServer):
                     "function_key": self.function_key,
                     "route_prefix": ROUTE_PREFIX,
                     "throttle_first": self.throttle_first,
+                    "http_limits": self.http_limits,
                 }
             )
         )

@@ -15,13 +15,16 @@ invocation, the host's home page at `/` and 200 at `/admin/host/ping`. No `Serve
 nothing the platform would not send. Azure's front end ends a request its function has not
 answered within `front_end_timeout` seconds (230 on Azure) with a 500 and the App Service text
 below, while the function runs on to its end. With `throttle_first` in the settings, the first
-function requests are answered 429 (empty), as the host's HTTP throttle answers, and not run.
-Only the standard library and azure.functions.
+function requests are answered 429 (empty but for `X-FUNCTION-SCALEOUT: 1`), as the host's HTTP
+throttle answers, and not run.
+That throttle itself (see `throttle`) takes its limits from the settings, else from host.json in
+`AzureWebJobsScriptRoot`. Only the standard library and azure.functions.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -52,6 +55,13 @@ from dagster_pipes_cloud.local.azure_functions_host.invocation import (
     make_request,
 )
 from dagster_pipes_cloud.local.azure_functions_host.routes import RouteTable
+from dagster_pipes_cloud.local.azure_functions_host.throttle import (
+    SCALE_OUT_HEADER,
+    HttpLimits,
+    HttpThrottle,
+    checked_limit,
+    read_http_limits,
+)
 
 logger = logging.getLogger("azure_functions_host")
 
@@ -60,6 +70,8 @@ FRONT_END_TIMEOUT_TEXT = (
 )
 """The body of App Service's front end when it ends a request (status 500, text/html)."""
 FRONT_END_CUT = Answer(500, [("Content-Type", "text/html")], FRONT_END_TIMEOUT_TEXT.encode())
+THROTTLED = Answer(429, [SCALE_OUT_HEADER], b"")
+"""The host's HTTP throttle refusing a request (empty)."""
 _HOME_PAGE = Answer(
     200,
     [("Content-Type", "text/html")],
@@ -82,6 +94,7 @@ class FunctionAppServer(LocalHTTPServer):
         front_end_timeout: float,
         function_key: str | None,
         throttle_first: int = 0,
+        limits: HttpLimits | None = None,
     ) -> None:
         super().__init__(FunctionAppHandler, port)
         self.routes = routes
@@ -89,6 +102,7 @@ class FunctionAppServer(LocalHTTPServer):
         self.front_end_timeout = front_end_timeout
         self.function_key = function_key
         self.refusals = FirstRefusals(throttle_first)
+        self.throttle = HttpThrottle(limits or HttpLimits())
 
     def authorized(
         self, function: IndexedFunction, headers: dict[str, str], query: dict[str, str]
@@ -155,7 +169,26 @@ class FunctionAppHandler(RequestHandler):
             return bare(500)
         if self.server.refusals.take():
             logger.info("Functions.%s throttled on purpose (throttle_first): 429", function.name)
-            return bare(429)
+            return THROTTLED
+        with self.server.throttle.admitted() as taken:
+            if not taken:
+                logger.info(
+                    "Http request queue limit of %s has been exceeded: Functions.%s answered 429",
+                    self.server.throttle.limits.max_outstanding_requests,
+                    function.name,
+                )
+                return THROTTLED
+            return self._invoke(function, route_params, headers, query, body, received)
+
+    def _invoke(
+        self,
+        function: IndexedFunction,
+        route_params: dict[str, str],
+        headers: dict[str, str],
+        query: dict[str, str],
+        body: bytes,
+        received: float,
+    ) -> Answer:
         host = self.headers.get("Host") or f"{LOCALHOST}:{self.server.port}"
         request = make_request(
             self.command, f"http://{host}{self.path}", headers, query, route_params, body
@@ -240,6 +273,18 @@ def _routes(functions: list[IndexedFunction], prefix: str) -> RouteTable[Indexed
     return routes
 
 
+def _http_limits(settings: dict[str, Any]) -> HttpLimits:
+    """The HTTP throttle's limits: those the settings give (-1: none), the others from host.json
+    in the script root (`AzureWebJobsScriptRoot`)."""
+    root = os.environ.get("AzureWebJobsScriptRoot")  # noqa: SIM112 (the host's own spelling)
+    from_file = read_http_limits(Path(root)) if root else HttpLimits()
+    given = settings.get("http_limits") or {}
+    overrides = {
+        name: checked_limit(name, value) for name, value in given.items() if value is not None
+    }
+    return dataclasses.replace(from_file, **overrides)
+
+
 def _refuse(error: BaseException, refusal_file: str) -> int:
     """Report an app the worker would not load, in one line, and the exit code for it."""
     reason = f"{type(error).__name__}: {error}"
@@ -273,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         functions = index_app(app)
         routes = _routes(functions, settings["route_prefix"])
+        limits = _http_limits(settings)
     except Exception as error:
         return _refuse(error, args.refusal)
     invoker = Invoker(_thread_count() or DEFAULT_CONCURRENCY)
@@ -284,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             front_end_timeout=float(settings["front_end_timeout"]),
             function_key=settings.get("function_key"),
             throttle_first=int(settings.get("throttle_first") or 0),
+            limits=limits,
         )
     except OSError as error:  # "Address already in use": the host tries another port
         print(f"cannot listen on {LOCALHOST}:{args.port}: {error}", file=sys.stderr, flush=True)

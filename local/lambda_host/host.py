@@ -72,6 +72,9 @@ class LocalLambdaHost(LocalService):
             Lambda's timeout error (default 900, Lambda's maximum).
         init_timeout: Seconds to load the handler (default 30).
         concurrency: Workers per function at most, like a reserved concurrency (default 10).
+            Past it a synchronous invocation gets Lambda's 429 `TooManyRequestsException`
+            (`ReservedFunctionConcurrentInvocationLimitExceeded`), and an `Event` one is
+            accepted (202) and waits for a worker, as Lambda queues it and retries it itself.
         worker: "auto" (the default) runs awslambdaric where installed (Linux), else our stdlib
             worker speaking the same Runtime API; "builtin" forces ours, "awslambdaric" requires
             it.

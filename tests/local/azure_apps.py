@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+from held import hold as hold_until_released
 
 
 def _json(value: Any, status_code: int = 200) -> func.HttpResponse:
@@ -212,6 +213,18 @@ def alone(req: func.HttpRequest) -> func.HttpResponse:
     if entered:
         _inside.release()
     return _json({"alone": entered})
+
+
+# --- busy: invocations held at once, for the host's HTTP throttle --------------------------------
+
+busy = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+@busy.route(route="hold", methods=["POST"])
+def hold(req: func.HttpRequest) -> func.HttpResponse:
+    """Stay busy until the test releases it (see `held.hold`), for `{"folder", "tag"}`."""
+    body = req.get_json()
+    return _json({"pid": hold_until_released(body["folder"], body["tag"])})
 
 
 # --- apps the worker refuses, and one it accepts ---------------------------------------------

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import held
 from flask import Request
 
 INVOCATIONS = 0
@@ -92,3 +93,9 @@ def ends(request: Request) -> dict[str, int]:
     if ending:
         end_this_process(ending)
     return {"pid": os.getpid()}
+
+
+def hold(request: Request) -> dict[str, int]:
+    """Stay busy until the test releases it (see `held.hold`), for `{"folder", "tag"}`."""
+    event = request.get_json()
+    return {"pid": held.hold(event["folder"], event["tag"])}

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import held
+
 INVOCATIONS = 0
 
 
@@ -119,11 +121,5 @@ def gather(event: Any, context: Any) -> dict[str, Any]:
 
 
 def hold(event: Any, context: Any) -> int:
-    """Leave `<tag>.started` in `event["folder"]`, wait there for a `release` file (60 s at most),
-    return the pid."""
-    folder = Path(event["folder"])
-    (folder / f"{event['tag']}.started").touch()
-    deadline = time.monotonic() + 60
-    while not (folder / "release").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return os.getpid()
+    """Stay busy until the test releases it (see `held.hold`); return the pid."""
+    return held.hold(event["folder"], event["tag"])

@@ -8,6 +8,7 @@ PYTHONPATH (through `env`), so it imports them as `azure_apps`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -24,8 +25,10 @@ import requests
 from local.cli_imports import hide_module
 from local.cli_processes import running
 from local.process_endings import ENDINGS
+from support.throttling import refused_past
 
 from dagster_pipes_cloud.adapters import MissingDependencyError
+from dagster_pipes_cloud.adapters.azure_functions import AzureFunctionInvoker
 from dagster_pipes_cloud.local._process import ProcessStartError
 from dagster_pipes_cloud.local.azure_functions_host import (
     DEFAULT_CONCURRENCY,
@@ -301,6 +304,40 @@ def test_env_reaches_the_function_with_the_hosts_variables_and_no_credentials(
     assert seen["PYTHON_THREADPOOL_THREAD_COUNT"] == "3"
     assert seen["AzureWebJobsScriptRoot"] == APPS_DIR
     assert seen["PYTHONPATH"].split(os.pathsep)[0] == APPS_DIR
+
+
+def busy_app(folder: Path, http: dict[str, int]) -> dict[str, str]:
+    """The env of a `function_app.py` serving `azure_apps:busy` from `folder`, beside a host.json
+    with `http` as its `extensions.http`."""
+    folder.mkdir()
+    (folder / "function_app.py").write_text("from azure_apps import busy as app\n")
+    (folder / "host.json").write_text(json.dumps({"version": "2.0", "extensions": {"http": http}}))
+    return {"PYTHONPATH": os.pathsep.join([str(folder), APPS_DIR])}
+
+
+def refused_by_throttle(host: LocalAzureFunctionHost, capacity: int, folder: Path) -> str:
+    invoker = AzureFunctionInvoker(resend_attempts=0)
+    url = host.function_urls["hold"]
+    error = refused_past(
+        capacity, lambda event: invoker.invoke(url, json.dumps(event).encode()), folder
+    )
+    invoker.close()
+    return str(error)
+
+
+def test_a_request_past_host_jsons_outstanding_requests_gets_the_hosts_429(
+    tmp_path: Path,
+) -> None:
+    env = busy_app(tmp_path / "app", {"maxConcurrentRequests": 2, "maxOutstandingRequests": 2})
+    with LocalAzureFunctionHost("function_app:app", env) as host:
+        assert "HTTP 429" in refused_by_throttle(host, 2, tmp_path)
+
+
+def test_the_request_limits_given_win_over_host_json(tmp_path: Path) -> None:
+    env = busy_app(tmp_path / "app", {"maxConcurrentRequests": 5, "maxOutstandingRequests": 5})
+    limits = {"max_concurrent_requests": 1, "max_outstanding_requests": 1}
+    with LocalAzureFunctionHost("function_app:app", env, **limits) as host:
+        assert "HTTP 429" in refused_by_throttle(host, 1, tmp_path)
 
 
 def test_default_concurrency_is_the_workers_thread_pool_default() -> None:

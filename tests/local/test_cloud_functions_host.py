@@ -8,6 +8,7 @@ fallback (Flask's threaded server, used where gunicorn is not installed) is reac
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -21,12 +22,15 @@ import pytest
 import requests
 from local.cli_imports import hide_module
 from local.process_endings import ENDINGS
+from support.throttling import refused_past
 
 from dagster_pipes_cloud.adapters import MissingDependencyError
+from dagster_pipes_cloud.adapters.cloud_functions import CloudFunctionInvoker
 from dagster_pipes_cloud.local._process import ProcessStartError
 from dagster_pipes_cloud.local.cloud_functions_host import (
     INSTANCE_LOST_TEXT,
     REQUEST_TIMEOUT_TEXT,
+    THROTTLED_TEXT,
     LocalCloudFunctionHost,
 )
 
@@ -118,6 +122,20 @@ def test_two_requests_in_flight_are_served_at_once(server: str, tmp_path: Path) 
         results = list(pool.map(lambda _: post(host), range(2)))
     assert [result["met"] for result in results] == [True, True]
     assert results[0]["pid"] == results[1]["pid"]
+
+
+def test_a_request_past_the_instances_concurrency_gets_cloud_runs_429(
+    server: str, tmp_path: Path
+) -> None:
+    env = server_env(server, tmp_path)
+    target = "cloud_functions_targets:hold"
+    with LocalCloudFunctionHost(target, env, concurrency=2, queue_timeout=0) as host:
+        invoker = CloudFunctionInvoker(resend_attempts=0)
+        error = refused_past(
+            2, lambda event: invoker.invoke(host.url, json.dumps(event).encode()), tmp_path
+        )
+        invoker.close()
+    assert f"HTTP 429: {THROTTLED_TEXT}" in str(error)
 
 
 def test_concurrency_one_serves_one_request_at_a_time(tmp_path: Path) -> None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.config import Config
 from support.aws_testing import local_client
+from support.throttling import refused_past, wait_for
 
+from dagster_pipes_cloud.adapters.lambda_ import LambdaInvoker
 from dagster_pipes_cloud.local import LocalLambdaHost
 from dagster_pipes_cloud.local.lambda_host import WorkerKind
 
@@ -43,13 +44,6 @@ def lambda_client(host: LocalLambdaHost) -> LambdaClient:
 def payload(response: InvocationResponseTypeDef) -> Any:
     assert "FunctionError" not in response
     return json.loads(response["Payload"].read())
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting: {what}"
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module", params=["auto", "builtin"])
@@ -145,6 +139,18 @@ def test_a_synchronous_invoke_past_the_concurrency_is_throttled_and_an_event_wai
     assert error["Type"] == "User"
     assert not (tmp_path / "refused.started").exists()
     assert len(pids) == 2
+
+
+def test_the_invoker_sees_a_synchronous_invoke_past_the_concurrency_as_throttling(
+    tmp_path: Path,
+) -> None:
+    with LocalLambdaHost({"hold": "lambda_handlers.hold"}, env=HANDLERS_ENV, concurrency=2) as host:
+        invoker = LambdaInvoker(lambda_client(host), resend_attempts=0)
+        error = refused_past(
+            2, lambda event: invoker.invoke("hold", json.dumps(event).encode()), tmp_path
+        )
+    assert "'hold' throttled the invocation (TooManyRequestsException" in str(error)
+    assert "ReservedFunctionConcurrentInvocationLimitExceeded" in str(error)
 
 
 def test_a_response_over_6_mb_is_lambdas_response_size_error(client: LambdaClient) -> None:

@@ -33,10 +33,15 @@ CANCEL_MARKER = "cancel.json"
 
 Written by the orchestration side's reader, watched for by the function side's writer."""
 
-CLAIM_BLOB = "claim.json"
-"""The blob by which the first delivery of an invocation claims its session, created only if
-absent before the user's code runs, so a second delivery is refused. Dagster never reads it and
-its cleanup keeps it; the bucket's lifecycle rule ends it."""
+CLAIMS_FOLDER = "claims"
+"""The folder beside the sessions that holds their claims: the blob by which the first delivery
+of an invocation claims its session, created only if absent before the user's code runs, so a
+second delivery is refused. Dagster never reads it and its cleanup keeps it; the bucket's
+lifecycle rule ends it. Claims sit beside the sessions, not in them, so that a reader listing the
+sessions it reads does not list every claim the cleanups kept."""
+
+SESSIONS_KIND = "messages"
+"""How the name of every session a reader opens begins (`<key_prefix>/messages-<random>`)."""
 
 CLAIM_REFUSED = "PipesSessionClaimedError"
 """The `errorType` a function answers a delivery with whose session was claimed already: its
@@ -55,8 +60,10 @@ def cancel_key(session_prefix: str) -> str:
 
 
 def claim_key(session_prefix: str) -> str:
-    """The key of the claim blob of the session under `session_prefix`."""
-    return f"{session_prefix.rstrip('/')}/{CLAIM_BLOB}"
+    """The key of the claim of the session under `session_prefix`: `<base>/claims/<name>.json`
+    for the session `<base>/<name>`, `claims/<name>.json` for one at the bucket's root."""
+    base, _, name = session_prefix.strip("/").rpartition("/")
+    return f"{base}/{CLAIMS_FOLDER}/{name}.json" if base else f"{CLAIMS_FOLDER}/{name}.json"
 
 
 class Attribution(TypedDict, total=False):

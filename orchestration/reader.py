@@ -17,6 +17,7 @@ from dagster_pipes_cloud.adapters.wire import (
     BUCKET_PARAM,
     INCLUDE_STDIO_PARAM,
     SESSION_PREFIX_PARAM,
+    SESSIONS_KIND,
     cancel_key,
 )
 from dagster_pipes_cloud.orchestration._keys import new_session_prefix
@@ -60,8 +61,8 @@ class PipesChunkedMessageReader(PipesMessageReader):
 
     Each session gets `<key_prefix>/messages-<random>`; chunks are read by index, every one
     available per pass, and drained up to "closed" as soon as the invocation returns. One thread
-    polls every session the reader has open, and lists `key_prefix` once per pass where several
-    are due rather than reading each. The bucket
+    polls every session the reader has open, and lists the sessions under `key_prefix` once per
+    pass where several are due rather than reading each. The bucket
     is checked before the session opens, so a missing bucket or denied credentials fail first.
     Polling, draining and cleanup at length: [How it behaves](behaviour.md#reading-messages).
 
@@ -98,7 +99,8 @@ class PipesChunkedMessageReader(PipesMessageReader):
         self.include_stdio_in_messages = include_stdio_in_messages
         self.cleanup = cleanup
         base = (key_prefix or "").strip("/")
-        self._poller = SessionPoller(store, f"{base}/" if base else "")
+        sessions = f"{SESSIONS_KIND}-"  # the claims beside them are not listed
+        self._poller = SessionPoller(store, f"{base}/{sessions}" if base else sessions)
 
     @property
     def store(self) -> BlobStore:
@@ -155,7 +157,7 @@ class PipesChunkedMessageReader(PipesMessageReader):
             raise DagsterPipesExecutionError(f"cannot read Pipes messages: {exc}") from exc
         params = {
             BUCKET_PARAM: self._store.bucket,
-            SESSION_PREFIX_PARAM: new_session_prefix(self._key_prefix, "messages"),
+            SESSION_PREFIX_PARAM: new_session_prefix(self._key_prefix, SESSIONS_KIND),
             INCLUDE_STDIO_PARAM: self.include_stdio_in_messages,
         }
         session = ChunkedReadingSession(

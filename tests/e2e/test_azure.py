@@ -12,7 +12,7 @@ from support.dagster_testing import failure_text, logs_of, materialization_metad
 from support.faults import FaultProxy, azure_error
 
 from dagster_pipes_cloud.adapters.azure_functions import AzureFunctionInvoker
-from dagster_pipes_cloud.adapters.wire import CLAIM_BLOB
+from dagster_pipes_cloud.adapters.wire import CLAIMS_FOLDER
 from dagster_pipes_cloud.local import LocalAzureFunctionHost
 from dagster_pipes_cloud.orchestration import (
     PipesAzureBlobStorageMessageReader,
@@ -38,7 +38,7 @@ def session_messages(azure_stack: Any, prefix: str) -> list[dict[str, Any]]:
     container = azure_stack.blob_client().get_container_client(azure_stack.container)
     messages = []
     for blob in container.list_blobs(name_starts_with=prefix):
-        if blob.name.endswith(f"/{CLAIM_BLOB}"):
+        if f"{CLAIMS_FOLDER}/" in blob.name:
             continue  # the session's claim, no message
         text = container.download_blob(blob.name).readall().decode()
         messages.extend(json.loads(line) for line in text.split("\n") if line.strip())

@@ -12,7 +12,7 @@ from support.dagster_testing import failure_text, logs_of, materialization_metad
 from support.faults import FaultProxy
 
 from dagster_pipes_cloud.adapters.cloud_functions import CloudFunctionInvoker
-from dagster_pipes_cloud.adapters.wire import CLAIM_BLOB
+from dagster_pipes_cloud.adapters.wire import CLAIMS_FOLDER
 from dagster_pipes_cloud.local import LocalCloudFunctionHost
 from dagster_pipes_cloud.orchestration import (
     PipesCloudFunctionClient,
@@ -34,7 +34,7 @@ def session_messages(gcp_stack: Any, prefix: str) -> list[dict[str, Any]]:
     storage = gcp_stack.storage_client()
     messages = []
     for blob in storage.list_blobs(gcp_stack.bucket, prefix=prefix):
-        is_chunk = blob.name.endswith(".json") and not blob.name.endswith(f"/{CLAIM_BLOB}")
+        is_chunk = blob.name.endswith(".json") and f"{CLAIMS_FOLDER}/" not in blob.name
         if is_chunk and "/messages-" in blob.name:
             text = blob.download_as_bytes().decode()
             messages.extend(json.loads(line) for line in text.split("\n") if line.strip())

@@ -13,7 +13,7 @@ from e2e.http_platforms import Platform, azure, gcp
 from support.aws_testing import materialize_lambda
 from support.dagster_testing import failure_text
 
-from dagster_pipes_cloud.adapters.wire import claim_key
+from dagster_pipes_cloud.adapters.wire import CLAIMS_FOLDER, claim_key
 from dagster_pipes_cloud.orchestration import (
     PipesLambdaClient,
     PipesS3ContextInjector,
@@ -66,8 +66,9 @@ def test_only_the_claims_are_left_under_the_prefix_after_runs_with_cleanup(
         assert result.success, failure_text(result)
     keys = store.list(f"hygiene-{cloud}/")
     assert len(keys) == RUNS, keys
-    assert all(key.split("/")[1].startswith("messages-") for key in keys), "contexts deleted"
-    assert all(key == claim_key(key.rsplit("/", 1)[0]) for key in keys), keys
+    sessions = [f"hygiene-{cloud}/{key.split('/')[2].removesuffix('.json')}" for key in keys]
+    assert all(name.split("/")[1].startswith("messages-") for name in sessions), "contexts gone"
+    assert keys == [claim_key(session) for session in sessions], "each session's claim alone"
 
 
 @pytest.mark.parametrize("cloud", sorted(RUNNERS))
@@ -81,8 +82,10 @@ def test_without_cleanup_each_session_stays_under_the_prefix(
         result = run(False)
         assert result.success, failure_text(result)
     keys = store.list(f"{prefix}/")
-    sessions = {key.split("/")[1] for key in keys}
+    sessions = {key.split("/")[1] for key in keys if key.split("/")[1] != CLAIMS_FOLDER}
     assert len(sessions) == RUNS, keys
+    claims = [key for key in keys if key.split("/")[1] == CLAIMS_FOLDER]
+    assert sorted(claims) == sorted(claim_key(f"{prefix}/{name}") for name in sessions)
     assert all(session.startswith("messages-") for session in sessions), "contexts deleted"
     suffixes = {session.removeprefix("messages-") for session in sessions}
     assert all(len(suffix) == 32 for suffix in suffixes), "128 random bits a session"

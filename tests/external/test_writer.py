@@ -41,6 +41,12 @@ def log_message(i: int) -> PipesMessage:
 CLOSED: PipesMessage = {"__dagster_pipes_version": "0.1", "method": "closed", "params": {}}
 
 
+def session_keys(store: LocalBlobStore, prefix: str) -> list[str]:
+    """The keys of the session under `prefix`, and its claim where there is one."""
+    claim = [claim_key(prefix)] if store.get(claim_key(prefix)) is not None else []
+    return sorted(store.list(f"{prefix}/") + claim)
+
+
 def read_chunks(store: LocalBlobStore, prefix: str) -> list[list[dict[str, object]]]:
     """Chunks by index from 1 until one is missing; asserts nothing lies past the gap, and
     that the session was claimed."""
@@ -49,7 +55,7 @@ def read_chunks(store: LocalBlobStore, prefix: str) -> list[list[dict[str, objec
     while (body := store.get(f"{prefix}/{index}.json")) is not None:
         chunks.append([json.loads(line) for line in body.decode().split("\n")])
         index += 1
-    keys = store.list(prefix)
+    keys = session_keys(store, prefix)
     assert claim_key(prefix) in keys, "the session was claimed"
     assert len(keys) == len(chunks) + 1, "a chunk index was skipped"
     return chunks
@@ -151,7 +157,7 @@ def test_a_chunk_that_cannot_be_written_raises_at_close_naming_it(tmp_path: Path
         writer.open({"bucket": "bucket", "key_prefix": "p"}) as channel,
     ):
         channel.write_message(log_message(0))
-    assert store.list("p") == [claim_key("p")]
+    assert session_keys(store, "p") == [claim_key("p")]
 
 
 @pytest.mark.parametrize(
@@ -168,14 +174,14 @@ def test_a_claim_that_cannot_be_written_fails_the_open_naming_it(
     ran = False
     with (
         pytest.raises(
-            PipesCloudError, match=rf"claim the Pipes session at .*p/claim\.json.*{error}"
+            PipesCloudError, match=rf"claim the Pipes session at .*claims/p\.json.*{error}"
         ),
         writer.open({"bucket": "bucket", "key_prefix": "p"}),
     ):
         ran = True
     assert not ran
     assert list(store.attempts) == [claim_key("p")]
-    assert store.list("p") == []
+    assert session_keys(store, "p") == []
 
 
 def test_a_denied_upload_is_not_retried(tmp_path: Path) -> None:
@@ -315,7 +321,7 @@ def write_a_session(store: LocalBlobStore, params: dict[str, str]) -> dict[str, 
         channel.write_message(opened_message(first))
         channel.write_message(log_message(0))
         channel.write_message(CLOSED)
-    return {key: store.get(key) for key in store.list(params["key_prefix"])}
+    return {key: store.get(key) for key in session_keys(store, params["key_prefix"])}
 
 
 @pytest.mark.parametrize("cleaned_up", [False, True], ids=["kept", "cleaned-up"])
@@ -330,7 +336,7 @@ def test_a_second_writer_of_a_session_is_refused_when_it_opens(
     written = write_a_session(store, params)
     if cleaned_up:
         store.delete([key for key in written if key != claim_key("p")])
-    left = {key: store.get(key) for key in store.list("p")}
+    left = {key: store.get(key) for key in session_keys(store, "p")}
     second = PipesChunkedMessageWriter(lambda b: store, interval=0.01)
     ran = False
     with (
@@ -339,7 +345,7 @@ def test_a_second_writer_of_a_session_is_refused_when_it_opens(
     ):
         ran = True
     assert not ran
-    assert {key: store.get(key) for key in store.list("p")} == left
+    assert {key: store.get(key) for key in session_keys(store, "p")} == left
 
 
 def test_a_session_whose_claim_is_gone_is_still_not_overwritten(tmp_path: Path) -> None:
@@ -350,7 +356,7 @@ def test_a_session_whose_claim_is_gone_is_still_not_overwritten(tmp_path: Path) 
     params = {"bucket": "bucket", "key_prefix": "p"}
     write_a_session(store, params)
     store.delete([claim_key("p")])
-    written = {key: store.get(key) for key in store.list("p")}
+    written = {key: store.get(key) for key in session_keys(store, "p")}
     second = PipesChunkedMessageWriter(lambda b: store, interval=0.01)
     with (
         pytest.raises(PipesSessionConflictError, match=r"p/1\.json was written by another"),
@@ -359,7 +365,7 @@ def test_a_session_whose_claim_is_gone_is_still_not_overwritten(tmp_path: Path) 
         channel.write_message(opened_message(second))  # the same event, delivered again
         with pytest.raises(PipesSessionConflictError):
             write_until_refused(channel)
-    assert {key: store.get(key) for key in store.list("p")} == {
+    assert {key: store.get(key) for key in session_keys(store, "p")} == {
         **written,
         claim_key("p"): store.get(claim_key("p")),
     }

@@ -23,7 +23,7 @@ from support.azure_testing import (
 from support.dagster_testing import failure_text, logs_of, materialization_metadata
 from support.faults import FaultProxy, azure_error
 
-from dagster_pipes_cloud.adapters.wire import CLAIM_BLOB
+from dagster_pipes_cloud.adapters.wire import CLAIMS_FOLDER
 from dagster_pipes_cloud.local.azurite import ACCOUNT_KEY, AzuriteEmulator
 from dagster_pipes_cloud.orchestration.azure_blob import (
     PipesAzureBlobStorageContextInjector,
@@ -96,7 +96,7 @@ def test_every_message_once_in_order_through_server_busy_on_both_sides(
     assert result.responses == ["azure"]
 
     names = list(azure_blob_client.get_container_client(container).list_blob_names())
-    claims = [name for name in names if name.endswith(f"/{CLAIM_BLOB}")]
+    claims = [name for name in names if f"{CLAIMS_FOLDER}/" in name]
     assert len(claims) == 1, "the session was claimed once, through the faults"
     chunks = [
         int(name.rsplit("/", 1)[1].removesuffix(".json")) for name in names if name not in claims

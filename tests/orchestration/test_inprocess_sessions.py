@@ -26,7 +26,7 @@ from support.dagster_testing import (
 from support.inprocess_platform import InProcessClient, local_store
 
 from dagster_pipes_cloud.adapters import AccessDeniedError, LocalBlobStore, TransientError
-from dagster_pipes_cloud.adapters.wire import CLAIM_BLOB
+from dagster_pipes_cloud.adapters.wire import CLAIMS_FOLDER
 from dagster_pipes_cloud.orchestration import (
     PipesBlobStoreContextInjector,
     PipesChunkedMessageReader,
@@ -344,7 +344,7 @@ def test_cleanup_deletes_what_was_read_to_the_end_and_keeps_the_rest(tmp_path: P
     failed = run_asset(client, raising)
     assert "ValueError: the function's own error" in failure_text(failed)
     left = store.list("runs/")
-    assert len(left) == 4 and all(key.endswith(f"/{CLAIM_BLOB}") for key in left), (
+    assert len(left) == 4 and all(f"{CLAIMS_FOLDER}/" in key for key in left), (
         "read to its closed message: deleted, error or not, but for each session's claim"
     )
 
@@ -397,7 +397,7 @@ def test_a_short_function_costs_a_claim_one_chunk_one_read_and_one_delete(tmp_pa
     # read when the invocation returned; the cleanup, which keeps the claim
     assert store.calls == ["check", "create", "create", "get", "delete"]
     [claim] = store.store.list("")
-    assert claim.endswith(f"/{CLAIM_BLOB}")
+    assert f"{CLAIMS_FOLDER}/" in claim
 
 
 def test_a_failed_cleanup_is_a_warning_not_a_failure(tmp_path: Path) -> None:

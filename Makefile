@@ -12,7 +12,7 @@ CLOUD ?= all
 PACKAGE_DIRS := $(shell find adapters external orchestration components local examples -type d -not -name __pycache__)
 STRICT_EDITABLE := -e . --config-settings editable_mode=strict
 
-.PHONY: demo test lint typecheck docs pytest bench clean lock .checkov
+.PHONY: demo test lint typecheck docs pytest bench clean lock dist .checkov
 
 # Every Python package of the environment, pinned: refreshed on purpose with `make lock`.
 CONSTRAINTS := constraints.txt
@@ -76,6 +76,14 @@ typecheck: $(VENV)/.linked
 # a docstring mkdocstrings cannot read fails the build.
 docs: $(VENV)/.linked
 	$(BIN)/mkdocs build --strict --quiet
+
+# The sdist, and the wheel built from it, in dist/, checked as an index checks an upload (the
+# metadata, the README as PyPI renders it). Built with the pinned setuptools, offline; the
+# tests build and install them too (tests/test_distribution.py).
+dist: $(VENV)/.linked
+	rm -f dist/dagster_pipes_cloud-*
+	$(BIN)/python -m build --no-isolation --quiet --outdir dist .
+	$(BIN)/twine check --strict dist/dagster_pipes_cloud-*
 
 $(CHECKOV): $(CHECKOV_CONSTRAINTS)
 	$(PYTHON) -m venv .checkov

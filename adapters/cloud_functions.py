@@ -196,7 +196,7 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
         return self._default_functions_client.get()
 
     def _new_functions_client(self) -> Any:
-        functions_v2 = require("google.cloud.functions_v2", self.extra)
+        functions_v2 = require("google.cloud.functions_v2", "gcp-dagster")
         return self._google_call(functions_v2.FunctionServiceClient, "the Cloud Functions API")
 
     def _look_up_url(self, function_name: str) -> str:

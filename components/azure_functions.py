@@ -26,12 +26,27 @@ from dagster_pipes_cloud.orchestration import (
 DEFAULT_KEY_VARIABLE = "AZURE_FUNCTIONS_KEY"
 LOCAL_ORIGIN = "http://127.0.0.1:7071"
 """Azure Functions Core Tools' default local address."""
+HOST_JSON = """\
+{
+  "version": "2.0",
+  "extensionBundle": {
+    "id": "Microsoft.Azure.Functions.ExtensionBundle",
+    "version": "[4.*, 5.0.0)"
+  }
+}
+"""
+"""The function app's host.json: the Functions runtime 2.0 schema, and the extension bundle
+Azure's own templates name."""
 
 
 class AzureFunctionScaffolder(FunctionScaffolder):
     platform, cloud, file_name, decorator = "Azure", "azure", "function_app.py", "azure_function"
     imports = "import azure.functions as func\n"
     preamble = "\napp = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)\n"
+    requirements = "# function_app.py imports it; the Python worker provides it.\nazure-functions\n"
+
+    def function_files(self, name: str, module: str) -> dict[str, str]:
+        return {**super().function_files(name, module), "host.json": HOST_JSON}
 
     def attributes(self, name: str) -> dict[str, Any]:
         route = f"{LOCAL_ORIGIN}/api/{identifier(name)}"

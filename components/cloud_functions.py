@@ -28,6 +28,10 @@ LOCAL_URL = "http://127.0.0.1:8080"
 class CloudFunctionScaffolder(FunctionScaffolder):
     platform, cloud, file_name, decorator = "Cloud Functions", "gcp", "main.py", "cloud_function"
     imports = "import functions_framework\n"
+    requirements = (
+        "# main.py imports it; the platform provides it, and Google asks that it be listed.\n"
+        "functions-framework==3.*\n"
+    )
 
     def attributes(self, name: str) -> dict[str, Any]:
         return {

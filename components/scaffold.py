@@ -8,6 +8,7 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
+import click
 import dagster as dg
 from dagster.components.component_scaffolding import scaffold_component
 
@@ -43,12 +44,24 @@ def {function}(pipes: PipesContext, payload: dict[str, Any]) -> dict[str, Any]:
 '''
 """The scaffolded function: it reports the asset's metadata and its check, and returns a total."""
 
+REQUIREMENTS_FILE = """\
+# What the function installs: `dagster-pipes-cloud package --cloud {cloud}` makes this line the
+# installed library's wheel and its [{cloud}] extra's requirements.
+dagster-pipes-cloud[{cloud}]
+{platform_lines}"""
+"""The scaffolded requirements.txt: the library's function-side extra, then the platform's."""
+
+
+class ScaffoldError(click.ClickException):
+    """A scaffold request that cannot be met: `dg` prints its message as one line and exits 1."""
+
 
 class FunctionScaffolder(dg.Scaffolder[Any]):
     """Writes defs.yaml (`attributes`) and `function/<file_name>`, whose entrypoint `decorator`
     wraps; the folder's name names the asset, the function and the environment variables read.
     A platform says the rest of its function file: `imports` above dagster_pipes', a `preamble`
-    after them, a `route` decorator above ours, and the module's `entrypoint` attribute."""
+    after them, a `route` decorator above ours, and the module's `entrypoint` attribute; and of
+    its folder: the `requirements` lines after the library's, and any other `function_files`."""
 
     platform: str
     cloud: str
@@ -56,6 +69,7 @@ class FunctionScaffolder(dg.Scaffolder[Any]):
     decorator: str
     imports: str = ""
     preamble: str = ""
+    requirements: str = ""
 
     @abstractmethod
     def attributes(self, name: str) -> dict[str, Any]:
@@ -87,12 +101,25 @@ class FunctionScaffolder(dg.Scaffolder[Any]):
             function=function,
         )
 
+    def function_files(self, name: str, module: str) -> dict[str, str]:
+        """The function folder's files by name: the function file and requirements.txt, so the
+        folder packages as it is (`dagster-pipes-cloud package --source`)."""
+        return {
+            self.file_name: self.function_source(name, module),
+            "requirements.txt": REQUIREMENTS_FILE.format(
+                cloud=self.cloud, platform_lines=self.requirements
+            ),
+        }
+
     def scaffold(self, request: dg.ScaffoldRequest[Any]) -> None:
         name = request.target_path.name
         module = f"{_module_of(request.target_path, request.project_root)}.function"
         if not all(part.isidentifier() for part in module.split(".")):
-            # the platform's host imports the function file by this dotted path
-            raise ValueError(
+            # the platform's host imports the function file by this dotted path; the folder dg
+            # made for this request goes, so that the same command with a good name works
+            if request.target_path.is_dir() and not any(request.target_path.iterdir()):
+                request.target_path.rmdir()
+            raise ScaffoldError(
                 f"cannot scaffold {self.platform} function code under {module!r}: each folder"
                 f" of a function's module path must be a Python identifier; name the folder"
                 f" {identifier(name)!r} instead of {name!r}"
@@ -114,7 +141,8 @@ class FunctionScaffolder(dg.Scaffolder[Any]):
             return
         folder = request.target_path / "function"
         folder.mkdir(exist_ok=True)
-        (folder / self.file_name).write_text(self.function_source(name, module))
+        for file_name, text in self.function_files(name, module).items():
+            (folder / file_name).write_text(text)
 
 
 def identifier(name: str) -> str:

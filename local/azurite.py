@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +35,11 @@ ACCOUNT_KEY = (
 )
 """Azurite's well-known development account and key (published by Microsoft; not a secret)."""
 
-_REPO_AZURITE = Path(__file__).resolve().parent.parent / "node_modules" / ".bin" / "azurite-blob"
+INSTALL_LINE = f"npm install azurite@{AZURITE_VERSION}"
+"""How the README and the errors name the pinned version."""
+
+_LOCAL_BIN = Path("node_modules") / ".bin" / "azurite-blob"
+_REPO_AZURITE = Path(__file__).resolve().parent.parent / _LOCAL_BIN
 _LISTENING = "successfully listens on"
 
 
@@ -47,35 +52,61 @@ def connection_string(blob_endpoint: str, account_key: str = ACCOUNT_KEY) -> str
     )
 
 
-def find_azurite_blob() -> str:
-    """The `azurite-blob` to run: `$AZURITE_BLOB`, else this repository's own
-    `node_modules/.bin/azurite-blob` (`npm ci` at its root), else one on PATH.
+def azurite_blob_command() -> list[str]:
+    """The command that runs Azurite's blob service, from the first place it is found:
 
-    Raises `MissingDependencyError` with the install line when there is none, or when Node.js,
-    which runs it, is not on PATH.
+    1. `$AZURITE_BLOB`, an executable's path (or name on PATH);
+    2. `node_modules/.bin/azurite-blob` in the current folder or its nearest parent that has one
+       (`npm install azurite` in a project);
+    3. this repository's own (`npm ci` at the root of a clone);
+    4. `azurite-blob` on PATH (`npm install -g azurite`);
+    5. `npx --no-install` where npx has it without downloading (npm's cache).
+
+    Raises:
+        MissingDependencyError: None was found, or Node.js, which runs it, is not on PATH; the
+            message has the install line.
     """
     given = os.environ.get(AZURITE_BLOB_ENV, "").strip()
     if given:
         found = shutil.which(given)
         if found is None:
             raise MissingDependencyError(f"{AZURITE_BLOB_ENV}={given!r} is not an executable")
-        return found
-    found = (
-        str(_REPO_AZURITE) if os.access(_REPO_AZURITE, os.X_OK) else shutil.which("azurite-blob")
-    )
-    install = f"npm install -g azurite@{AZURITE_VERSION}"
+        return [found]
+    installed = [folder / _LOCAL_BIN for folder in (Path.cwd(), *Path.cwd().parents)]
+    local = next((path for path in [*installed, _REPO_AZURITE] if os.access(path, os.X_OK)), None)
+    found = str(local) if local is not None else shutil.which("azurite-blob")
     if shutil.which("node") is None:
         raise MissingDependencyError(
             "Azurite (the local Azure Blob Storage emulator) runs on Node.js, which is not on"
-            f" PATH: install Node.js 18 or newer, then run: {install}"
+            f" PATH: install Node.js 18 or newer, then run: {INSTALL_LINE}"
         )
-    if found is None:
+    if found is not None:
+        return [found]
+    npx = _npx_command()
+    if npx is None:
         raise MissingDependencyError(
-            "Azurite (the local Azure Blob Storage emulator) is not installed; run:"
-            f" {install} (Node.js 18 or newer), or `npm ci` at the root of a clone of this"
-            f" repository, or set {AZURITE_BLOB_ENV} to an azurite-blob executable"
+            "Azurite (the local Azure Blob Storage emulator) is not installed: it was looked for"
+            " in node_modules/.bin here and in the parent folders, on PATH and with npx; run"
+            f" {INSTALL_LINE} in your project (or npm install -g azurite@{AZURITE_VERSION}),"
+            f" or set {AZURITE_BLOB_ENV} to an azurite-blob executable"
         )
-    return found
+    return npx
+
+
+def _npx_command() -> list[str] | None:
+    """`npx` running the `azurite` package's `azurite-blob` where npx has it already (no
+    download, no registry), else None."""
+    npx = shutil.which("npx")
+    if npx is None:
+        return None
+    command = [npx, "--no-install", "--offline", "--package", "azurite", "azurite-blob"]
+    try:
+        probe = subprocess.run(
+            [*command, "--version"], capture_output=True, timeout=60, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return command if probe.returncode == 0 else None
 
 
 class AzuriteEmulator(LocalEmulator):
@@ -90,7 +121,7 @@ class AzuriteEmulator(LocalEmulator):
         startup_timeout: Seconds to wait for it to listen (default 30).
 
     Raises:
-        MissingDependencyError: Node.js or Azurite is missing (see `find_azurite_blob`); the
+        MissingDependencyError: Node.js or Azurite is missing (see `azurite_blob_command`); the
             message has the line to run.
     """
 
@@ -99,7 +130,7 @@ class AzuriteEmulator(LocalEmulator):
     account_key = ACCOUNT_KEY
 
     def __init__(self, *, port: int | None = None, startup_timeout: float = 30.0) -> None:
-        self._executable = find_azurite_blob()
+        self._executable = azurite_blob_command()
         super().__init__(port=port, startup_timeout=startup_timeout)
         self._workspace: str | None = None
 
@@ -161,7 +192,7 @@ class AzuriteEmulator(LocalEmulator):
 
     def _command(self, port: int) -> list[str]:
         return [
-            self._executable,
+            *self._executable,
             "--blobHost",
             LOCALHOST,
             "--blobPort",

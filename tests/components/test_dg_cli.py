@@ -1,5 +1,6 @@
 """The `dg` CLI in a project made in a temporary folder, with this package installed: it lists
-the components, scaffolds one that `dg check defs` accepts, and names a wrong attribute."""
+the components, scaffolds one that `dg check defs` accepts and whose function folder
+`dagster-pipes-cloud package` takes as it is, and names a wrong attribute or folder name."""
 
 from __future__ import annotations
 
@@ -103,9 +104,46 @@ def test_a_scaffolded_component_passes_dg_check_defs_and_a_wrong_one_names_its_a
     assert "'function_name' is a required property" in output
 
 
-def test_a_folder_name_python_cannot_import_is_refused_naming_the_fix(project: Path) -> None:
-    refused = dg(project, "scaffold", "defs", COMPONENTS[0], "daily-totals")
-    output = refused.stdout + refused.stderr
-    assert refused.returncode != 0
-    assert "name the folder 'daily_totals' instead of 'daily-totals'" in output
-    assert not (project / "src" / "pipes_project" / "defs" / "daily-totals" / "function").exists()
+def test_a_folder_name_python_cannot_import_is_refused_in_one_line_leaving_nothing(
+    project: Path,
+) -> None:
+    defs = project / "src" / "pipes_project" / "defs"
+    for _ in range(2):  # the same again: refused for its name, not because a folder is left
+        refused = dg(project, "scaffold", "defs", COMPONENTS[0], "daily-totals")
+        assert refused.returncode == 1
+        assert refused.stderr.strip().splitlines() == [
+            "Error: cannot scaffold AWS Lambda function code under"
+            " 'pipes_project.defs.daily-totals.function': each folder of a function's module"
+            " path must be a Python identifier; name the folder 'daily_totals' instead of"
+            " 'daily-totals'"
+        ]
+        assert not (defs / "daily-totals").exists()
+
+
+@pytest.mark.parametrize(
+    ("cloud", "component", "files"),
+    [
+        ("aws", COMPONENTS[0], {"handler.py", "requirements.txt"}),
+        ("gcp", COMPONENTS[1], {"main.py", "requirements.txt"}),
+        ("azure", COMPONENTS[2], {"function_app.py", "host.json", "requirements.txt"}),
+    ],
+    ids=["aws", "gcp", "azure"],
+)
+def test_a_scaffolded_function_folder_packages_as_it_is(
+    project: Path, tmp_path: Path, cloud: str, component: str, files: set[str]
+) -> None:
+    name = f"{cloud}_totals"
+    scaffolded = dg(project, "scaffold", "defs", component, name)
+    assert scaffolded.returncode == 0, scaffolded.stderr
+    folder = project / "src" / "pipes_project" / "defs" / name / "function"
+    assert {path.name for path in folder.iterdir()} == files
+    assert f"dagster-pipes-cloud[{cloud}]\n" in (folder / "requirements.txt").read_text()
+    package = [str(DG.with_name("dagster-pipes-cloud")), "package", "--cloud", cloud]
+    packaged = subprocess.run(
+        [*package, "--source", str(folder), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert packaged.returncode == 0, packaged.stderr
+    assert packaged.stderr == ""  # no note: nothing missing, nothing added

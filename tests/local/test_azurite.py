@@ -129,15 +129,76 @@ def test_azurite_blob_names_the_executable_to_run(
     assert marker.exists()
 
 
-def test_no_azurite_gives_the_install_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    node = tmp_path / "node"
-    node.write_text("#!/bin/sh\n")
-    node.chmod(0o755)
+def executable(path: Path, body: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\n{body}")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No Azurite anywhere: a folder outside any project as the current one, a PATH with only
+    `node`, no repository install, no AZURITE_BLOB. Returns the PATH folder."""
+    bin_folder = tmp_path / "bin"
+    executable(bin_folder / "node")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     monkeypatch.setattr(azurite_module, "_REPO_AZURITE", tmp_path / "no-node-modules")
     monkeypatch.delenv("AZURITE_BLOB", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))  # a node, but no azurite-blob
-    with pytest.raises(MissingDependencyError, match=f"npm install -g azurite@{AZURITE_VERSION}"):
+    monkeypatch.setenv("PATH", str(bin_folder))
+    return bin_folder
+
+
+def test_a_project_s_node_modules_is_found_from_a_folder_below_it(
+    tmp_path: Path, nowhere: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    installed = executable(project / "node_modules" / ".bin" / "azurite-blob")
+    executable(nowhere / "azurite-blob")  # a global one: the project's comes first
+    (project / "src" / "defs").mkdir(parents=True)
+    monkeypatch.chdir(project / "src" / "defs")
+    assert azurite_module.azurite_blob_command() == [str(installed)]
+    monkeypatch.chdir(project)
+    assert azurite_module.azurite_blob_command() == [str(installed)]
+
+
+def test_azurite_blob_comes_first_and_path_before_npx(
+    tmp_path: Path, nowhere: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executable(nowhere / "npx", "exit 0\n")
+    on_path = executable(nowhere / "azurite-blob")
+    assert azurite_module.azurite_blob_command() == [str(on_path)]
+    given = executable(tmp_path / "mine" / "azurite-blob")
+    executable(tmp_path / "elsewhere" / "node_modules" / ".bin" / "azurite-blob")
+    monkeypatch.setenv("AZURITE_BLOB", str(given))
+    assert azurite_module.azurite_blob_command() == [str(given)]
+
+
+def test_npx_runs_it_from_npm_s_cache_without_downloading(tmp_path: Path, nowhere: Path) -> None:
+    asked = tmp_path / "asked"
+    npx = executable(nowhere / "npx", f'echo "$@" >> "{asked}"\necho {AZURITE_VERSION}\n')
+    command = azurite_module.azurite_blob_command()
+    assert command[0] == str(npx)
+    assert {"--no-install", "--offline"} <= set(command)
+    assert command[-1] == "azurite-blob"
+    assert asked.read_text().split() == [*command[1:], "--version"]
+
+
+def test_no_azurite_names_where_it_looked_and_the_pinned_install_line(nowhere: Path) -> None:
+    executable(nowhere / "npx", "echo 'npx canceled due to missing packages' >&2\nexit 1\n")
+    with pytest.raises(MissingDependencyError) as raised:
         AzuriteEmulator()
+    message = str(raised.value)
+    assert f"npm install azurite@{AZURITE_VERSION}" in message
+    assert "node_modules/.bin" in message and "npx" in message and "AZURITE_BLOB" in message
+    assert "\n" not in message
+
+
+def test_the_readme_names_the_pinned_version_and_azurite_blob_as_the_error_does() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert azurite_module.INSTALL_LINE in readme
+    assert "AZURITE_BLOB" in readme
 
 
 def test_no_node_names_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,7 +28,8 @@ from dagster_pipes_cloud.local import (
     cli,
     packaging,
 )
-from dagster_pipes_cloud.local.packaging import Artifact, library_wheel, package
+from dagster_pipes_cloud.local._build import extra_requirements, requirement_name
+from dagster_pipes_cloud.local.packaging import CLOUDS, Artifact, library_wheel, package
 
 WHEEL_NAME = "dagster_pipes_cloud-0.1.0-py3-none-any.whl"
 
@@ -259,7 +260,6 @@ def test_the_cloud_function_zip_vendors_the_wheel_and_its_requirements_install(
         "functions-framework==3.*",
         f"./vendor/{WHEEL_NAME}",
         "google-cloud-storage>=2.14",
-        "google-cloud-functions>=1.16",
         "google-auth>=2.20",
         "requests>=2.31",
     ]
@@ -272,6 +272,7 @@ def test_the_cloud_function_zip_vendors_the_wheel_and_its_requirements_install(
     found = distributions(target)
     assert {"dagster-pipes-cloud", "dagster-pipes", "google-cloud-storage"} <= found
     assert "functions-framework" in found
+    assert not {"google-cloud-functions", "grpcio", "dagster"} & found  # the Dagster side's
     # and the function runs on what it installed
     env = {"PYTHONPATH": os.pathsep.join([str(source), str(target)])}
     with LocalCloudFunctionHost("main:main", env=env) as host:
@@ -353,6 +354,20 @@ def test_the_requirements_name_the_library_with_the_extras_asked_for(
     assert lines[1:3] == [f"./vendor/{WHEEL_NAME}", "google-cloud-storage>=2.14"]
     assert lines[-1] == "numpy"
     assert any("does not name dagster-pipes-cloud" in note for note in artifact.notes)
+
+
+def test_a_function_installs_its_cloud_s_extra_and_dagster_adds_the_rest(wheel: Path) -> None:
+    """What only the Dagster side imports (dagster; google-cloud-functions, which brings grpcio)
+    is in `<cloud>-dagster`, never in the `<cloud>` extra a function folder names."""
+    dagster_side = {"dagster", "google-cloud-functions"}
+    for cloud in CLOUDS:
+        function_side = {requirement_name(r) for r in extra_requirements(wheel, {cloud})}
+        both = {requirement_name(r) for r in extra_requirements(wheel, {f"{cloud}-dagster"})}
+        assert function_side and not function_side & dagster_side, cloud
+        assert function_side | {"dagster"} <= both, cloud
+    assert "google-cloud-functions" in {
+        requirement_name(r) for r in extra_requirements(wheel, {"gcp-dagster"})
+    }
 
 
 @pytest.fixture

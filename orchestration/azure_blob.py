@@ -13,6 +13,10 @@ from dagster_pipes_cloud.orchestration.reader import PipesChunkedMessageReader, 
 if TYPE_CHECKING:
     from dagster_pipes_cloud.adapters.azure_blob import BlobServiceClient
 
+DEFAULT_KEY_PREFIX = "dagster-pipes"
+"""Where Azure sessions and context blobs go unless told otherwise: infra/azure's `key_prefix`,
+the only prefix its role conditions let the function write under."""
+
 
 class PipesAzureBlobStorageMessageReader(PipesChunkedMessageReader):
     """Reads Pipes messages from an Azure Blob Storage container.
@@ -23,8 +27,9 @@ class PipesAzureBlobStorageMessageReader(PipesChunkedMessageReader):
             timeouts still apply to its calls. Default: one from the environment
             (`AZURE_STORAGE_CONNECTION_STRING`, or the account URL with
             `DefaultAzureCredential`), made on first use.
-        **options: `key_prefix` (where sessions go; default the bucket's root) and the other
-            options of `PipesChunkedMessageReader`, with its defaults.
+        **options: `key_prefix` (where sessions go; default (None) `"dagster-pipes"`, the
+            prefix infra/azure grants; `""` for the container's root) and the other options of
+            `PipesChunkedMessageReader`, with its defaults.
     """
 
     def __init__(
@@ -34,6 +39,8 @@ class PipesAzureBlobStorageMessageReader(PipesChunkedMessageReader):
         client: BlobServiceClient | None = None,
         **options: Unpack[ReaderOptions],
     ) -> None:
+        if options.get("key_prefix") is None:
+            options["key_prefix"] = DEFAULT_KEY_PREFIX
         super().__init__(AzureBlobStore(container, client), **options)
 
 
@@ -44,8 +51,8 @@ class PipesAzureBlobStorageContextInjector(PipesBlobStoreContextInjector):
         container: The container the context is written to.
         client: A `BlobServiceClient`, as `PipesAzureBlobStorageMessageReader` takes it
             (default: made from the environment on first use).
-        key_prefix: Where context blobs go (default: the container's root); each gets a random
-            suffix.
+        key_prefix: Where context blobs go (default (None) `"dagster-pipes"`, as the reader;
+            `""` for the container's root); each gets a random suffix.
     """
 
     def __init__(
@@ -55,4 +62,5 @@ class PipesAzureBlobStorageContextInjector(PipesBlobStoreContextInjector):
         client: BlobServiceClient | None = None,
         key_prefix: str | None = None,
     ) -> None:
-        super().__init__(AzureBlobStore(container, client), key_prefix=key_prefix)
+        prefix = DEFAULT_KEY_PREFIX if key_prefix is None else key_prefix
+        super().__init__(AzureBlobStore(container, client), key_prefix=prefix)

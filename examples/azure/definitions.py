@@ -2,10 +2,11 @@
 Pipes.
 
 Settings come from the environment, as infra/azure outputs them: `PIPES_CONTAINER` (the message
-container), `PIPES_FUNCTION_URL` (`https://APP.azurewebsites.net/api/totals`) and
-`AZURE_FUNCTIONS_KEY` (its function key, read by the client), and the storage account, read by the
-default blob client: `AZURE_STORAGE_CONNECTION_STRING`, or `AZURE_STORAGE_ACCOUNT_URL` with
-azure-identity's `DefaultAzureCredential` (Storage Blob Data Contributor on the container). Unset,
+container), `PIPES_FUNCTION_URL` (`https://APP.azurewebsites.net/api/totals`), and how calls are
+authenticated: `PIPES_FUNCTION_SCOPE` (an Entra ID token's scope, the module's default) or
+`AZURE_FUNCTIONS_KEY` (its function key, read by the client); and the storage account, read by
+the default blob client: `AZURE_STORAGE_CONNECTION_STRING`, or `AZURE_STORAGE_ACCOUNT_URL` with
+azure-identity's `DefaultAzureCredential` (the module's orchestrator role on the container). Unset,
 they fall back to the local stack's container and to Azure Functions Core Tools' default local URL
 (`dagster-pipes-cloud local --cloud azure` prints the URL, key and Azurite connection it serves).
 """
@@ -71,6 +72,8 @@ resources = {
             container=os.environ.get("PIPES_CONTAINER", "dagster-pipes")
         ),
         function_timeout=FUNCTION_TIMEOUT,
+        # Entra ID when infra/azure deployed it so; else the function key, if any.
+        scope=os.environ.get("PIPES_FUNCTION_SCOPE") or None,
     )
 }
 defs = Definitions(assets=assets, resources=resources)

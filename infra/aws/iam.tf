@@ -1,6 +1,6 @@
 # Two identities, each allowed only what its side of the Pipes channel does:
-# - the function's execution role: write its messages and read its context under key_prefix,
-#   and write its own logs;
+# - the function's execution role: create (never overwrite) its messages and read its context
+#   under key_prefix, and write its own logs;
 # - the orchestrator policy (for Dagster): invoke this one function, and write contexts, read,
 #   list and delete under key_prefix.
 
@@ -11,14 +11,29 @@ locals {
   pipes_objects_arn = "${aws_s3_bucket.messages.arn}/${var.key_prefix}/*"
 }
 
-# With SSE-KMS, writing and reading objects also takes the bucket's key: both identities get it.
+# With SSE-KMS, writing and reading objects also takes the bucket's key: both identities get it,
+# only through S3 in this region and only for this bucket's objects. With an S3 bucket key (on
+# whenever a key is given, storage.tf) S3 names the bucket in the encryption context; without
+# one, the object: both forms are allowed, neither outside the Pipes prefix.
 data "aws_iam_policy_document" "bucket_key" {
   count = var.kms_key_arn == null ? 0 : 1
 
   statement {
-    sid       = "BucketKey"
+    sid       = "BucketKeyThroughS3"
     actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
     resources = [var.kms_key_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${data.aws_region.current.name}.${data.aws_partition.current.dns_suffix}"]
+    }
+
+    condition {
+      test     = "StringLike"
+      variable = "kms:EncryptionContext:aws:s3:arn"
+      values   = [aws_s3_bucket.messages.arn, local.pipes_objects_arn]
+    }
   }
 }
 
@@ -50,10 +65,25 @@ data "aws_iam_policy_document" "function" {
     resources = ["${aws_cloudwatch_log_group.function.arn}:*"]
   }
 
+  # The function only creates objects (its claim and message chunks, each sent with
+  # `If-None-Match: *`): a PutObject without that header is refused, so it cannot overwrite
+  # another session's context, chunks or cancel marker.
   statement {
-    sid = "PipesMessagesAndContext"
-    # PutObject: the message chunks; GetObject: a context too large for the event.
-    actions   = ["s3:PutObject", "s3:GetObject"]
+    sid       = "CreatePipesObjectsOnly"
+    actions   = ["s3:PutObject"]
+    resources = [local.pipes_objects_arn]
+
+    condition {
+      test     = "Null"
+      variable = "s3:if-none-match"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid = "ReadPipesObjects"
+    # A context too large for the event, and a claim read back after a conflict.
+    actions   = ["s3:GetObject"]
     resources = [local.pipes_objects_arn]
   }
 

@@ -103,3 +103,44 @@ resource "aws_s3_bucket_policy" "messages" {
   # S3 refuses a bucket policy while the public access block is being put.
   depends_on = [aws_s3_bucket_public_access_block.messages]
 }
+
+# Optional (audit_object_access): who read, wrote or deleted which session object, as CloudTrail
+# data events, in a trail of its own that records nothing else (no management events).
+resource "aws_cloudtrail" "pipes_objects" {
+  #checkov:skip=CKV2_AWS_10:Data events go to the given bucket only; sending them on to CloudWatch Logs needs a log group and a delivery role this option leaves to you.
+  count = var.audit_object_access ? 1 : 0
+
+  name                          = "${var.function_name}-pipes-objects"
+  s3_bucket_name                = var.audit_trail_bucket
+  kms_key_id                    = var.audit_trail_kms_key_arn
+  enable_log_file_validation    = true
+  include_global_service_events = false
+  # The selector below matches this bucket only, wherever the request is made.
+  is_multi_region_trail = true
+
+  advanced_event_selector {
+    name = "Pipes session objects"
+
+    field_selector {
+      field  = "eventCategory"
+      equals = ["Data"]
+    }
+
+    field_selector {
+      field  = "resources.type"
+      equals = ["AWS::S3::Object"]
+    }
+
+    field_selector {
+      field       = "resources.ARN"
+      starts_with = ["${aws_s3_bucket.messages.arn}/${var.key_prefix}/"]
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.audit_trail_bucket != null
+      error_message = "audit_object_access needs audit_trail_bucket: an S3 bucket whose policy lets CloudTrail write its log files."
+    }
+  }
+}

@@ -122,9 +122,37 @@ variable "tracing_mode" {
 }
 
 variable "log_retention_days" {
-  description = "Days the function's CloudWatch log group keeps its logs (a value CloudWatch accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, ...)."
+  description = "Days the function's CloudWatch log group keeps its logs: one of the values CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)."
   type        = number
   default     = 30
+
+  validation {
+    # CloudWatch refuses any other number, but only at apply: checked here, a wrong value fails
+    # the plan. (0, "never expire", is refused too: the logs of an example function should not
+    # be kept forever.)
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of CloudWatch Logs' retention values: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653."
+  }
+}
+
+# --- object-level audit ---------------------------------------------------------------------
+
+variable "audit_object_access" {
+  description = "Record every read, write and delete of a Pipes session object (CloudTrail data events on <bucket>/<key_prefix>/) in a trail of its own. Off by default: data events are billed per event. Needs audit_trail_bucket."
+  type        = bool
+  default     = false
+}
+
+variable "audit_trail_bucket" {
+  description = "An existing S3 bucket for the audit trail's log files, whose bucket policy lets CloudTrail write to it (the module does not create one). Required with audit_object_access."
+  type        = string
+  default     = null
+}
+
+variable "audit_trail_kms_key_arn" {
+  description = "A customer managed KMS key to encrypt the audit trail's log files with; its key policy must let CloudTrail use it. Default (null): the log bucket's own encryption."
+  type        = string
+  default     = null
 }
 
 # --- the orchestrator -----------------------------------------------------------------------

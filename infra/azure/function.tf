@@ -1,7 +1,6 @@
 resource "azurerm_service_plan" "this" {
   #checkov:skip=CKV_AZURE_212:A consumption plan (Y1) scales by itself; it has no instance count to set.
   #checkov:skip=CKV_AZURE_225:Zone redundancy is not offered on the consumption plan (Y1).
-  #checkov:skip=CKV_AZURE_211:Y1 is the consumption plan: pay per execution, scale to zero, the deployment the example is for.
   name                = "${var.name}-plan"
   resource_group_name = local.resource_group_name
   location            = var.location
@@ -11,14 +10,16 @@ resource "azurerm_service_plan" "this" {
 }
 
 resource "azurerm_linux_function_app" "this" {
-  #checkov:skip=CKV_AZURE_221:Dagster calls the function over the internet; a consumption plan has no private endpoint or VNet to call it through. Each call needs the function key.
+  #checkov:skip=CKV_AZURE_221:Dagster calls the function over the internet; a consumption plan has no private endpoint or VNet to call it through. Each call needs an Entra ID token (or the function key, when chosen).
   name                = local.function_app_name
   resource_group_name = local.resource_group_name
   location            = var.location
   service_plan_id     = azurerm_service_plan.this.id
 
-  storage_account_name       = azurerm_storage_account.runtime.name
-  storage_account_access_key = azurerm_storage_account.runtime.primary_access_key
+  # AzureWebJobsStorage by identity: the provider sets AzureWebJobsStorage__accountName, and the
+  # app settings below name the user-assigned identity. No account key or connection string.
+  storage_account_name          = azurerm_storage_account.runtime.name
+  storage_uses_managed_identity = true
 
   functions_extension_version = "~4"
   https_only                  = true
@@ -57,6 +58,15 @@ resource "azurerm_linux_function_app" "this" {
 
       WEBSITE_RUN_FROM_PACKAGE                     = azurerm_storage_blob.package.url
       WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID = azurerm_user_assigned_identity.function.id
+
+      # The host's storage connection takes the user-assigned identity (a system-assigned one
+      # would need no clientId, but this app has none).
+      AzureWebJobsStorage__credential = "managedidentity"
+      AzureWebJobsStorage__clientId   = azurerm_user_assigned_identity.function.client_id
+
+      # The example's routes check a function key unless App Service authentication already
+      # checks an Entra ID token in front of them (examples/azure/function/function_app.py).
+      PIPES_HTTP_AUTH_LEVEL = local.entra_id ? "ANONYMOUS" : "FUNCTION"
     },
     var.application_insights_enabled ? {
       # Telemetry with the identity's Entra ID token: the Application Insights resource accepts
@@ -65,7 +75,43 @@ resource "azurerm_linux_function_app" "this" {
     } : {},
   )
 
+  # Entra ID (the default invoke auth): App Service authentication refuses, with 401, any request
+  # without a token for the app registration from an allowed identity, before the host sees it.
+  dynamic "auth_settings_v2" {
+    for_each = local.entra_id ? [1] : []
+    content {
+      auth_enabled           = true
+      require_authentication = true
+      unauthenticated_action = "Return401"
+      default_provider       = "azureactivedirectory"
+      require_https          = true
+
+      active_directory_v2 {
+        client_id            = var.entra_app_client_id
+        tenant_auth_endpoint = "https://login.microsoftonline.com/${data.azurerm_client_config.current.tenant_id}/v2.0"
+        allowed_audiences    = ["api://${coalesce(var.entra_app_client_id, "-")}", coalesce(var.entra_app_client_id, "-")]
+        # Only Dagster's identities, not every principal of the tenant that can get a token.
+        allowed_identities = local.invokers
+      }
+
+      login {
+        token_store_enabled = false
+      }
+    }
+  }
+
   tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = !local.entra_id || var.entra_app_client_id != null
+      error_message = "invoke_auth = \"entra_id\" needs entra_app_client_id: the client ID of the app registration that tokens are issued for (README.md, \"Calling the function\"). Or set invoke_auth = \"function_key\"."
+    }
+    precondition {
+      condition     = !local.entra_id || length(local.invokers) > 0
+      error_message = "invoke_auth = \"entra_id\" lets only Dagster's identities call the function: set create_orchestrator_identity or orchestrator_principal_ids."
+    }
+  }
 
   # The first cold start fetches the package and may write messages at once: let the identity's
   # roles exist first (Azure may still take a minute or two to apply them).
@@ -73,11 +119,15 @@ resource "azurerm_linux_function_app" "this" {
     azurerm_role_assignment.function_package,
     azurerm_role_assignment.function_messages,
     azurerm_role_assignment.function_telemetry,
+    azurerm_role_assignment.function_host_storage,
   ]
 }
 
-# The host's default function key: valid for every function with AuthLevel.FUNCTION in the app.
+# The host's default function key, only when it is the invoke auth (it puts the host's keys in
+# terraform's state): valid for every function with AuthLevel.FUNCTION in the app.
 data "azurerm_function_app_host_keys" "this" {
+  count = local.entra_id ? 0 : 1
+
   name                = azurerm_linux_function_app.this.name
   resource_group_name = local.resource_group_name
 }

@@ -1,25 +1,45 @@
 # Who may touch the Pipes channel, and nothing more.
 #
-# Every grant on the channel is `Storage Blob Data Contributor` on the message *container*, never
-# on the account (which would reach every container in it) or the group; the only other storage
-# grant is the function's read of its own package container. A container is the narrowest scope a
-# role assignment takes; with var.key_prefix set, a role assignment condition narrows reads,
-# writes and deletes to blobs under that prefix (listing stays container-wide: the reader's
-# preflight lists the container).
+# Two custom roles, each with the blob data actions its side calls and no management action (so
+# neither can delete or reconfigure the container): the function reads and writes blobs; Dagster
+# also deletes and lists them. Both are granted on the message *container*, the narrowest scope a
+# role assignment takes, with a condition (Azure ABAC) that lets a blob be read, written or deleted
+# only under `<key_prefix>/`. The function's condition also refuses listing; Dagster's listing
+# stays container-wide, since the reader's bucket check lists the container without a prefix (it
+# holds nothing but Pipes sessions). The only other storage grants are the function's on its own
+# host storage account (storage.tf's `runtime`).
 
 locals {
   blob_action = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
 
-  # Allows a blob read (other than a listing), write, add or delete only when the blob's path
-  # starts with the prefix; any other action of the role passes unchanged.
-  prefix_condition = local.key_prefix == "" ? null : trimspace(<<-EOT
+  # A blob read (other than a listing) or write is allowed only under the prefix; a listing is
+  # refused.
+  function_condition = trimspace(<<-EOT
     (
      (
       !(ActionMatches{'${local.blob_action}/read'} AND NOT SubOperationMatches{'Blob.List'})
       AND
       !(ActionMatches{'${local.blob_action}/write'})
+     )
+     OR
+     (
+      @Resource[${local.blob_action}:path] StringStartsWith '${local.key_prefix}'
+     )
+    )
+    AND
+    (
+     !(ActionMatches{'${local.blob_action}/read'} AND SubOperationMatches{'Blob.List'})
+    )
+  EOT
+  )
+
+  # A blob read (other than a listing), write or delete is allowed only under the prefix.
+  orchestrator_condition = trimspace(<<-EOT
+    (
+     (
+      !(ActionMatches{'${local.blob_action}/read'} AND NOT SubOperationMatches{'Blob.List'})
       AND
-      !(ActionMatches{'${local.blob_action}/add/action'})
+      !(ActionMatches{'${local.blob_action}/write'})
       AND
       !(ActionMatches{'${local.blob_action}/delete'})
      )
@@ -30,7 +50,63 @@ locals {
     )
   EOT
   )
-  prefix_condition_version = local.prefix_condition == null ? null : "2.0"
+
+  # The host may do anything with blobs of its account (its keys, leases and containers) except
+  # write or delete in the package container: the function's code cannot replace its own package.
+  host_storage_condition = trimspace(<<-EOT
+    (
+     (
+      !(ActionMatches{'${local.blob_action}/write'})
+      AND
+      !(ActionMatches{'${local.blob_action}/add/action'})
+      AND
+      !(ActionMatches{'${local.blob_action}/delete'})
+      AND
+      !(ActionMatches{'${local.blob_action}/move/action'})
+     )
+     OR
+     (
+      @Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringNotEquals '${azurerm_storage_container.releases.name}'
+     )
+    )
+  EOT
+  )
+
+  # Custom roles are defined on the resource group and named uniquely in the tenant.
+  resource_group_id = "/subscriptions/${data.azurerm_client_config.current.subscription_id}/resourceGroups/${local.resource_group_name}"
+}
+
+resource "azurerm_role_definition" "pipes_function" {
+  name        = "${var.name}-pipes-function-${local.suffix}"
+  scope       = local.resource_group_id
+  description = "Dagster Pipes function: reads its context and writes its messages (blob read and write; no delete, no container actions)."
+
+  permissions {
+    actions = []
+    data_actions = [
+      "${local.blob_action}/read",
+      "${local.blob_action}/write",
+    ]
+  }
+
+  assignable_scopes = [local.resource_group_id]
+}
+
+resource "azurerm_role_definition" "pipes_orchestrator" {
+  name        = "${var.name}-pipes-orchestrator-${local.suffix}"
+  scope       = local.resource_group_id
+  description = "Dagster Pipes orchestrator: writes contexts and cancel markers, reads, lists and deletes sessions (no container actions)."
+
+  permissions {
+    actions = []
+    data_actions = [
+      "${local.blob_action}/read",
+      "${local.blob_action}/write",
+      "${local.blob_action}/delete",
+    ]
+  }
+
+  assignable_scopes = [local.resource_group_id]
 }
 
 # The function app's identity. User-assigned rather than system-assigned so that it, and its
@@ -45,13 +121,13 @@ resource "azurerm_user_assigned_identity" "function" {
 
 # The function writes message chunks and reads its context.
 resource "azurerm_role_assignment" "function_messages" {
-  scope                = azurerm_storage_container.messages.id
-  role_definition_name = "Storage Blob Data Contributor"
-  principal_id         = azurerm_user_assigned_identity.function.principal_id
-  principal_type       = "ServicePrincipal"
-  condition            = local.prefix_condition
-  condition_version    = local.prefix_condition_version
-  description          = "Pipes: the function writes messages and reads contexts in this container."
+  scope              = azurerm_storage_container.messages.id
+  role_definition_id = azurerm_role_definition.pipes_function.role_definition_resource_id
+  principal_id       = azurerm_user_assigned_identity.function.principal_id
+  principal_type     = "ServicePrincipal"
+  condition          = local.function_condition
+  condition_version  = "2.0"
+  description        = "Pipes: the function writes messages and reads contexts under the prefix."
 }
 
 # The app fetches its own package with this identity (WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID).
@@ -63,8 +139,8 @@ resource "azurerm_role_assignment" "function_package" {
   description          = "The function app reads its deployment package."
 }
 
-# Dagster's identity when it runs on an Azure host: it writes contexts, and reads, lists and
-# deletes messages.
+# Dagster's identity when it runs on an Azure host: it writes contexts and cancel markers, and
+# reads, lists and deletes sessions.
 resource "azurerm_user_assigned_identity" "orchestrator" {
   count = var.create_orchestrator_identity ? 1 : 0
 
@@ -77,23 +153,47 @@ resource "azurerm_user_assigned_identity" "orchestrator" {
 resource "azurerm_role_assignment" "orchestrator_messages" {
   count = var.create_orchestrator_identity ? 1 : 0
 
-  scope                = azurerm_storage_container.messages.id
-  role_definition_name = "Storage Blob Data Contributor"
-  principal_id         = azurerm_user_assigned_identity.orchestrator[0].principal_id
-  principal_type       = "ServicePrincipal"
-  condition            = local.prefix_condition
-  condition_version    = local.prefix_condition_version
-  description          = "Pipes: Dagster writes contexts and reads, lists and deletes messages in this container."
+  scope              = azurerm_storage_container.messages.id
+  role_definition_id = azurerm_role_definition.pipes_orchestrator.role_definition_resource_id
+  principal_id       = azurerm_user_assigned_identity.orchestrator[0].principal_id
+  principal_type     = "ServicePrincipal"
+  condition          = local.orchestrator_condition
+  condition_version  = "2.0"
+  description        = "Pipes: Dagster writes contexts and reads, lists and deletes sessions under the prefix."
 }
 
 # Any other principal Dagster runs as (a developer after `az login`, a CI service principal).
 resource "azurerm_role_assignment" "orchestrator_principals" {
   for_each = toset(var.orchestrator_principal_ids)
 
-  scope                = azurerm_storage_container.messages.id
+  scope              = azurerm_storage_container.messages.id
+  role_definition_id = azurerm_role_definition.pipes_orchestrator.role_definition_resource_id
+  principal_id       = each.value
+  condition          = local.orchestrator_condition
+  condition_version  = "2.0"
+  description        = "Pipes: Dagster writes contexts and reads, lists and deletes sessions under the prefix."
+}
+
+# --- the function app's own host storage ----------------------------------------------------
+
+# AzureWebJobsStorage through the identity (no account key): Storage Blob Data Owner is the role
+# Azure Functions documents for a host's own storage (blobs for keys and leases, and creating its
+# containers). On the runtime account, which holds no Pipes data.
+resource "azurerm_role_assignment" "function_host_storage" {
+  scope                = azurerm_storage_account.runtime.id
+  role_definition_name = "Storage Blob Data Owner"
+  principal_id         = azurerm_user_assigned_identity.function.principal_id
+  principal_type       = "ServicePrincipal"
+  condition            = local.host_storage_condition
+  condition_version    = "2.0"
+  description          = "The function app's host storage (AzureWebJobsStorage), without writes to its package container."
+}
+
+# Terraform uploads the package with Entra ID (the runtime account takes no key): the deploying
+# principal may write that one container.
+resource "azurerm_role_assignment" "deployer_package" {
+  scope                = azurerm_storage_container.releases.id
   role_definition_name = "Storage Blob Data Contributor"
-  principal_id         = each.value
-  condition            = local.prefix_condition
-  condition_version    = local.prefix_condition_version
-  description          = "Pipes: Dagster writes contexts and reads, lists and deletes messages in this container."
+  principal_id         = data.azurerm_client_config.current.object_id
+  description          = "Lets the principal running terraform upload the function package."
 }

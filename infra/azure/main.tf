@@ -25,8 +25,12 @@ locals {
   runtime_account_name  = "${local.compact_name}fn${local.suffix}"
   function_app_name     = "${var.name}-${local.suffix}"
 
-  # "" (sessions at the container's root) or "prefix/", so that "pipes" never matches "pipes-old/".
-  key_prefix = trim(var.key_prefix, "/") == "" ? "" : "${trim(var.key_prefix, "/")}/"
+  # "prefix/", so that "pipes" never matches "pipes-old/".
+  key_prefix = "${var.key_prefix}/"
+
+  entra_id = var.invoke_auth == "entra_id"
+  # Who may call the function under Entra ID: Dagster's identities, by object ID.
+  invokers = concat(azurerm_user_assigned_identity.orchestrator[*].principal_id, var.orchestrator_principal_ids)
 
   # The account URL both sides give BlobServiceClient, as AZURE_STORAGE_ACCOUNT_URL.
   messages_account_url = trimsuffix(azurerm_storage_account.messages.primary_blob_endpoint, "/")

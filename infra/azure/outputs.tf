@@ -12,9 +12,14 @@ output "PIPES_FUNCTION_URL" {
 }
 
 output "AZURE_FUNCTIONS_KEY" {
-  description = "The app's default function key, sent as x-functions-key."
-  value       = data.azurerm_function_app_host_keys.this.default_function_key
+  description = "With invoke_auth = \"function_key\": the app's default function key, sent as x-functions-key. Null with Entra ID."
+  value       = one(data.azurerm_function_app_host_keys.this[*].default_function_key)
   sensitive   = true
+}
+
+output "PIPES_FUNCTION_SCOPE" {
+  description = "With invoke_auth = \"entra_id\": the scope of the token Dagster sends (PipesAzureFunctionClient(scope=...)). Null with the function key."
+  value       = local.entra_id ? "api://${var.entra_app_client_id}/.default" : null
 }
 
 output "AZURE_STORAGE_ACCOUNT_URL" {

@@ -2,16 +2,14 @@
 # - `messages` carries the Pipes channel (contexts and message chunks). Entra ID only: shared keys
 #   are off, so the only way in is a role assignment on its container (identity.tf).
 # - `runtime` is the function app's own AzureWebJobsStorage (host keys, leases) and holds the
-#   deployment package. A Linux consumption app and the provider's package upload use its keys, so
-#   it keeps them; it holds no Pipes data, and neither identity is granted anything on it beyond
-#   reading the package.
+#   deployment package. Entra ID only too: the host reaches it with the function's identity
+#   (AzureWebJobsStorage__accountName) and terraform uploads the package with the deployer's.
+#   It holds no Pipes data; the orchestrator is granted nothing on it.
 
 resource "azurerm_storage_account" "messages" {
   #checkov:skip=CKV_AZURE_33:Queue logging needs the queue data plane, which the provider is told not to touch; this account has no queues, and blob reads, writes and deletes are logged (monitoring.tf).
-  #checkov:skip=CKV_AZURE_35:A consumption-plan function has no VNet integration and no fixed outbound IP, and Dagster may run anywhere; access is Entra ID only, through roles on one container.
-  #checkov:skip=CKV_AZURE_59:Same reason as CKV_AZURE_35: the function and Dagster reach the account over its public endpoint, authorized by Entra ID roles only.
+  #checkov:skip=CKV_AZURE_59:A consumption-plan function has no VNet integration and Dagster may run anywhere: both reach the account over its public endpoint, authorized by Entra ID roles only.
   #checkov:skip=CKV2_AZURE_33:A private endpoint is unreachable from a consumption-plan function (no VNet integration).
-  #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys by default; set var.customer_managed_key to encrypt with your own key.
   #checkov:skip=CKV_AZURE_206:Pipes sessions live minutes and expire in days, so a second region adds cost and no value; ZRS by default, var.storage_replication_type takes GZRS.
   name                = local.messages_account_name
   resource_group_name = local.resource_group_name
@@ -42,10 +40,10 @@ resource "azurerm_storage_account" "messages" {
   }
 
   # Account SAS and service SAS need a shared key, which this account refuses; a user delegation
-  # SAS (Entra ID) is still bounded to an hour here.
+  # SAS (Entra ID) longer than an hour is refused too (Block, not just logged).
   sas_policy {
     expiration_period = "00.01:00:00"
-    expiration_action = "Log"
+    expiration_action = "Block"
   }
 
   dynamic "identity" {
@@ -95,10 +93,8 @@ resource "azurerm_storage_management_policy" "messages" {
 }
 
 resource "azurerm_storage_account" "runtime" {
-  #checkov:skip=CKV2_AZURE_40:The function app's host storage keeps shared keys: the Linux consumption host and the provider's package upload use them. It holds no Pipes data.
   #checkov:skip=CKV_AZURE_33:Queue logging needs the queue data plane, which the provider is told not to touch; an HTTP-only app uses no queues.
-  #checkov:skip=CKV_AZURE_35:A consumption-plan function has no VNet integration, so its own host storage must stay reachable over the public endpoint.
-  #checkov:skip=CKV_AZURE_59:Same reason as CKV_AZURE_35.
+  #checkov:skip=CKV_AZURE_59:A consumption-plan function has no VNet integration, so its own host storage must stay reachable over the public endpoint (Entra ID only).
   #checkov:skip=CKV2_AZURE_33:A private endpoint is unreachable from a consumption-plan function (no VNet integration).
   #checkov:skip=CKV2_AZURE_1:Holds the function's host keys and code package, no Pipes data; Microsoft-managed keys.
   #checkov:skip=CKV_AZURE_206:Host state and a code package that terraform re-uploads; ZRS by default, var.storage_replication_type takes GZRS.
@@ -114,7 +110,8 @@ resource "azurerm_storage_account" "runtime" {
   https_traffic_only_enabled        = true
   min_tls_version                   = "TLS1_2"
   allow_nested_items_to_be_public   = false
-  shared_access_key_enabled         = true
+  shared_access_key_enabled         = false
+  default_to_oauth_authentication   = true
   local_user_enabled                = false
   sftp_enabled                      = false
   cross_tenant_replication_enabled  = false
@@ -131,7 +128,7 @@ resource "azurerm_storage_account" "runtime" {
 
   sas_policy {
     expiration_period = "00.01:00:00"
-    expiration_action = "Log"
+    expiration_action = "Block"
   }
 
   tags = var.tags
@@ -156,6 +153,9 @@ resource "azurerm_storage_blob" "package" {
   source                 = var.function_app_zip
   content_md5            = filemd5(var.function_app_zip)
   content_type           = "application/zip"
+
+  # Uploaded with Entra ID (the provider's storage_use_azuread): the deployer's role first.
+  depends_on = [azurerm_role_assignment.deployer_package]
 
   lifecycle {
     create_before_destroy = true

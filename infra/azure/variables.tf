@@ -49,13 +49,14 @@ variable "container_name" {
 }
 
 variable "key_prefix" {
-  description = "Blob prefix that Pipes sessions live under, as the reader's `key_prefix=` (the example passes none: sessions at the container's root). When set, the lifecycle rule expires only blobs under it and both identities may read, write and delete only under it (a role assignment condition); listing stays container-wide."
+  description = "Blob prefix that Pipes sessions live under: the reader's and injector's `key_prefix=` (their default, \"dagster-pipes\", is this one's). Both identities may read, write and delete blobs only under it (role assignment conditions), and the lifecycle rule expires only blobs under it."
   type        = string
-  default     = ""
+  default     = "dagster-pipes"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9._/-]*$", var.key_prefix))
-    error_message = "key_prefix may hold letters, digits, '.', '_', '-' and '/' only."
+    # Never empty: with no prefix the conditions would cover the whole container.
+    condition     = can(regex("^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", var.key_prefix))
+    error_message = "key_prefix must be a non-empty blob prefix of letters, digits, '.', '_', '-' and inner '/', without a leading or trailing '/', for example \"dagster-pipes\"."
   }
 }
 
@@ -135,14 +136,36 @@ variable "app_scale_limit" {
   default     = null
 }
 
+variable "invoke_auth" {
+  description = "How Dagster authenticates its calls to the function: \"entra_id\" (default: App Service authentication requires an Entra ID token for the app registration entra_app_client_id, from one of Dagster's identities; no secret in state) or \"function_key\" (the host's default function key, read into terraform's state and output as AZURE_FUNCTIONS_KEY)."
+  type        = string
+  default     = "entra_id"
+
+  validation {
+    condition     = contains(["entra_id", "function_key"], var.invoke_auth)
+    error_message = "invoke_auth must be \"entra_id\" or \"function_key\"."
+  }
+}
+
+variable "entra_app_client_id" {
+  description = "Client (application) ID of the Entra ID app registration that tokens for the function are issued for, with the identifier URI api://<client id> (README.md, \"Calling the function\"). Required with invoke_auth = \"entra_id\"."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.entra_app_client_id == null || can(regex("^[0-9a-fA-F-]{36}$", coalesce(var.entra_app_client_id, "x")))
+    error_message = "entra_app_client_id must be a client ID (a GUID)."
+  }
+}
+
 variable "create_orchestrator_identity" {
-  description = "Create a user-assigned managed identity for Dagster, with Storage Blob Data Contributor on the container, to attach to the Azure host Dagster runs on (VM, AKS workload identity, Container Apps)."
+  description = "Create a user-assigned managed identity for Dagster, with the orchestrator role on the container, to attach to the Azure host Dagster runs on (VM, AKS workload identity, Container Apps)."
   type        = bool
   default     = true
 }
 
 variable "orchestrator_principal_ids" {
-  description = "Object IDs of further principals Dagster runs as (a user from `az ad signed-in-user show --query id`, a service principal, a group), each given Storage Blob Data Contributor on the container."
+  description = "Object IDs of further principals Dagster runs as (a user from `az ad signed-in-user show --query id`, a service principal, a group), each given the orchestrator role on the container and, with Entra ID invoke auth, allowed to call the function."
   type        = list(string)
   default     = []
 

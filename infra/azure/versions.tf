@@ -12,13 +12,15 @@ terraform {
 
 provider "azurerm" {
   subscription_id = var.subscription_id
+  # Both storage accounts refuse shared keys: the package upload (storage.tf) goes with Entra ID.
+  storage_use_azuread = true
 
   features {
     storage {
       # The message account accepts Entra ID only (no shared key), so the provider manages both
       # storage accounts through Azure Resource Manager alone and never calls their data plane
       # for queue or static-website settings. The one data-plane call left is the upload of the
-      # function package to the runtime account (storage.tf).
+      # function package to the runtime account (storage.tf), with Entra ID.
       data_plane_available = false
     }
   }

@@ -9,9 +9,10 @@ resource "google_cloudfunctions2_function" "example" {
   description = "Runs Dagster assets through Pipes: messages go to gs://${google_storage_bucket.messages.name}/${var.key_prefix}/."
 
   build_config {
-    runtime         = var.runtime
-    entry_point     = var.entry_point
-    service_account = var.build_service_account
+    runtime           = var.runtime
+    entry_point       = var.entry_point
+    service_account   = coalesce(var.build_service_account, one(google_service_account.build[*].id))
+    docker_repository = google_artifact_registry_repository.images.id
 
     source {
       storage_source {
@@ -37,8 +38,23 @@ resource "google_cloudfunctions2_function" "example" {
 
   # The first invocation may come right after the apply: its grants are in place first.
   depends_on = [
-    google_project_service.this,
+    time_sleep.services_ready,
     google_storage_bucket_iam_member.function_writes_messages,
     google_storage_bucket_iam_member.function_reads_context,
+    google_project_iam_member.build_writes_logs,
+    google_artifact_registry_repository_iam_member.build_writes_images,
+    google_storage_bucket_iam_member.build_reads_source,
   ]
+}
+
+# The function's build images, in a repository of the module's own, so that the build account
+# writes here and nowhere else in the project's Artifact Registry.
+resource "google_artifact_registry_repository" "images" {
+  #checkov:skip=CKV_GCP_84:Build images of public example code; Google-managed encryption, as the gcf-artifacts repository Cloud Functions would otherwise use
+  repository_id = "${var.name}-images"
+  location      = var.region
+  format        = "DOCKER"
+  description   = "Build images of the ${var.name} Cloud Function."
+
+  depends_on = [time_sleep.services_ready]
 }

@@ -15,13 +15,15 @@ locals {
 
   # What a 2nd gen function needs turned on: Cloud Functions runs it as a Cloud Run service,
   # built by Cloud Build into Artifact Registry; service accounts come from IAM, and
-  # impersonating the orchestrator account (ID tokens) goes through IAM Credentials.
+  # impersonating the orchestrator account (ID tokens) goes through IAM Credentials; the build's
+  # logs go to Cloud Logging. (No Compute Engine: nothing here uses its default account.)
   services = toset([
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
+    "logging.googleapis.com",
     "run.googleapis.com",
     "storage.googleapis.com",
   ])
@@ -33,4 +35,13 @@ resource "google_project_service" "this" {
   service = each.value
   # Other things in the project may use these APIs: destroying this module leaves them on.
   disable_on_destroy = false
+}
+
+# A service just enabled can still answer SERVICE_DISABLED for a while: everything that calls
+# one waits for this instead of the services themselves.
+resource "time_sleep" "services_ready" {
+  create_duration = var.services_wait
+  triggers        = { services = join(",", sort(local.services)) }
+
+  depends_on = [google_project_service.this]
 }

@@ -44,7 +44,7 @@ resource "google_storage_bucket" "messages" {
   }
 
   # A bucket with a default key is refused until the storage service agent may use the key.
-  depends_on = [google_project_service.this, google_kms_crypto_key_iam_member.storage_agent]
+  depends_on = [time_sleep.services_ready, google_kms_crypto_key_iam_member.storage_agent]
 }
 
 # With CMEK, Cloud Storage's own service agent encrypts and decrypts; neither service account
@@ -61,8 +61,8 @@ resource "google_kms_crypto_key_iam_member" "storage_agent" {
   member        = "serviceAccount:${data.google_storage_project_service_account.this[0].email_address}"
 }
 
-# The function's source. A bucket of its own, so that neither service account has any access to
-# it: Cloud Functions' build reads it with the deployer's and the build account's rights.
+# The function's source. A bucket of its own, so that neither the function's nor Dagster's
+# account has any access to it: Cloud Functions' build reads it as the build account.
 resource "google_storage_bucket" "source" {
   #checkov:skip=CKV_GCP_62:Usage logs are Cloud Storage's legacy access log; audit storage access with Data Access audit logs, a project-wide setting outside this module (README.md)
   #checkov:skip=CKV_GCP_78:Each artifact is a new object named by its MD5, never overwritten, and Cloud Functions keeps its own copy of what it built; versions would only keep deleted zips
@@ -79,7 +79,7 @@ resource "google_storage_bucket" "source" {
     enabled = false
   }
 
-  depends_on = [google_project_service.this]
+  depends_on = [time_sleep.services_ready]
 }
 
 # Named by the zip's MD5: a new artifact is a new object, which makes the function build again.

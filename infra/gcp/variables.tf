@@ -182,7 +182,7 @@ variable "concurrency" {
 }
 
 variable "build_service_account" {
-  description = "Service account Cloud Build builds the function with (`projects/P/serviceAccounts/EMAIL`). Null: the project's default build account, which in projects created since mid-2024 may lack the roles a build needs (see README.md)."
+  description = "Service account Cloud Build builds the function with (`projects/P/serviceAccounts/EMAIL`), which needs roles/logging.logWriter, roles/artifactregistry.writer on the module's image repository and roles/storage.objectViewer on the source bucket. Null (default): the module creates `<name>-build` with exactly those."
   type        = string
   default     = null
 
@@ -203,5 +203,16 @@ variable "orchestrator_members" {
     # Named principals only: no public or domain-wide members.
     condition     = alltrue([for member in var.orchestrator_members : can(regex("^(user|group|serviceAccount|principal|principalSet):[^\\s]+$", member))])
     error_message = "orchestrator_members must be IAM principals such as \"user:you@example.com\", \"group:team@example.com\" or \"serviceAccount:ci@P.iam.gserviceaccount.com\"."
+  }
+}
+
+variable "services_wait" {
+  description = "How long to wait after enabling the APIs before using them (a duration such as \"60s\"): a service just enabled may still answer SERVICE_DISABLED for a while."
+  type        = string
+  default     = "60s"
+
+  validation {
+    condition     = can(regex("^[0-9]+[sm]$", var.services_wait))
+    error_message = "services_wait must be a duration in seconds or minutes, such as \"60s\" or \"2m\"."
   }
 }

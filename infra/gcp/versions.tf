@@ -9,6 +9,11 @@ terraform {
       # built by `dagster-pipes-cloud package --cloud gcp`, not by an archive provider.
       version = "~> 6.0"
     }
+    # time_sleep: waiting for the APIs the module enables (main.tf).
+    time = {
+      source  = "hashicorp/time"
+      version = "~> 0.12"
+    }
   }
 }
 

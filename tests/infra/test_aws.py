@@ -32,7 +32,7 @@ from support.terraform_testing import (
     terraform,
 )
 
-from dagster_pipes_cloud.adapters.wire import claim_key
+from dagster_pipes_cloud.adapters.wire import cancel_key, claim_key
 from dagster_pipes_cloud.local import S3Emulator
 
 MODULE = "aws"
@@ -254,6 +254,8 @@ def _condition(operator: str, key: str, values: list[str], context: Mapping[str,
 
 TLS = {"aws:SecureTransport": "true"}
 PLAIN_HTTP = {"aws:SecureTransport": "false"}
+CREATE = {**TLS, "s3:if-none-match": "*"}
+"""A PutObject sent with `If-None-Match: *` (create only if absent), over TLS."""
 
 
 def s3_object(bucket: str, key: str) -> str:
@@ -310,20 +312,26 @@ def test_function_role_writes_under_the_prefix_only(deployment: AwsDeployment) -
     chunk = s3_object(bucket, f"{prefix}/messages-0a1b/1.json")
     claim = s3_object(bucket, claim_key(f"{prefix}/messages-0a1b"))
     context = s3_object(bucket, f"{prefix}/context-2c3d/context.json")
+    cancel = s3_object(bucket, cancel_key(f"{prefix}/messages-0a1b"))
 
-    assert role.allows(Request("s3:PutObject", chunk, TLS))
+    # every write of the function is a create: S3BlobStore.create sends `If-None-Match: *`
+    assert role.allows(Request("s3:PutObject", chunk, CREATE))
     # the session's claim: created before the user's code runs, read back on a conflict
-    assert role.allows(Request("s3:PutObject", claim, TLS))
+    assert role.allows(Request("s3:PutObject", claim, CREATE))
     assert role.allows(Request("s3:GetObject", claim, TLS))
     assert role.allows(Request("s3:GetObject", context, TLS))
-    assert role.decide(Request("s3:PutObject", chunk, PLAIN_HTTP)) == "Deny"
+    assert role.decide(Request("s3:PutObject", chunk, {**CREATE, **PLAIN_HTTP})) == "Deny"
+    # a plain PutObject would replace what is there: the context Dagster wrote, another
+    # session's chunks, the cancel marker
+    for existing in (chunk, context, cancel, claim):
+        assert not role.allows(Request("s3:PutObject", existing, TLS)), existing
     for elsewhere in (
         s3_object(bucket, "messages-0a1b/1.json"),  # the bucket's root
         s3_object(bucket, f"{prefix}-other/1.json"),  # a key that only starts like the prefix
         s3_object(bucket, f"other/{prefix}/1.json"),
         s3_object("another-bucket", f"{prefix}/messages-0a1b/1.json"),
     ):
-        assert not role.allows(Request("s3:PutObject", elsewhere, TLS)), elsewhere
+        assert not role.allows(Request("s3:PutObject", elsewhere, CREATE)), elsewhere
         assert not role.allows(Request("s3:GetObject", elsewhere, TLS)), elsewhere
     assert not role.allows(Request("s3:DeleteObject", chunk, TLS))
     assert not role.allows(
@@ -393,12 +401,14 @@ def test_orchestrator_invokes_the_function_and_manages_the_prefix(
     )
 
 
+AUDIT_BUCKET = "org-cloudtrail-logs"
 KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
 def test_kms_key_and_active_tracing_are_granted(deployment: AwsDeployment) -> None:
     """Planned over the deployment: a KMS key turns the bucket to SSE-KMS and grants the
-    function's role that key only; Active tracing grants X-Ray's write actions. (The
+    function's role that key only, through S3 and for this bucket's Pipes objects; Active
+    tracing grants X-Ray's write actions; object-level audit adds a data-event trail. (The
     orchestrator's policy waits for the function's update here, so its plan is not known.)"""
     plan_file = deployment.workdir / "variant.plan"
     terraform(
@@ -408,6 +418,8 @@ def test_kms_key_and_active_tracing_are_granted(deployment: AwsDeployment) -> No
         f"-out={plan_file}",
         f"-var=kms_key_arn={KMS_KEY}",
         "-var=tracing_mode=Active",
+        "-var=audit_object_access=true",
+        f"-var=audit_trail_bucket={AUDIT_BUCKET}",
         *deployment.variables,
     )
     plan = json.loads(terraform(deployment.workdir, "show", "-json", str(plan_file)).stdout)
@@ -421,12 +433,69 @@ def test_kms_key_and_active_tracing_are_granted(deployment: AwsDeployment) -> No
     assert after["aws_lambda_function.example"]["tracing_config"] == [{"mode": "Active"}]
 
     role = PolicyEvaluator(json.loads(after["aws_iam_role_policy.function"]["policy"]))
-    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
-        assert role.allows(Request(action, KMS_KEY))
-        assert not role.allows(Request(action, KMS_KEY.replace("1234abcd", "99999999")))
-    assert not role.allows(Request("kms:Encrypt", KMS_KEY))
+    bucket = deployment.outputs["PIPES_BUCKET"]
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    via_s3 = {"kms:ViaService": f"s3.{S3Emulator.region}.amazonaws.com"}
+    # S3 with a bucket key names the bucket in the encryption context; without one, the object
+    for context in (bucket_arn, s3_object(bucket, "dagster-pipes/m/1.json")):
+        through_s3 = {**via_s3, "kms:EncryptionContext:aws:s3:arn": context}
+        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+            assert role.allows(Request(action, KMS_KEY, through_s3)), (action, context)
+            other_key = KMS_KEY.replace("1234abcd", "99999999")
+            assert not role.allows(Request(action, other_key, through_s3))
+    for refused in (
+        {},  # called directly, not by S3
+        {**via_s3},  # by S3 but with no encryption context
+        {
+            "kms:ViaService": "s3.eu-west-1.amazonaws.com",
+            "kms:EncryptionContext:aws:s3:arn": bucket_arn,
+        },
+        {
+            "kms:ViaService": f"sqs.{S3Emulator.region}.amazonaws.com",
+            "kms:EncryptionContext:aws:s3:arn": bucket_arn,
+        },
+        {**via_s3, "kms:EncryptionContext:aws:s3:arn": "arn:aws:s3:::another-bucket"},
+        {**via_s3, "kms:EncryptionContext:aws:s3:arn": s3_object(bucket, "elsewhere/1.json")},
+    ):
+        assert not role.allows(Request("kms:Decrypt", KMS_KEY, refused)), refused
+    assert not role.allows(Request("kms:Encrypt", KMS_KEY, via_s3))
     assert role.allows(Request("xray:PutTraceSegments", "*"))
     assert not role.allows(Request("xray:GetTraceSummaries", "*"))
-    bucket = deployment.outputs["PIPES_BUCKET"]
-    assert role.allows(Request("s3:PutObject", s3_object(bucket, "dagster-pipes/m/1.json")))
-    assert not role.allows(Request("s3:PutObject", s3_object(bucket, "m/1.json")))
+    assert role.allows(Request("s3:PutObject", s3_object(bucket, "dagster-pipes/m/1.json"), CREATE))
+    assert not role.allows(Request("s3:PutObject", s3_object(bucket, "dagster-pipes/m/1.json")))
+    assert not role.allows(Request("s3:PutObject", s3_object(bucket, "m/1.json"), CREATE))
+
+    # object-level audit, asked for: one trail of data events on the session objects only
+    assert "aws_cloudtrail.pipes_objects[0]" not in deployment.resources  # off by default
+    trail = after["aws_cloudtrail.pipes_objects[0]"]
+    assert trail["s3_bucket_name"] == AUDIT_BUCKET
+    assert trail["enable_log_file_validation"] is True
+    (selector,) = trail["advanced_event_selector"]
+    fields = {field["field"]: field for field in selector["field_selector"]}
+    assert fields["eventCategory"]["equals"] == ["Data"]
+    assert fields["resources.type"]["equals"] == ["AWS::S3::Object"]
+    assert fields["resources.ARN"]["starts_with"] == [f"{bucket_arn}/dagster-pipes/"]
+
+
+def test_audit_needs_a_log_bucket(deployment: AwsDeployment) -> None:
+    with pytest.raises(AssertionError, match="audit_object_access needs audit_trail_bucket"):
+        terraform(
+            deployment.workdir,
+            "plan",
+            "-refresh=false",
+            "-var=audit_object_access=true",
+            *deployment.variables,
+        )
+
+
+def test_log_retention_must_be_one_cloudwatch_takes(deployment: AwsDeployment) -> None:
+    """A value CloudWatch Logs would refuse at apply fails the plan instead."""
+    for wrong in ("31", "0", "366"):
+        with pytest.raises(AssertionError, match="one of CloudWatch Logs' retention values"):
+            terraform(
+                deployment.workdir,
+                "plan",
+                "-refresh=false",
+                f"-var=log_retention_days={wrong}",
+                *deployment.variables,
+            )

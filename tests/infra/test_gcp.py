@@ -249,8 +249,22 @@ VALUES = {
 ROLE_PERMISSIONS = {
     "roles/storage.objectCreator": {"create"},
     "roles/storage.objectViewer": {"get", "list"},
-    "roles/storage.objectUser": {"create", "delete", "get", "list", "update", "restore"},
 }
+
+
+def role_permissions(role: str) -> set[str]:
+    """The storage.objects permissions of a predefined role (above) or of the module's custom
+    role that `role` refers to (`google_project_iam_custom_role.<name>.id`), as it lists them."""
+    custom = re.fullmatch(r"google_project_iam_custom_role\.(\w+)\.id", role)
+    if custom is None:
+        return ROLE_PERMISSIONS[hcl_string(role)]
+    listed = re.findall(
+        r'"([^"]+)"', resource("google_project_iam_custom_role", custom.group(1))["permissions"]
+    )
+    assert all(p.startswith("storage.objects.") for p in listed), listed
+    return {p.removeprefix("storage.objects.") for p in listed}
+
+
 BUCKET_TYPE, OBJECT_TYPE = "storage.googleapis.com/Bucket", "storage.googleapis.com/Object"
 CEL_TERM = re.compile(r'resource\.name\.startsWith\("([^"]*)"\)|resource\.(name|type) == "([^"]*)"')
 
@@ -279,13 +293,12 @@ class Grant:
 
 def bucket_grants() -> list[Grant]:
     grants = []
-    for name, binding in resources("google_storage_bucket_iam_member").items():
-        assert binding["bucket"] == "google_storage_bucket.messages.name", name
+    for binding in resources("google_storage_bucket_iam_member").values():
+        if binding["bucket"] != "google_storage_bucket.messages.name":
+            continue
         conditions = binding.inner("condition")
         condition = render(conditions[0]["expression"], VALUES) if conditions else None
-        grants.append(
-            Grant(render(binding["member"], VALUES), hcl_string(binding["role"]), condition)
-        )
+        grants.append(Grant(render(binding["member"], VALUES), binding["role"], condition))
     return grants
 
 
@@ -301,7 +314,7 @@ def allowed(member: str, permission: str, object_name: str | None) -> bool:
         )
     return any(
         grant.member == member
-        and permission in ROLE_PERMISSIONS[grant.role]
+        and permission in role_permissions(grant.role)
         and (grant.condition is None or cel_allows(grant.condition, resource_type, resource_name))
         for grant in bucket_grants()
     )
@@ -348,20 +361,24 @@ def test_each_checkov_skip_is_known_and_says_why() -> None:
         "google_storage_bucket.messages": {"CKV_GCP_62", "CKV_GCP_78"},
         "google_storage_bucket.source": {"CKV_GCP_62", "CKV_GCP_78"},
         "google_cloudfunctions2_function.example": {"CKV_GCP_124"},
+        "google_artifact_registry_repository.images": {"CKV_GCP_84"},
     }
 
 
-def test_only_the_google_provider() -> None:
-    """Validating the module needs Google's own provider only: no archive, random or beta."""
+def test_only_the_google_provider_and_time() -> None:
+    """Validating the module needs Google's own provider, and HashiCorp's time for waiting on
+    the APIs it enables: no archive, random or beta."""
     (terraform,) = top("terraform")
     assert hcl_string(terraform["required_version"]) == ">= 1.5"
     providers = terraform.one("required_providers")
-    assert list(providers.attributes) == ["google"]
-    google = providers["google"]
+    assert list(providers.attributes) == ["google", "time"]
+    google, time = providers["google"], providers["time"]
     assert re.findall(r'source\s*=\s*"([^"]+)"', google) == ["hashicorp/google"]
     assert re.findall(r'version\s*=\s*"([^"]+)"', google) == ["~> 6.0"]
+    assert re.findall(r'source\s*=\s*"([^"]+)"', time) == ["hashicorp/time"]
     for block in top("resource") + top("data"):
-        assert block.labels[0].startswith("google_"), block.labels
+        if block.labels[0] != "time_sleep":
+            assert block.labels[0].startswith("google_"), block.labels
         assert "provider" not in block.attributes, block.labels
 
 
@@ -392,16 +409,23 @@ def test_grants_are_non_authoritative_and_never_project_wide() -> None:
         "google_cloud_run_service_iam_member",
         "google_service_account_iam_member",
         "google_kms_crypto_key_iam_member",
+        "google_artifact_registry_repository_iam_member",
+        "google_project_iam_member",
+        "google_project_iam_custom_role",  # a role's definition, granted on the bucket only
     }
-    assert not any(re.match(r"google_(project|folder|organization)_iam", kind) for kind in kinds)
+    assert not any(re.match(r"google_(folder|organization)_iam", kind) for kind in kinds)
+    # The one project grant: build logs, which take no narrower resource.
+    (logs,) = resources("google_project_iam_member").values()
+    assert hcl_string(logs["role"]) == "roles/logging.logWriter"
+    assert logs["member"] == '"serviceAccount:${google_service_account.build[0].email}"'
     assert not any(kind.endswith("_acl") for kind in kinds)
 
 
 def test_function_account_writes_and_reads_under_the_prefix_only() -> None:
     grants = [grant for grant in bucket_grants() if grant.member == FUNCTION_SA]
     assert {grant.role for grant in grants} == {
-        "roles/storage.objectCreator",
-        "roles/storage.objectViewer",
+        '"roles/storage.objectCreator"',
+        '"roles/storage.objectViewer"',
     }
     prefix = f"projects/_/buckets/{BUCKET}/objects/{PREFIX}/"
     assert {grant.condition for grant in grants} == {f'resource.name.startsWith("{prefix}")'}
@@ -417,9 +441,19 @@ def test_function_account_writes_and_reads_under_the_prefix_only() -> None:
 
 
 def test_orchestrator_account_uses_sessions_and_lists_the_bucket() -> None:
+    """Exactly what the library calls: create, get, delete under the prefix, and a listing; no
+    update or restore (objectUser's), no IAM."""
+    assert role_permissions("google_project_iam_custom_role.orchestrator.id") == {
+        "create",
+        "get",
+        "delete",
+        "list",
+    }
     for name in SESSION_OBJECTS:
         for permission in ("create", "get", "delete"):
             assert allowed(ORCHESTRATOR_SA, permission, name), (permission, name)
+        for permission in ("update", "restore"):
+            assert not allowed(ORCHESTRATOR_SA, permission, name), (permission, name)
     assert allowed(ORCHESTRATOR_SA, "list", None)
     for name in OTHER_OBJECTS:
         for permission in ("create", "get", "delete"):
@@ -491,9 +525,15 @@ def test_buckets_are_private() -> None:
     for name, bucket in buckets.items():
         assert bucket["uniform_bucket_level_access"] == "true", name
         assert hcl_string(bucket["public_access_prevention"]) == "enforced", name
-    # Nobody is granted anything on the source bucket.
-    for binding in resources("google_storage_bucket_iam_member").values():
-        assert "source" not in binding["bucket"]
+    # Only the build account is granted anything on the source bucket: reading it.
+    on_source = [
+        binding
+        for binding in resources("google_storage_bucket_iam_member").values()
+        if binding["bucket"] == "google_storage_bucket.source.name"
+    ]
+    assert [(hcl_string(b["role"]), b["member"]) for b in on_source] == [
+        ("roles/storage.objectViewer", '"serviceAccount:${google_service_account.build[0].email}"')
+    ]
 
 
 def test_message_bucket_encryption_and_session_expiry() -> None:
@@ -527,7 +567,7 @@ def test_service_account_ids_fit_for_every_accepted_name() -> None:
     name = validation_regex("name")
     lengths = [n for n in range(1, 40) if name.search("a" * n)]
     ids = {hcl_string(b["account_id"]) for b in resources("google_service_account").values()}
-    assert ids == {"${var.name}-function", "${var.name}-orchestrator"}
+    assert ids == {"${var.name}-function", "${var.name}-orchestrator", "${var.name}-build"}
     for account_id in ids:
         assert len(account_id.replace("${var.name}", "a" * min(lengths))) >= 6
         assert len(account_id.replace("${var.name}", "a" * max(lengths))) <= 30
@@ -544,8 +584,52 @@ def test_needed_services_are_enabled_and_left_on() -> None:
         "storage.googleapis.com",
         "iamcredentials.googleapis.com",  # impersonating the orchestrator for ID tokens
     } <= services
+    assert "logging.googleapis.com" in services  # the build account writes its logs
     api = resource("google_project_service", "this")
     assert api["disable_on_destroy"] == "false"
+    # Whatever calls an API waits for them, not for the enabling alone.
+    wait = resource("time_sleep", "services_ready")
+    assert wait["depends_on"] == "[google_project_service.this]"
+    assert wait["create_duration"] == "var.services_wait"
+    assert hcl_string(variable("services_wait")["default"]) == "60s"
+    for block in top("resource"):
+        if "depends_on" in block.attributes and block.labels != ("time_sleep", "services_ready"):
+            assert "google_project_service" not in block["depends_on"], block.labels
+
+
+def test_builds_run_as_a_least_privilege_account_of_their_own() -> None:
+    """Not the Compute Engine default account: `<name>-build`, unless one is given, with build
+    logs, the module's own image repository and the source bucket, and nothing else."""
+    build = resource("google_cloudfunctions2_function", "example").one("build_config")
+    assert build["service_account"] == (
+        "coalesce(var.build_service_account, one(google_service_account.build[*].id))"
+    )
+    assert build["docker_repository"] == "google_artifact_registry_repository.images.id"
+    assert variable("build_service_account")["default"] == "null"
+    account = resource("google_service_account", "build")
+    assert account["count"] == "var.build_service_account == null ? 1 : 0"
+    member = '"serviceAccount:${google_service_account.build[0].email}"'
+    granted = {
+        (kind, name, hcl_string(block["role"]))
+        for kind in (
+            "google_project_iam_member",
+            "google_artifact_registry_repository_iam_member",
+            "google_storage_bucket_iam_member",
+        )
+        for name, block in resources(kind).items()
+        if block["member"] == member
+    }
+    assert granted == {
+        ("google_project_iam_member", "build_writes_logs", "roles/logging.logWriter"),
+        (
+            "google_artifact_registry_repository_iam_member",
+            "build_writes_images",
+            "roles/artifactregistry.writer",
+        ),
+        ("google_storage_bucket_iam_member", "build_reads_source", "roles/storage.objectViewer"),
+    }
+    images = resource("google_artifact_registry_repository_iam_member", "build_writes_images")
+    assert images["repository"] == "google_artifact_registry_repository.images.name"
 
 
 def environment_read_by_definitions() -> set[str]:

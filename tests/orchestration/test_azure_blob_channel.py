@@ -26,6 +26,7 @@ from support.faults import FaultProxy, azure_error
 from dagster_pipes_cloud.adapters.wire import CLAIMS_FOLDER
 from dagster_pipes_cloud.local.azurite import ACCOUNT_KEY, AzuriteEmulator
 from dagster_pipes_cloud.orchestration.azure_blob import (
+    DEFAULT_KEY_PREFIX,
     PipesAzureBlobStorageContextInjector,
     PipesAzureBlobStorageMessageReader,
 )
@@ -106,6 +107,41 @@ def test_every_message_once_in_order_through_server_busy_on_both_sides(
     for proxy in (function_proxy, dagster_proxy):
         share = sum(proxy.injected.values()) / len(proxy.requests)
         assert 0.3 <= share <= 0.5, share
+
+
+def test_sessions_and_contexts_go_under_the_prefix_infra_azure_grants(
+    container: str, function_proxy: FaultProxy, azure_blob_client: BlobServiceClient
+) -> None:
+    """With no `key_prefix`, the reader, its context fallback and the injector put every blob
+    under "dagster-pipes/", infra/azure's default and the only prefix its roles let the function
+    write under; `""` asks for the container's root."""
+    assert DEFAULT_KEY_PREFIX == "dagster-pipes"
+    result = materialize_session(
+        message_reader=PipesAzureBlobStorageMessageReader(
+            container=container, client=azure_blob_client, cleanup=False
+        ),
+        context_injector=PipesAzureBlobStorageContextInjector(
+            container=container, client=azure_blob_client
+        ),
+        function=our_function_side(lambda pipes, payload: pipes.log.info("under the prefix")),
+    )
+    assert result.success, failure_text(result)
+    names = list(azure_blob_client.get_container_client(container).list_blob_names())
+    assert names and all(name.startswith("dagster-pipes/messages-") for name in names), names
+
+    for injector in (
+        PipesAzureBlobStorageContextInjector(container=container, client=azure_blob_client),
+        PipesAzureBlobStorageMessageReader(
+            container=container, client=azure_blob_client
+        ).blob_context_injector(),
+    ):
+        with injector.inject_context({}) as params:  # type: ignore[typeddict-item]
+            assert params["key"].startswith("dagster-pipes/context-"), params
+    at_root = PipesAzureBlobStorageContextInjector(
+        container=container, client=azure_blob_client, key_prefix=""
+    )
+    with at_root.inject_context({}) as params:  # type: ignore[typeddict-item]
+        assert params["key"].startswith("context-"), params
 
 
 def test_a_missing_container_fails_the_step_naming_it_before_the_function_runs(

@@ -3,9 +3,10 @@
 This folder is what gets deployed: `dagster-pipes-cloud package --cloud azure` builds a function
 app from this file, `host.json` and `requirements.txt`. The function writes its messages with the
 app's storage settings: `AZURE_STORAGE_ACCOUNT_URL` (with the app's managed identity, which needs
-Storage Blob Data Contributor on the message container) or `AZURE_STORAGE_CONNECTION_STRING`.
+blob read and write on the message container) or `AZURE_STORAGE_CONNECTION_STRING`.
 """
 
+import os
 from typing import Any
 
 import azure.functions as func
@@ -13,7 +14,11 @@ from dagster_pipes import PipesContext
 
 from dagster_pipes_cloud.external import azure_function
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+# A function key, unless App Service authentication checks an Entra ID token in front of the
+# routes: infra/azure sets PIPES_HTTP_AUTH_LEVEL=ANONYMOUS then.
+app = func.FunctionApp(
+    http_auth_level=func.AuthLevel[os.environ.get("PIPES_HTTP_AUTH_LEVEL", "FUNCTION")]
+)
 
 
 @app.route(route="totals", methods=["POST"])

@@ -1,6 +1,6 @@
 """The component base, written once: one multi-asset (or, with checks alone, one multi-asset
 check) whose body invokes a function through a Pipes client built on first use, with the event
-rendered for the run."""
+rendered for the run; or many invocations, one per event of a list or per partition of the run."""
 
 # No `from __future__ import annotations`: Dagster reads the bodies' `context` annotations as types.
 
@@ -12,9 +12,15 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import dagster as dg
 from dagster import AssetExecutionContext
+from dagster.components.resolved.core_models import (
+    MultiRunBackfillPolicyModel,
+    SingleRunBackfillPolicyModel,
+    resolve_backfill_policy,
+)
 from dagster.components.resolved.errors import ResolutionException
 from pydantic import ConfigDict, Field
 
+from dagster_pipes_cloud.components.fan_out import summed_results
 from dagster_pipes_cloud.orchestration import (
     PipesChunkedMessageReader,
     PipesFunctionClient,
@@ -33,7 +39,8 @@ _RUN_SCOPE_EXAMPLE: dict[str, Any] = {
 
 
 class EventTemplate:
-    """The `event` attribute as written in defs.yaml, rendered once per run.
+    """An event as written in defs.yaml (`event`, or one of `events`), rendered once per run, or
+    once per partition of the run with `fan_out: partitions`.
 
     Load-time variables (`env`, `dg`, a project's template variables) are there as everywhere in
     defs.yaml; these are added for the run: `partition_key` (None when the run has none),
@@ -51,9 +58,15 @@ class EventTemplate:
                 raise
         # other errors (a filter given an example value it cannot take) wait for the run
 
-    def render(self, context: dg.AssetExecutionContext | dg.OpExecutionContext) -> dict[str, Any]:
-        """The event for this run: every templated string in it rendered."""
-        return dict(self._context.with_scope(**run_scope(context)).resolve_value(self.raw))
+    def render(
+        self,
+        context: dg.AssetExecutionContext | dg.OpExecutionContext,
+        partition: str | None = None,
+    ) -> dict[str, Any]:
+        """The event for this run, or for one `partition` of it: every templated string in it
+        rendered."""
+        scope = run_scope(context) if partition is None else partition_scope(context, partition)
+        return dict(self._context.with_scope(**scope).resolve_value(self.raw))
 
 
 def run_scope(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> dict[str, Any]:
@@ -63,8 +76,7 @@ def run_scope(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> dict
         key_range = dict(zip(("start", "end"), context.partition_key_range, strict=True))
         partitions = context.assets_def.partitions_def
         if isinstance(partitions, dg.TimeWindowPartitionsDefinition):
-            start, end = context.partition_time_window
-            window = {"start": start.isoformat(), "end": end.isoformat()}
+            window = _window(context.partition_time_window)
     return {
         "partition_key": context.partition_key if context.has_partition_key else None,
         "partition_key_range": key_range,
@@ -73,8 +85,38 @@ def run_scope(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> dict
     }
 
 
+def partition_scope(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext, key: str
+) -> dict[str, Any]:
+    """The template variables of one partition of the run, as if it ran alone: its key, a range
+    of that key alone, its time window (None unless the partitions are time windows), the run's
+    id."""
+    partitions = context.assets_def.partitions_def
+    window = None
+    if isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+        window = _window(partitions.time_window_for_partition_key(key))
+    return {
+        "partition_key": key,
+        "partition_key_range": {"start": key, "end": key},
+        "partition_time_window": window,
+        "run_id": context.run.run_id,
+    }
+
+
+def _window(window: dg.TimeWindow) -> dict[str, str]:
+    return {"start": window.start.isoformat(), "end": window.end.isoformat()}
+
+
 def _resolve_event(context: dg.ResolutionContext, raw: Mapping[str, Any] | None) -> EventTemplate:
     return EventTemplate(raw or {}, context)
+
+
+def _resolve_events(
+    context: dg.ResolutionContext, raw: list[Mapping[str, Any]] | None
+) -> list[EventTemplate] | None:
+    if raw is None:
+        return None
+    return [EventTemplate(event or {}, context.at_path(index)) for index, event in enumerate(raw)]
 
 
 class RetryPolicyModel(dg.Resolvable, dg.Model):
@@ -102,7 +144,9 @@ class PipesFunctionComponent(dg.Component, dg.Resolvable, dg.Model):
     """Base of the per-platform components: a multi-asset whose body invokes one function.
 
     The multi-asset has the `assets` and `checks` (with `checks` alone, it is a multi-asset
-    check); its body invokes the function once and returns what it reported through Pipes. A
+    check); its body invokes the function once and returns what it reported through Pipes; with
+    `events`, once per event (`run_many`), recording what they reported summed; with
+    `fan_out: partitions`, once per partition of the run (`run_partitions`). A
     binding says which Pipes client it builds (`client_class`, `build_reader`, `client_options`;
     built on the first run, never when definitions load, so default SDK clients follow the
     environment as the resources do), how `run` names the function (`run_arguments`) and what
@@ -128,6 +172,44 @@ class PipesFunctionComponent(dg.Component, dg.Resolvable, dg.Model):
             examples=[{"rows": 1000, "day": "{{ partition_key }}"}],
         ),
     ] = Field(default_factory=lambda: EventTemplate({}, dg.ResolutionContext.default()))
+    events: Annotated[
+        list[EventTemplate] | None,
+        dg.Resolver(
+            _resolve_events,
+            model_field_type=list[dict[str, Any]] | None,
+            inject_before_resolve=False,
+            description="Events, one invocation each, many at once, instead of `event`; each"
+            " asset is recorded once, its functions' numbers summed, with the counts.",
+            examples=[[{"path": "in/a.csv"}, {"path": "in/b.csv"}]],
+        ),
+    ] = None
+    fan_out: Literal["partitions"] | None = Field(
+        default=None,
+        description="partitions: one invocation per partition of the run, `event` rendered for"
+        " each, each partition recorded as its function completes; backfills run as one run"
+        " unless `backfill_policy` says otherwise.",
+    )
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="With `events` or `fan_out`: invocations in flight at once, at most"
+        " (default 10).",
+    )
+    fail_fast: bool | None = Field(
+        default=None,
+        description="With `events` or `fan_out`: start no more invocations after the first"
+        " failure (default false: the others run to their end).",
+    )
+    backfill_policy: Annotated[
+        dg.BackfillPolicy | None,
+        dg.Resolver(
+            resolve_backfill_policy,
+            model_field_type=SingleRunBackfillPolicyModel | MultiRunBackfillPolicyModel | None,
+            description="How a backfill of partitioned assets splits into runs: {type:"
+            " single_run} (the default with `fan_out: partitions`) or {type: multi_run,"
+            " max_partitions_per_run: N}.",
+        ),
+    ] = None
     assets: list[dg.ResolvedAssetSpec] = Field(
         default_factory=list,
         description="The assets the function materializes (none for a function that only"
@@ -212,6 +294,7 @@ class PipesFunctionComponent(dg.Component, dg.Resolvable, dg.Model):
                 "assets, checks: give at least one asset the function materializes or one check"
                 " it reports"
             )
+        self._refuse_what_cannot_fan_out()
         retry_policy = self.retry_policy.to_retry_policy() if self.retry_policy else None
         if not self.assets:
 
@@ -226,22 +309,94 @@ class PipesFunctionComponent(dg.Component, dg.Resolvable, dg.Model):
 
             return dg.Definitions(asset_checks=[run_checks])
 
+        specs = self.assets
+        backfill_policy = self.backfill_policy
+        if self.fan_out == "partitions":
+            # each partition is recorded as its function completes, so the step's outputs are
+            # optional: Dagster records a required output for every partition of the run
+            specs = [spec.replace_attributes(skippable=True) for spec in specs]
+            backfill_policy = backfill_policy or dg.BackfillPolicy.single_run()
+
         @dg.multi_asset(
             name=self.op_name,
-            specs=self.assets,
+            specs=specs,
             check_specs=self.checks,
             retry_policy=retry_policy,
             pool=self.pool,
+            backfill_policy=backfill_policy,
         )
         def run_function(context: AssetExecutionContext) -> Iterator[Any]:
             yield from self._invoke(context)
 
         return dg.Definitions(assets=[run_function])
 
+    def _refuse_what_cannot_fan_out(self) -> None:
+        """Raise a ValueError naming the attribute of a combination that cannot work."""
+        if self.events is not None:
+            if self.fan_out is not None:
+                raise ValueError(
+                    "events: not with fan_out: partitions, which renders `event` once per partition"
+                )
+            if "event" in self.model_fields_set:
+                raise ValueError("events: give event (one invocation) or events, not both")
+            if not self.events:
+                raise ValueError("events: give at least one event")
+        elif self.fan_out is None:
+            for name in ("max_concurrency", "fail_fast"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name}: applies to many invocations; give events or fan_out: partitions"
+                    )
+        if self.fan_out == "partitions":
+            if not self.assets:
+                raise ValueError(
+                    "fan_out: partitions records each partition of partitioned assets; a"
+                    " component with checks alone has none"
+                )
+            unpartitioned = [s.key.to_user_string() for s in self.assets if not s.partitions_def]
+            if unpartitioned:
+                raise ValueError(
+                    "fan_out: partitions needs partitioned assets; no partitions_def on"
+                    f" {', '.join(unpartitioned)}"
+                )
+
+    def _fan_out_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {**self.run_arguments()}
+        if self.max_concurrency is not None:
+            options["max_concurrency"] = self.max_concurrency
+        if self.fail_fast is not None:
+            options["fail_fast"] = self.fail_fast
+        return options
+
     def _invoke(self, context: AssetExecutionContext | dg.OpExecutionContext) -> Iterator[Any]:
-        """Invoke the function with this run's event; what it reported, as Dagster results."""
-        event = self.event.render(context)
-        invocation = self.client.run(context=context, event=event, **self.run_arguments())
-        assert isinstance(invocation, PipesFunctionInvocation)
-        context.log.info(f"{self.function_label} returned {invocation.response!r}")
-        yield from invocation.get_results()
+        """Invoke the function with this run's event, each of `events` or once per partition;
+        what it reported, as Dagster results."""
+        if self.fan_out == "partitions":
+            yield from self.client.run_partitions(
+                context=context,
+                event=lambda key: self.event.render(context, partition=key),
+                **self._fan_out_options(),
+            )
+        elif self.events is not None:
+            yield from self._invoke_each_event(context, self.events)
+        else:
+            event = self.event.render(context)
+            invocation = self.client.run(context=context, event=event, **self.run_arguments())
+            assert isinstance(invocation, PipesFunctionInvocation)
+            context.log.info(f"{self.function_label} returned {invocation.response!r}")
+            yield from invocation.get_results()
+
+    def _invoke_each_event(
+        self,
+        context: AssetExecutionContext | dg.OpExecutionContext,
+        templates: list[EventTemplate],
+    ) -> Iterator[Any]:
+        events = [template.render(context) for template in templates]
+        invocations = self.client.run_many(
+            context=context, events=events, **self._fan_out_options()
+        )
+        for invocation in invocations:
+            context.log.info(
+                f"{self.function_label} returned {invocation.response!r} ({invocation.label})"
+            )
+        yield from summed_results(context, invocations)

@@ -537,7 +537,9 @@ def run_partitions(
     for index, outcome in fan.outcomes():
         if isinstance(outcome, PipesFunctionInvocation):
             yield from _partition_events(context, keys[index], outcome, checks)
-    yield from _check_summaries(context, checks, fan)
+    yield from check_summaries(
+        context, checks, "partitions", len(fan.failures) + len(fan.not_started)
+    )
     if fan.failures or fan.not_started:
         in_order = [fan.completed.get(index) for index in range(len(planned))]
         raise fan_out_failure(fan, labels, target.function, in_order)
@@ -620,12 +622,12 @@ def _partition_events(
             )
 
 
-def _check_summaries(
-    context: Context, checks: dict[tuple[Any, str], list[bool]], fan: FanOut
+def check_summaries(
+    context: Context, checks: dict[tuple[Any, str], list[bool]], unit: str, not_run: int
 ) -> Iterator[AssetCheckResult]:
     """One result for each check the step declares, which Dagster requires of the step as a
-    whole (it records it without a partition): passed when every partition that reported the
-    check passed it."""
+    whole (it records it without a partition): passed when every one of the `unit`s
+    (`partitions`, `invocations`) that reported the check passed it, with the counts."""
     for check_key in sorted(context.selected_asset_check_keys, key=str):
         outcomes = checks.get((check_key.asset_key, check_key.name), [])
         yield AssetCheckResult(
@@ -633,8 +635,8 @@ def _check_summaries(
             check_name=check_key.name,
             passed=all(outcomes),
             metadata={
-                "partitions_checked": len(outcomes),
-                "partitions_failed": outcomes.count(False),
-                "partitions_not_run": len(fan.failures) + len(fan.not_started),
+                f"{unit}_checked": len(outcomes),
+                f"{unit}_failed": outcomes.count(False),
+                f"{unit}_not_run": not_run,
             },
         )

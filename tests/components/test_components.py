@@ -3,6 +3,7 @@ materialized through Dagster against the local stack."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from dagster import (
     AssetKey,
     AssetSelection,
     AssetSpec,
+    BackfillPolicy,
     DagsterInstance,
     Definitions,
     define_asset_job,
@@ -181,13 +183,118 @@ def test_many_assets_per_function_make_one_multi_asset() -> None:
     assert assets_def.op.pools == {"lambda"}
 
 
-def test_an_unknown_template_variable_in_the_event_fails_when_the_component_loads() -> None:
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"event": {"day": "{{ partiton_key }}"}},
+        {"events": [{"day": "{{ partition_key }}"}, {"day": "{{ partiton_key }}"}]},
+    ],
+)
+def test_an_unknown_template_variable_in_an_event_fails_when_the_component_loads(
+    event: dict[str, Any],
+) -> None:
     with pytest.raises(ResolutionException, match="partiton_key"):
         LambdaFunctionComponent.from_attributes_dict(
-            attributes={
-                "function_name": "totals",
-                "bucket": "b",
-                "event": {"day": "{{ partiton_key }}"},
-                "assets": [{"key": "totals"}],
-            }
+            attributes={"function_name": "totals", "bucket": "b", "assets": [{"key": "t"}], **event}
         )
+
+
+def example_component(cloud: str, env: dict[str, str], **attributes: Any) -> Any:
+    """The cloud's component running the example function (it sums `rows` and reports the
+    rows, the total and the check `total_is_positive`)."""
+    return COMPONENTS[cloud].from_attributes_dict(
+        attributes={
+            **function_attributes(cloud, env),
+            "assets": [{"key": "totals", **attributes.pop("asset", {})}],
+            "checks": [{"name": "total_is_positive", "asset": "totals"}],
+            **attributes,
+        }
+    )
+
+
+ROWS = {"type": "static", "partition_keys": ["10", "20", "30", "40"]}
+
+
+@pytest.mark.parametrize("cloud", list(COMPONENTS))
+def test_fan_out_partitions_records_each_partition_of_a_backfill_run(
+    cloud: str, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One run over three partitions invokes the function once per partition, its event
+    rendered with that partition's key, and records each partition with its own metadata."""
+    with serve(cloud, CLOUDS[cloud].example, {}) as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        component = example_component(
+            cloud,
+            env,
+            asset={"partitions_def": ROWS},
+            event={"rows": "{{ partition_key }}"},
+            fan_out="partitions",
+            max_concurrency=2,
+        )
+        assets_def = component_defs(component=component).get_assets_def("totals")
+        assert assets_def.backfill_policy == BackfillPolicy.single_run()
+        tags = {
+            "dagster/asset_partition_range_start": "20",
+            "dagster/asset_partition_range_end": "40",
+        }
+        result, logs = materialize_logged(assets_def, tags=tags)
+    assert result.success, logs
+    materializations = [
+        event.event_specific_data.materialization
+        for event in result.get_asset_materialization_events()
+    ]
+    recorded = {m.partition: m.metadata["total"].value for m in materializations}
+    assert recorded == {"20": 190, "30": 435, "40": 780}
+    assert "[partition 30] summing 30 rows" in logs
+    evaluations = {e.partition: e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluations == {"20": True, "30": True, "40": True, None: True}
+
+
+@pytest.mark.parametrize("cloud", ["aws"])
+def test_events_invoke_once_each_and_record_one_materialization_with_the_counts(
+    cloud: str, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve(cloud, CLOUDS[cloud].example, {}) as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        component = example_component(
+            cloud, env, events=[{"rows": 10}, {"rows": 20}, {"rows": 30}], fail_fast=True
+        )
+        result, logs = materialize_logged(
+            component_defs(component=component).get_assets_def("totals")
+        )
+    assert result.success, logs
+    metadata = metadata_of(result)
+    assert {"rows": 60, "total": 45 + 190 + 435}.items() <= metadata.items()
+    assert {"invocations": 3, "succeeded": 3, "failed": 0}.items() <= metadata.items()
+    for index, rows in enumerate((10, 20, 30)):
+        assert f"[event {index}] summing {rows} rows" in logs
+        assert f"returned {{'total': {sum(range(rows))}}} (event {index})" in logs
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.passed and evaluation.metadata["invocations_checked"].value == 3
+
+
+@pytest.mark.parametrize(
+    ("attributes", "error"),
+    [
+        ({"events": []}, "events: give at least one event"),
+        ({"events": [{}], "event": {"rows": 1}}, "events: give event (one invocation) or events"),
+        ({"events": [{}], "fan_out": "partitions"}, "events: not with fan_out: partitions"),
+        ({"max_concurrency": 5}, "max_concurrency: applies to many invocations"),
+        ({"fail_fast": True}, "fail_fast: applies to many invocations"),
+        ({"fan_out": "partitions"}, "fan_out: partitions needs partitioned assets; no"),
+        (
+            {"fan_out": "partitions", "assets": [], "checks": [{"name": "c", "asset": "a"}]},
+            "fan_out: partitions records each partition of partitioned assets",
+        ),
+    ],
+)
+def test_combinations_that_cannot_fan_out_are_refused_naming_the_attribute(
+    attributes: dict[str, Any], error: str
+) -> None:
+    component = LambdaFunctionComponent.from_attributes_dict(
+        attributes={"function_name": "f", "bucket": "b", "assets": [{"key": "a"}], **attributes}
+    )
+    with pytest.raises(ValueError, match=re.escape(error)):
+        component_defs(component=component)

@@ -36,7 +36,11 @@ def dg(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A dg project (src layout, the package `pipes_project`) using this environment."""
-    root = tmp_path_factory.mktemp("dg_project")
+    return new_project(tmp_path_factory.mktemp("dg_project"))
+
+
+def new_project(root: Path) -> Path:
+    """Make a dg project in `root` (src layout, the package `pipes_project`)."""
     package = root / "src" / "pipes_project"
     (package / "defs").mkdir(parents=True)
     (package / "__init__.py").write_text("")
@@ -147,3 +151,31 @@ def test_a_scaffolded_function_folder_packages_as_it_is(
     )
     assert packaged.returncode == 0, packaged.stderr
     assert packaged.stderr == ""  # no note: nothing missing, nothing added
+
+
+def test_dg_check_defs_takes_a_fan_out_and_names_a_combination_that_cannot_work(
+    tmp_path: Path,
+) -> None:
+    project = new_project(tmp_path)
+    folder = project / "src" / "pipes_project" / "defs" / "daily"
+    folder.mkdir()
+    defs_yaml = textwrap.dedent(f"""\
+        type: {COMPONENTS[0]}
+        attributes:
+          function_name: daily-totals
+          bucket: dagster-pipes
+          event: {{day: "{{{{ partition_time_window.start }}}}"}}
+          fan_out: partitions
+          max_concurrency: 50
+          assets:
+            - key: daily_totals
+              partitions_def: {{type: daily, start_date: "2024-01-01"}}
+        """)
+    (folder / "defs.yaml").write_text(defs_yaml)
+    checked = dg(project, "check", "defs")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    (folder / "defs.yaml").write_text(defs_yaml + "  events: [{day: one}, {day: two}]\n")
+    refused = dg(project, "check", "defs")
+    assert refused.returncode != 0
+    assert "events: not with fan_out: partitions" in refused.stdout + refused.stderr

@@ -127,7 +127,8 @@ def test_sessions_and_contexts_go_under_the_prefix_infra_azure_grants(
     )
     assert result.success, failure_text(result)
     names = list(azure_blob_client.get_container_client(container).list_blob_names())
-    assert names and all(name.startswith("dagster-pipes/messages-") for name in names), names
+    under = ("dagster-pipes/messages-", f"dagster-pipes/{CLAIMS_FOLDER}/messages-")
+    assert names and all(name.startswith(under) for name in names), names
 
     for injector in (
         PipesAzureBlobStorageContextInjector(container=container, client=azure_blob_client),

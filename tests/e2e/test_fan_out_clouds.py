@@ -149,31 +149,42 @@ def test_a_twenty_day_backfill_records_eighteen_then_reruns_the_two_failed_alone
     assert runs_in(tmp_path) == {day: ran_again.get(day, 1) for day in days}, "only they ran"
 
 
+@contextmanager
+def sigint_once_started(folder: Path, count: int) -> Iterator[threading.Event]:
+    """Send SIGINT to this process, as Dagster terminates a run worker, once `count`
+    invocations of `waits_for_cancel` have started in `folder` (or after a minute); the event
+    yielded is set if they had."""
+    started = threading.Event()
+
+    def terminate_once_started() -> None:
+        deadline = time.monotonic() + 60
+        while len(started_in(folder)) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if len(started_in(folder)) >= count:
+            started.set()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    terminator = threading.Thread(target=terminate_once_started, daemon=True)
+    terminator.start()
+    try:
+        yield started
+    finally:
+        terminator.join()
+
+
 @EACH_CLOUD
 def test_terminating_the_step_asks_every_running_invocation_to_stop_and_starts_no_more(
     cloud: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     platform = platform_of(cloud, request)
     running, total = 4, 12
-    all_started = threading.Event()
-
-    def terminate_once_running() -> None:
-        deadline = time.monotonic() + 60
-        while len(started_in(tmp_path)) < running and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if len(started_in(tmp_path)) >= running:
-            all_started.set()
-        os.kill(os.getpid(), signal.SIGINT)  # how Dagster terminates a run worker
-
-    terminator = threading.Thread(target=terminate_once_running, daemon=True)
-    terminator.start()
-    result = materialize_many(
-        platform.client(),
-        named_events(total, tmp_path),
-        max_concurrency=running,
-        **platform.where(WAIT),
-    )
-    terminator.join()
+    with sigint_once_started(tmp_path, running) as all_started:
+        result = materialize_many(
+            platform.client(),
+            named_events(total, tmp_path),
+            max_concurrency=running,
+            **platform.where(WAIT),
+        )
     assert all_started.is_set(), f"only {started_in(tmp_path)} started within 60 s"
     assert not result.success
 
@@ -189,23 +200,24 @@ def test_terminating_the_step_asks_every_running_invocation_to_stop_and_starts_n
 
 @contextmanager
 def host_below(
-    cloud: str, request: pytest.FixtureRequest, capacity: int
+    cloud: str, request: pytest.FixtureRequest, capacity: int, function: str = WORK
 ) -> Iterator[tuple[Any, dict[str, str]]]:
-    """A fresh host of `cloud` running `capacity` invocations of `fan_out_work` at once and
+    """A fresh host of `cloud` running `capacity` invocations of `function` at once and
     refusing more as its platform does, and a Pipes client for it whose invoker does not resend
     a refused one itself (so that each refusal reaches the fan-out); with the keyword naming
     the function to the client."""
     if cloud == "aws":
         aws = request.getfixturevalue("aws_stack")
-        handlers = {WORK: f"e2e.aws_handlers:{WORK}"}
+        handlers = {function: f"e2e.aws_handlers:{function}"}
         env = request.getfixturevalue("s3_emulator").env
         with LocalLambdaHost(handlers, env=env, concurrency=capacity) as host:
             invoker = LambdaInvoker(local_client("lambda", host.endpoint_url), resend_attempts=0)
             reader = PipesS3MessageReader(bucket=aws.bucket, client=aws.s3_client)
-            yield PipesLambdaClient(message_reader=reader, invoker=invoker), {"function_name": WORK}
+            client = PipesLambdaClient(message_reader=reader, invoker=invoker)
+            yield client, {"function_name": function}
     elif cloud == "gcp":
         gcp = request.getfixturevalue("gcp_stack")
-        target = f"e2e.gcp_functions:{WORK}"
+        target = f"e2e.gcp_functions:{function}"
         with LocalCloudFunctionHost(
             target, env=gcp.env, concurrency=capacity, max_instances=1, queue_timeout=0
         ) as host:
@@ -229,7 +241,7 @@ def host_below(
                 session=requests.Session(), function_key=azure.function_key, resend_attempts=0
             )
             client = PipesAzureFunctionClient(message_reader=blobs, invoker=azure_invoker)
-            yield client, {"function_url": f"{host.url}/api/{WORK}"}
+            yield client, {"function_url": f"{host.url}/api/{function}"}
 
 
 @EACH_CLOUD
@@ -350,21 +362,27 @@ def test_the_readers_listing_pass_crosses_a_page_of_unrelated_keys(
     reason="fan_out.py: a throttled invocation is requeued with its session open, and fail_fast"
     " (FanOut._launch) or a stop (FanOut._stop_all) drops it from the queue without ending it",
 )
-def test_fail_fast_ends_the_sessions_of_throttled_invocations_it_never_starts(
-    request: pytest.FixtureRequest, tmp_path: Path
+@pytest.mark.parametrize("stopped_by", ["fail_fast", "termination"])
+def test_the_sessions_of_throttled_invocations_never_started_are_ended(
+    stopped_by: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     aws = request.getfixturevalue("aws_stack")
     contexts = f"contexts-{secrets.token_hex(4)}"
     events = named_events(8, tmp_path, work=0.3)
     for event in events:
         event["fail"] = [event["name"] for event in events]
-    with host_below("aws", request, capacity=2) as (client, where):
+    function = WORK if stopped_by == "fail_fast" else WAIT
+    with host_below("aws", request, capacity=2, function=function) as (client, where):
         client.context_injector = PipesS3ContextInjector(
             bucket=aws.bucket, client=aws.s3_client, key_prefix=contexts
         )
-        result = materialize_many(client, events, max_concurrency=6, fail_fast=True, **where)
+        if stopped_by == "fail_fast":
+            result = materialize_many(client, events, max_concurrency=6, fail_fast=True, **where)
+        else:
+            with sigint_once_started(tmp_path, 2):
+                result = materialize_many(client, events, max_concurrency=6, **where)
+            wait_for(lambda: len(ended_in(tmp_path)) == 2, "both running invocations ending")
     assert not result.success
-    assert "not started (fail_fast)" in failure_text(result)
-    assert sum(runs_in(tmp_path).values()) < len(events)
+    assert "not started" in logs_of(result)
     left = aws.s3_client.list_objects_v2(Bucket=aws.bucket, Prefix=f"{contexts}/")
     assert left.get("KeyCount") == 0, "each session opened is ended: its context blob deleted"

@@ -7,11 +7,10 @@ record of itself in the event's `folder` (the hosts run on this machine): one li
 """
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
-
-from e2e.cancel_functions import write_atomically
 
 from dagster_pipes_cloud.external.context import PipesCloudContext
 
@@ -57,10 +56,17 @@ def waits_for_cancel(pipes: PipesCloudContext, payload: dict[str, Any]) -> str:
     name = invocation_name(pipes, payload)
     folder = Path(payload["folder"])
     pipes.log.info(f"{name} started")
-    write_atomically(str(folder / f"{name}.started"), "started")
+    _record(folder / f"{name}.started", "started")
     deadline = time.monotonic() + WAIT_LIMIT
     while not pipes.is_cancelled and time.monotonic() < deadline:
         time.sleep(0.05)
     ended = "cancelled" if pipes.is_cancelled else "ran out"
-    write_atomically(str(folder / f"{name}.stopped"), ended)
+    _record(folder / f"{name}.stopped", ended)
     return ended
+
+
+def _record(path: Path, text: str) -> None:
+    """Write `text` to `path` whole: a test looking at it never reads half of it."""
+    written = path.with_name(f"{path.name}.tmp")
+    written.write_text(text)
+    os.replace(written, path)

@@ -62,6 +62,8 @@ AWS_HANDLERS = (
     "large_and_non_ascii",
     "bad_line",
     "ends_midway",
+    "fan_out_work",
+    "fan_out_wait",
 )
 
 

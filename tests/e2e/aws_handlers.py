@@ -5,7 +5,7 @@ import time
 from typing import Any
 
 from dagster_pipes import PipesContext
-from e2e import function_bodies
+from e2e import fan_out_functions, function_bodies
 
 from dagster_pipes_cloud.adapters.s3 import S3BlobStore
 from dagster_pipes_cloud.external import PipesS3MessageWriter, lambda_handler
@@ -120,3 +120,5 @@ large_and_non_ascii = lambda_handler(function_bodies.large_and_non_ascii)
 bad_line = lambda_handler(message_writer=function_bodies.writer_with_a_bad_line(S3BlobStore))(
     function_bodies.kept_beside_a_bad_line
 )
+fan_out_work = lambda_handler(fan_out_functions.recorded_work)
+fan_out_wait = lambda_handler(fan_out_functions.waits_for_cancel)

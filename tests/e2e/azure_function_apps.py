@@ -7,7 +7,7 @@ from typing import Any
 
 import azure.functions as func
 from dagster_pipes import PipesContext
-from e2e import function_bodies
+from e2e import fan_out_functions, function_bodies
 
 from dagster_pipes_cloud.adapters.azure_blob import AzureBlobStore
 from dagster_pipes_cloud.external import PipesAzureBlobStorageMessageWriter, azure_function
@@ -81,4 +81,8 @@ app.route(route="bad_line", methods=["POST"])(
     azure_function(message_writer=function_bodies.writer_with_a_bad_line(AzureBlobStore))(
         function_bodies.kept_beside_a_bad_line
     )
+)
+app.route(route="fan_out_work", methods=["POST"])(azure_function(fan_out_functions.recorded_work))
+app.route(route="fan_out_wait", methods=["POST"])(
+    azure_function(fan_out_functions.waits_for_cancel)
 )

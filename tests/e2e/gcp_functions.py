@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from e2e import function_bodies
+from e2e import fan_out_functions, function_bodies
 
 from dagster_pipes_cloud.adapters.gcs import GCSBlobStore
 from dagster_pipes_cloud.external import PipesGCSMessageWriter, cloud_function
@@ -48,3 +48,5 @@ large_and_non_ascii = cloud_function(function_bodies.large_and_non_ascii)
 bad_line = cloud_function(message_writer=function_bodies.writer_with_a_bad_line(GCSBlobStore))(
     function_bodies.kept_beside_a_bad_line
 )
+fan_out_work = cloud_function(fan_out_functions.recorded_work)
+fan_out_wait = cloud_function(fan_out_functions.waits_for_cancel)

@@ -42,10 +42,12 @@ class Platform:
     kind: str
     target: Callable[[str], dict[str, str]] | None = None
 
+    def where(self, function: str) -> dict[str, str]:
+        """The keyword naming `function` to the client's `run`."""
+        return self.target(function) if self.target else {"function_url": self.stack.url(function)}
+
     def run(self, function: str, client: Any = None, **run_kwargs: Any) -> Any:
-        target = (
-            self.target(function) if self.target else {"function_url": self.stack.url(function)}
-        )
+        target = self.where(function)
         return materialize_run(client or self.client(), self.asset, **target, **run_kwargs)
 
 

@@ -19,10 +19,14 @@ from dagster import (
     DailyPartitionsDefinition,
     MaterializeResult,
     asset,
-    materialize,
 )
 from dagster._core.errors import DagsterInvalidDefinitionError
-from support.dagster_testing import failure_text, logs_of, materialize_recorded
+from support.dagster_testing import (
+    failure_text,
+    logs_of,
+    materialize_range,
+    materialize_recorded,
+)
 from support.inprocess_platform import InProcessClient, local_store
 
 from dagster_pipes_cloud.adapters import CANCEL_MARKER, FunctionInvocation, ThrottledError
@@ -239,16 +243,6 @@ def partitioned_asset(client: InProcessClient, fn: Counted, **kwargs: Any) -> An
         )
 
     return daily
-
-
-def materialize_range(assets: list[Any], instance: DagsterInstance, start: str, end: str) -> Any:
-    tags = {
-        "dagster/asset_partition_range_start": start,
-        "dagster/asset_partition_range_end": end,
-    }
-    result = materialize(assets, instance=instance, tags=tags, raise_on_error=False)
-    result.instance_for_test = instance  # for logs_of
-    return result
 
 
 def test_a_single_run_backfill_records_each_partition_and_names_the_failed(

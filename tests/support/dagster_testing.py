@@ -16,6 +16,20 @@ def materialize_recorded(assets: Sequence[Any], resources: Mapping[str, Any]) ->
     return result
 
 
+def materialize_range(
+    assets: Sequence[Any], instance: DagsterInstance, start: str, end: str
+) -> Any:
+    """`materialize` one ranged run of partitions `start` to `end` (as a single-run backfill
+    launches it) on `instance`, kept on the result, without raising on failure."""
+    tags = {
+        "dagster/asset_partition_range_start": start,
+        "dagster/asset_partition_range_end": end,
+    }
+    result = materialize(assets, instance=instance, tags=tags, raise_on_error=False)
+    result.instance_for_test = instance  # for logs_of
+    return result
+
+
 def materialize_run(client: Any, asset_name: str, **run_kwargs: Any) -> Any:
     """Materialize one asset, `asset_name`, whose body is `client.run(context=..., **run_kwargs)`
     (our Pipes clients or the official ones); the recorded result also carries the function's

@@ -52,7 +52,7 @@ class Stack:
     make_client: Callable[[str, Counter], Any]
     run_args: Mapping[str, Mapping[str, str]]
     invoke: Callable[[str, Mapping[str, Any]], Any]
-    function_calls: ProxyCalls
+    function_calls: CallCounter
     dagster_env: Mapping[str, str] = field(default_factory=dict)
     lambda_endpoint: str = ""
 
@@ -83,24 +83,38 @@ def bootstrap(key_prefix: str) -> dict[str, str]:
 
 
 @contextmanager
-def open_stack(cloud: str, *, concurrency: int = 16, module: str | None = None) -> Iterator[Stack]:
+def open_stack(
+    cloud: str, *, concurrency: int = 16, module: str | None = None, proxied: bool = True
+) -> Iterator[Stack]:
     """Start `cloud`'s emulator, counting proxy and function host(s) serving `module` (default
-    `FUNCTIONS[cloud]`); stop them on exit. Each library's function runs in a process of its
-    own, so their memory is apart."""
+    `FUNCTIONS[cloud]`), each host serving `concurrency` invocations at once; stop them on exit.
+    Each library's function runs in a process of its own, so their memory is apart. With
+    `proxied` false the functions reach the emulator directly (their calls are not counted):
+    the proxy runs in this process, where many functions' calls would share the Dagster side's
+    interpreter."""
     with ExitStack() as stack:
         make = {"aws": _aws, "gcp": _gcp, "azure": _azure}[cloud]
-        yield make(stack, concurrency, module or FUNCTIONS[cloud])
+        yield make(stack, concurrency, module or FUNCTIONS[cloud], proxied)
 
 
-def _emulated(stack: ExitStack, emulator: Any) -> tuple[Any, FaultProxy]:
-    """Start `emulator` with the benchmark's bucket, and the counting proxy in front of it."""
+class _Uncounted:
+    """The function side's calls where no proxy counts them: always 0."""
+
+    calls = 0
+
+
+def _emulated(stack: ExitStack, emulator: Any, proxied: bool) -> tuple[Any, str, CallCounter]:
+    """Start `emulator` with the benchmark's bucket and, if `proxied`, the counting proxy in
+    front of it: the emulator, the endpoint the functions use, and their calls' counter."""
     started = stack.enter_context(emulator)
     if hasattr(started, "create_container"):
         started.create_container(BUCKET)
     else:
         started.create_bucket(BUCKET)
+    if not proxied:
+        return started, started.endpoint_url, _Uncounted()
     proxy = stack.enter_context(FaultProxy(started.endpoint_url))
-    return started, proxy
+    return started, proxy.url, ProxyCalls(proxy)
 
 
 def _http_stack(
@@ -108,7 +122,7 @@ def _http_stack(
     urls: Mapping[str, str],
     client_class: Any,
     reader_for: Callable[[str, Counter], Any],
-    proxy: FaultProxy,
+    function_calls: CallCounter,
     dagster_env: Mapping[str, str],
 ) -> Stack:
     """The stack of an HTTP platform: `client_class` carries each library's reader
@@ -127,12 +141,12 @@ def _http_stack(
         {name: {"function_url": url} for name, url in urls.items()}
         | {"kept": {"function_url": urls["ours"]}},
         _http_invoke(urls),
-        ProxyCalls(proxy),
+        function_calls,
         dagster_env,
     )
 
 
-def _aws(stack: ExitStack, concurrency: int, module: str) -> Stack:
+def _aws(stack: ExitStack, concurrency: int, module: str, proxied: bool) -> Stack:
     from dagster_aws.pipes import PipesLambdaClient as OfficialLambdaClient
     from dagster_aws.pipes import PipesLambdaEventContextInjector
     from dagster_aws.pipes import PipesS3MessageReader as OfficialS3MessageReader
@@ -140,8 +154,8 @@ def _aws(stack: ExitStack, concurrency: int, module: str) -> Stack:
     from dagster_pipes_cloud.local import LocalLambdaHost, S3Emulator
     from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader
 
-    s3, proxy = _emulated(stack, S3Emulator())
-    env = {**s3.env, "AWS_ENDPOINT_URL_S3": proxy.url}
+    s3, endpoint, function_calls = _emulated(stack, S3Emulator(), proxied)
+    env = {**s3.env, "AWS_ENDPOINT_URL_S3": endpoint}
     functions = {name: f"{module}:{name}" for name in (*LIBRARIES, "bare")}
     host = stack.enter_context(LocalLambdaHost(functions, env=env, concurrency=concurrency))
     credentials = {
@@ -187,7 +201,7 @@ def _aws(stack: ExitStack, concurrency: int, module: str) -> Stack:
         {name: {"function_name": name} for name in (*LIBRARIES, "bare")}
         | {"kept": {"function_name": "ours"}},
         invoke,
-        ProxyCalls(proxy),
+        function_calls,
         s3.env,
         host.endpoint_url,
     )
@@ -204,15 +218,15 @@ def _http_invoke(urls: Mapping[str, str]) -> Callable[[str, Mapping[str, Any]], 
     return invoke
 
 
-def _gcp(stack: ExitStack, concurrency: int, module: str) -> Stack:
+def _gcp(stack: ExitStack, concurrency: int, module: str, proxied: bool) -> Stack:
     from dagster_gcp.pipes import PipesGCSMessageReader as OfficialGCSMessageReader
     from gcp_channel import CountingSession, counting_storage_client
 
     from dagster_pipes_cloud.local import GCSEmulator, LocalCloudFunctionHost
     from dagster_pipes_cloud.orchestration import PipesCloudFunctionClient, PipesGCSMessageReader
 
-    gcs, proxy = _emulated(stack, GCSEmulator())
-    env = {**gcs.env, "STORAGE_EMULATOR_HOST": proxy.url}
+    gcs, endpoint, function_calls = _emulated(stack, GCSEmulator(), proxied)
+    env = {**gcs.env, "STORAGE_EMULATOR_HOST": endpoint}
     urls = {
         name: stack.enter_context(
             LocalCloudFunctionHost(f"{module}:{name}", env=env, concurrency=concurrency)
@@ -229,10 +243,10 @@ def _gcp(stack: ExitStack, concurrency: int, module: str) -> Stack:
             return PipesGCSMessageReader(bucket=BUCKET, client=client, cleanup=library == "ours")
         return OfficialGCSMessageReader(bucket=BUCKET, client=client)
 
-    return _http_stack("gcp", urls, PipesCloudFunctionClient, reader_for, proxy, gcs.env)
+    return _http_stack("gcp", urls, PipesCloudFunctionClient, reader_for, function_calls, gcs.env)
 
 
-def _azure(stack: ExitStack, concurrency: int, module: str) -> Stack:
+def _azure(stack: ExitStack, concurrency: int, module: str, proxied: bool) -> Stack:
     from azure_channel import counting_blob_client
     from dagster_azure.pipes import (
         PipesAzureBlobStorageMessageReader as OfficialAzureBlobStorageMessageReader,
@@ -246,8 +260,10 @@ def _azure(stack: ExitStack, concurrency: int, module: str) -> Stack:
         PipesAzureFunctionClient,
     )
 
-    azurite, proxy = _emulated(stack, AzuriteEmulator())
-    function_side = connection_string(f"{proxy.url}/{ACCOUNT_NAME}")
+    azurite, endpoint, function_calls = _emulated(stack, AzuriteEmulator(), proxied)
+    function_side = (
+        connection_string(f"{endpoint}/{ACCOUNT_NAME}") if proxied else azurite.connection_string
+    )
     # one host (one process) per library: the app serves every route, each uses its own
     hosts = {
         name: stack.enter_context(
@@ -276,4 +292,6 @@ def _azure(stack: ExitStack, concurrency: int, module: str) -> Stack:
         )
 
     dagster_env = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
-    return _http_stack("azure", urls, PipesAzureFunctionClient, reader_for, proxy, dagster_env)
+    return _http_stack(
+        "azure", urls, PipesAzureFunctionClient, reader_for, function_calls, dagster_env
+    )

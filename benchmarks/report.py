@@ -152,6 +152,97 @@ ROWS: list[tuple[str, str, Callable[[Results], str]]] = [
     ),
 ]
 
+THREAD_ALLOWANCE = 10
+"""The "small constant" of threads a fan-out may hold beyond `max_concurrency`."""
+
+
+def _fan(cloud: Results, part: str) -> Any:
+    return cloud["fan_out"][part]
+
+
+def _wall_ratio(cloud: Results) -> float:
+    run = _fan(cloud, "throughput")
+    return float(run["seconds"] / run["ideal_s"])
+
+
+def _added_threads(run: Results) -> int:
+    return int(run["threads_peak"] - run["threads_before"])
+
+
+def _event_threads(cloud: Results) -> str:
+    event = _fan(cloud, "throughput").get("event")
+    return "-" if event is None else f"{event['threads_before']} → {event['threads_peak']}"
+
+
+def _anchor(cloud: Results) -> str:
+    found = cloud["fan_out"].get("anchor")
+    if found is None:
+        return "-"
+    ratio = _ratio(found["official_s"], found["ours_s"])
+    return f"{found['official_s']:.1f} / {found['ours_s']:.1f} ({ratio})"
+
+
+def _stopped(cloud: Results) -> str:
+    found = _fan(cloud, "termination")
+    if found["max_s"] is None:
+        return f"none of {found['running']}"
+    return f"{found['max_s']:.1f} ({found['saw_stop']} of {found['running']})"
+
+
+FAN_OUT_ROWS: list[tuple[str, str, Callable[[Results], str]]] = [
+    (
+        "fan_out",
+        "fan-out: invocations, max_concurrency",
+        lambda c: f"{_fan(c, 'throughput')['count']}, {_fan(c, 'throughput')['max_concurrency']}",
+    ),
+    (
+        "fan_out",
+        "fan-out: wall time / ideal (s)",
+        lambda c: (
+            f"{_fan(c, 'throughput')['seconds']:.1f} / {_fan(c, 'throughput')['ideal_s']:.1f}"
+            f" (x{_wall_ratio(c):.2f})"
+        ),
+    ),
+    (
+        "fan_out",
+        "fan-out: lines delivered, in another's session",
+        lambda c: (
+            "not counted"
+            if _fan(c, "throughput")["lines"] is None
+            else f"{_fan(c, 'throughput')['lines']}/{_fan(c, 'throughput')['expected_lines']},"
+            f" {_fan(c, 'throughput')['crossed']}"
+        ),
+    ),
+    (
+        "fan_out",
+        "fan-out: the run's threads, before → peak",
+        lambda c: (
+            f"{_fan(c, 'throughput')['threads_before']} → {_fan(c, 'throughput')['threads_peak']}"
+        ),
+    ),
+    ("fan_out", "fan-out of Lambda Event invocations: threads, before → peak", _event_threads),
+    (
+        "fan_out",
+        "fan-out: peak RSS growth per in-flight session (KiB)",
+        lambda c: f"{_fan(c, 'throughput')['rss_kib_per_session']:.0f}",
+    ),
+    (
+        "fan_out",
+        "Dagster-side storage calls/min: quiet sessions in flight, that many / one",
+        lambda c: (
+            f"{_fan(c, 'polling')['sessions']}: {_fan(c, 'polling')['per_min']:.0f}"
+            f" / {_fan(c, 'polling')['one_per_min']:.0f}"
+        ),
+    ),
+    ("fan_out", "termination: SIGINT to the last function seeing the stop, max (s)", _stopped),
+    (
+        "fan_out",
+        "backfill, official run per partition / ours single run (s)",
+        _anchor,
+    ),
+]
+
+
 TARGETS: list[tuple[str, str, Callable[[Results], bool]]] = [
     (
         "drain",
@@ -207,6 +298,57 @@ TARGETS: list[tuple[str, str, Callable[[Results], bool]]] = [
     ),
 ]
 
+FAN_OUT_TARGETS: list[tuple[str, str, Callable[[Results], bool | None]]] = [
+    ("fan_out", "fan-out wall time ≤ 1.3x the ideal", lambda c: _wall_ratio(c) <= 1.3),
+    (
+        "fan_out",
+        "fan-out: every message delivered, none crossing",
+        lambda c: (
+            None
+            if _fan(c, "throughput")["lines"] is None
+            else _fan(c, "throughput")["lines"] == _fan(c, "throughput")["expected_lines"]
+            and _fan(c, "throughput")["crossed"] == 0
+            and _fan(c, "throughput")["success"]
+        ),
+    ),
+    (
+        "fan_out",
+        "fan-out storage calls/min ≤ 5x one session's",
+        lambda c: _fan(c, "polling")["per_min"] <= 5 * _fan(c, "polling")["one_per_min"],
+    ),
+    (
+        "fan_out",
+        f"fan-out threads ≤ max_concurrency + {THREAD_ALLOWANCE} (Event too)",
+        lambda c: all(
+            _added_threads(run) <= _fan(c, "throughput")["max_concurrency"] + THREAD_ALLOWANCE
+            for run in (_fan(c, "throughput"), _fan(c, "throughput").get("event"))
+            if run is not None
+        ),
+    ),
+    (
+        "fan_out",
+        "termination: every running function saw the stop within 5 s",
+        lambda c: (
+            _fan(c, "termination")["max_s"] is not None
+            and _fan(c, "termination")["saw_stop"] == _fan(c, "termination")["running"]
+            and _fan(c, "termination")["max_s"] <= 5.0
+        ),
+    ),
+    (
+        "fan_out",
+        "single-run backfill ≥ 10x faster than a run per partition",
+        lambda c: (
+            None
+            if "anchor" not in c["fan_out"]
+            else c["fan_out"]["anchor"]["official_s"] >= 10 * c["fan_out"]["anchor"]["ours_s"]
+        ),
+    ),
+]
+
+
+def _verdict(met: bool | None) -> str:
+    return "-" if met is None else "met" if met else "**missed**"
+
 
 def _per_cloud(results: Results) -> dict[str, dict[str, Any]]:
     """Each cloud's results with its cold start folded in."""
@@ -234,8 +376,8 @@ def markdown(results: Results, chart: str | None) -> str:
     machine, settings = results["machine"], results["settings"]
     clouds = _per_cloud(results)
     targets = [
-        (needs, label, lambda c, met=met: "met" if met(c) else "**missed**")
-        for needs, label, met in TARGETS
+        (needs, label, lambda c, met=met: _verdict(met(c)))
+        for needs, label, met in [*TARGETS, *FAN_OUT_TARGETS]
     ]
     packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
     out = [
@@ -273,6 +415,8 @@ def markdown(results: Results, chart: str | None) -> str:
         *table(clouds, ROWS),
         "",
     ]
+    if any("fan_out" in found for found in clouds.values()):
+        out += ["## Many invocations in one step (ours)", "", *table(clouds, FAN_OUT_ROWS), ""]
     if chart:
         out += [f"![drain overhead and live latency per cloud]({chart})", ""]
     out += ["## Targets", "", *table(clouds, targets), ""]

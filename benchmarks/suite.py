@@ -13,12 +13,16 @@ Per cloud, on one local stack (`_clouds.open_stack`), each library at its own de
   end and the peak RSS of both sides;
 - soak (ours): 500 invocations of one warm function, its RSS, file descriptors and threads;
 - concurrency (ours): 16 steps at once on the multiprocess executor against 16 in a row;
+- fan_out (ours): many invocations from one step on a stack of its own (`_fan_out.py`):
+  throughput against the ideal, messages, threads and RSS, polling cost with many sessions,
+  termination, and on Lambda the single-run backfill against dagster-aws run per partition;
 
 and once, the cold-start import time of each entrypoint with its writer against dagster_pipes
 plus the cloud SDK alone.
 
     .venv/bin/python benchmarks/suite.py [--quick] [--runs N] [--messages N] [--invocations N]
-        [--clouds aws,gcp,azure] [--only drain,latency,idle,volume,soak,concurrency,cold_start]
+        [--clouds aws,gcp,azure]
+        [--only drain,latency,idle,volume,soak,concurrency,fan_out,cold_start]
 """
 
 from __future__ import annotations
@@ -290,31 +294,47 @@ def machine() -> dict[str, Any]:
     }
 
 
+STACK_PARTS = ("drain", "latency", "idle", "volume", "soak", "concurrency")
+"""The benchmarks on the shared stack (the fan-out has one of its own)."""
+
+
 def run_cloud(cloud: str, settings: Mapping[str, Any], chosen: set[str] | None) -> dict[str, Any]:
-    """The benchmarks `chosen` (None: all) on one stack of `cloud`."""
+    """The benchmarks `chosen` (None: all) on one stack of `cloud`, then the fan-out on a stack
+    of its own (hosts as concurrent as the fan-out, no proxy in this process)."""
     found: dict[str, Any] = {}
-    with open_stack(cloud) as stack:
-        for name, measure in (
-            ("drain", lambda: drain(stack, settings["runs"])),
-            ("latency", lambda: latency(stack)),
-            ("idle", lambda: idle(stack, settings["idle_s"][0], settings["idle_s"][1])),
-            ("volume", lambda: volume(stack, settings["messages"])),
-            ("soak", lambda: soak(stack, settings["invocations"])),
-            ("concurrency", lambda: concurrency(stack, settings["steps"])),
-        ):
-            if chosen is None or name in chosen:
-                started = time.perf_counter()
-                found[name] = measure()
-                print(f"{name} ({time.perf_counter() - started:.0f} s): {found[name]}", flush=True)
+    if chosen is None or chosen & set(STACK_PARTS):
+        with open_stack(cloud) as stack:
+            for name, measure in (
+                ("drain", lambda: drain(stack, settings["runs"])),
+                ("latency", lambda: latency(stack)),
+                ("idle", lambda: idle(stack, settings["idle_s"][0], settings["idle_s"][1])),
+                ("volume", lambda: volume(stack, settings["messages"])),
+                ("soak", lambda: soak(stack, settings["invocations"])),
+                ("concurrency", lambda: concurrency(stack, settings["steps"])),
+            ):
+                if chosen is None or name in chosen:
+                    started = time.perf_counter()
+                    found[name] = measure()
+                    print(
+                        f"{name} ({time.perf_counter() - started:.0f} s): {found[name]}", flush=True
+                    )
+    if chosen is None or "fan_out" in chosen:
+        from _fan_out import FAN_OUT_CONCURRENCY, fan_out
+
+        started = time.perf_counter()
+        with open_stack(cloud, concurrency=FAN_OUT_CONCURRENCY[cloud], proxied=False) as stack:
+            found["fan_out"] = fan_out(stack, settings)
+        print(f"fan_out ({time.perf_counter() - started:.0f} s): {found['fan_out']}", flush=True)
     return found
 
 
-PART_SETTINGS = {
+PART_SETTINGS: dict[str, str | tuple[str, ...]] = {
     "drain": "runs",
     "idle": "idle_s",
     "volume": "messages",
     "soak": "invocations",
     "concurrency": "steps",
+    "fan_out": ("fan_out_counts", "fan_out_quiet", "anchor_partitions"),
     "cold_start": "import_runs",
 }
 """The setting each benchmark reads, recorded with its results when it runs again alone."""
@@ -342,6 +362,14 @@ def main() -> None:
         "invocations": args.invocations or (100 if quick else 500),
         "steps": 16,
         "import_runs": 3 if quick else 7,
+        "fan_out_counts": (
+            {"aws": 40, "gcp": 200, "azure": 200}
+            if quick
+            else {"aws": 200, "gcp": 1000, "azure": 1000}
+        ),
+        # the quiet sessions' seconds, and the window of the step (seconds from its start) counted
+        "fan_out_quiet": (12.0, (4.0, 10.0)) if quick else (20.0, (6.0, 18.0)),
+        "anchor_partitions": 10 if quick else 50,
     }
     chosen = set(args.only.split(",")) if args.only else None
     clouds = args.clouds.split(",")
@@ -349,9 +377,10 @@ def main() -> None:
     if chosen is not None and args.output.exists():
         # a part run again goes into the results it belongs to (the machine: the whole run's)
         results = json.loads(args.output.read_text())
-        for part, key in PART_SETTINGS.items():
+        for part, keys in PART_SETTINGS.items():
             if part in chosen:
-                results["settings"][key] = settings[key]
+                for key in (keys,) if isinstance(keys, str) else keys:
+                    results["settings"][key] = settings[key]
         # parts run again replace their earlier results; the report says which and when
         results["runs_again"] = [
             run for run in results.get("runs_again", []) if not set(run["parts"]) <= chosen

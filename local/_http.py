@@ -26,6 +26,9 @@ class LocalHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 1024
+    """Connections waiting to be accepted (socketserver's default, 5, resets a burst of
+    connections such as a fan-out of 100 invocations opens at once)."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0) -> None:
         super().__init__((LOCALHOST, port), handler)

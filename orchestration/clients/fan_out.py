@@ -283,8 +283,7 @@ class FanOut:
         now = time.monotonic()
         while self._pending and self._launches.may_launch(self._in_flight, now):
             if self._fail_fast and self.failures:
-                self.not_started.extend(self._index[id(call)] for call in self._pending)
-                self._pending.clear()
+                self._drop_pending(_Stopped("fail_fast: an invocation failed"))
                 return
             call = self._pending.popleft()
             self._launching.add(id(call))
@@ -372,6 +371,7 @@ class FanOut:
         index = self._index[id(call)]
         self._launching.discard(id(call))
         if outcome == "throttled":
+            call.invoked_at = None  # it was not sent
             self._launches.refused()
             self._pending.appendleft(call)  # it never reached the function: send it first
             return None
@@ -393,13 +393,12 @@ class FanOut:
         the step's log, and end their sessions after a short drain."""
         with self._lock:
             self._stopping = True
-            self.not_started.extend(self._index[id(call)] for call in self._pending)
-            self._pending.clear()
             calls = [
                 call
                 for call in self._calls
                 if (id(call) in self._launching or call in self._running) and call.is_open
             ]
+        self._drop_pending(cause)
         may_run = [call for call in calls if call.may_still_run(cause)]
         asked, unasked = self._ask_to_stop(may_run, cause)
         for call in calls:
@@ -416,6 +415,19 @@ class FanOut:
         if self.not_started:
             line += f"; {len(self.not_started)} not started"
         self._context.log.warning(line)
+
+    def _drop_pending(self, cause: BaseException) -> None:
+        """Start none of the queued invocations, ending the sessions of those the platform
+        refused (open, and never sent), which have nothing to drain."""
+        unsent = [call for call in self._pending if call.is_open]
+        self.not_started.extend(self._index[id(call)] for call in self._pending)
+        self._pending.clear()
+        for call in unsent:
+            call.reading.limit_drain(0)
+            call.reading.end()
+        for call in unsent:
+            with contextlib.suppress(Exception):  # the cause goes on; a failing end is dropped
+                call.abandon(cause, ask_to_stop=False)
 
     def _ask_to_stop(self, calls: Sequence[FunctionCall], cause: BaseException) -> tuple[int, int]:
         """Write the cancel markers of `calls` at once; how many were written and not."""

@@ -357,11 +357,6 @@ def test_the_readers_listing_pass_crosses_a_page_of_unrelated_keys(
         assert listings.continued > 0, "no listing went past its first page"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fan_out.py: a throttled invocation is requeued with its session open, and fail_fast"
-    " (FanOut._launch) or a stop (FanOut._stop_all) drops it from the queue without ending it",
-)
 @pytest.mark.parametrize("stopped_by", ["fail_fast", "termination"])
 def test_the_sessions_of_throttled_invocations_never_started_are_ended(
     stopped_by: str, request: pytest.FixtureRequest, tmp_path: Path

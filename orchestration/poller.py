@@ -5,11 +5,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Container
+from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from typing import Protocol
 
 from dagster_pipes_cloud.adapters import BlobStore, TransientError
 
 POLLER_THREAD_NAME = "pipes-session-poller"
+READER_THREAD_NAME = "pipes-session-reader"
+_READERS = 8
+"""Sessions read side by side in one pass, at most: a pass in which many invocations ended
+drains them at once rather than one after another."""
 
 
 class PolledSession(Protocol):
@@ -41,11 +47,12 @@ class PolledSession(Protocol):
 
 
 class SessionPoller:
-    """Polls every session of one reader on a single daemon thread.
+    """Polls every session of one reader from a single daemon thread.
 
     The thread starts with the first session and ends when none is left reading. Each pass
     takes the due step of every due session; where two or more are due, one listing of
-    `list_prefix` tells which have a new chunk, and only those are read.
+    `list_prefix` tells which have a new chunk, only those are read, and up to 8 are read side
+    by side (each session by one thread at a time).
 
     Args:
         store: The bucket the sessions' functions write to.
@@ -59,6 +66,7 @@ class SessionPoller:
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._can_list = True
+        self._pool: ThreadPoolExecutor | None = None
 
     def add(self, session: PolledSession) -> None:
         """Serve `session` from now on, starting the thread if none runs."""
@@ -82,6 +90,9 @@ class SessionPoller:
                 self._sessions = [session for session in self._sessions if session.is_reading]
                 if not self._sessions:
                     self._thread = None
+                    if self._pool is not None:
+                        self._pool.shutdown(wait=False)
+                        self._pool = None
                     return
                 now = time.monotonic()
                 earliest = min(session.due_at for session in self._sessions)
@@ -89,12 +100,19 @@ class SessionPoller:
                     self._changed.wait(earliest - now)
                     continue
                 due = [session for session in self._sessions if session.may_join_at <= now]
-            listed = self._listed() if len(due) > 1 else None
-            for session in due:
-                try:
-                    session.poll(now, listed)
-                except Exception as exc:  # never let the poller end with sessions waiting
-                    session.fail(exc)
+            if len(due) == 1:
+                _poll(due[0], now, None)
+                continue
+            listed = self._listed()
+            readers = self._readers()
+            # each session is polled by one thread at a time: the pass waits for all of them
+            list(readers.map(_poll, due, repeat(now), repeat(listed)))
+
+    def _readers(self) -> ThreadPoolExecutor:
+        """The threads that read the sessions of one pass side by side, while the poller runs."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_READERS, thread_name_prefix=READER_THREAD_NAME)
+        return self._pool
 
     def _listed(self) -> frozenset[str] | None:
         """Every key under the reader's prefix, or None where sessions read by index this pass
@@ -108,3 +126,11 @@ class SessionPoller:
         except Exception:  # refused, or a store that cannot list: each session reads its own
             self._can_list = False
             return None
+
+
+def _poll(session: PolledSession, now: float, listed: Container[str] | None) -> None:
+    """Take `session`'s due step; an error it did not expect stops it, never the poller."""
+    try:
+        session.poll(now, listed)
+    except Exception as exc:  # never let the poller end with sessions waiting
+        session.fail(exc)

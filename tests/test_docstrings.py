@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from support.python_source import parsed
 
 PACKAGES = ("orchestration", "external", "components", "adapters", "local")
 
@@ -37,7 +38,7 @@ def public_names() -> Iterator[str]:
 
 def attribute_docstring(package: str, name: str) -> str | None:
     """The string literal after `name = ...` in the module the package imports `name` from."""
-    source = ast.parse(inspect.getsource(_package(package)))
+    source = parsed(inspect.getsource(_package(package)))
     modules = [
         node.module
         for node in ast.walk(source)
@@ -47,7 +48,7 @@ def attribute_docstring(package: str, name: str) -> str | None:
     ]
     if not modules:
         return None
-    body = ast.parse(inspect.getsource(importlib.import_module(modules[0]))).body
+    body = parsed(inspect.getsource(importlib.import_module(modules[0]))).body
     for statement, following in itertools.pairwise(body):
         targets = (
             statement.targets

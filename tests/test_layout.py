@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.python_source import parsed
 
 ROOT = Path(__file__).resolve().parent.parent
 SDKS = ("boto3", "botocore", "google", "azure", "mypy_boto3_s3", "mypy_boto3_lambda")
@@ -30,7 +31,7 @@ FORBIDDEN = {
 
 def imported_modules(path: Path) -> set[str]:
     modules = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parsed(path.read_text())):
         if isinstance(node, ast.Import):
             modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -74,7 +74,8 @@ class _Forwarded:
 
 
 class FrontEnd:
-    """A threaded HTTP server on a free 127.0.0.1 port forwarding to `instance_port()`.
+    """A threaded HTTP server on 127.0.0.1:`port` (default 0: a free one) forwarding to
+    `instance_port()`.
 
     `answers` are the platform's own; `request_timeout` (seconds, None for none) bounds each
     request once sent to the instance; `startup_timeout` bounds the wait for an instance to listen.
@@ -91,6 +92,7 @@ class FrontEnd:
         startup_timeout: float,
         capacity: int | None = None,
         queue_timeout: float = 0.0,
+        port: int = 0,
     ) -> None:
         if capacity is not None and answers.throttled is None:
             raise ValueError("a front end with a capacity needs the platform's throttled answer")
@@ -100,6 +102,7 @@ class FrontEnd:
         self.startup_timeout = startup_timeout
         self.capacity = capacity
         self.queue_timeout = queue_timeout
+        self.requested_port = port
         self._slots = threading.BoundedSemaphore(capacity) if capacity is not None else None
         self._stopping = threading.Event()
         self._server: _FrontEndServer | None = None
@@ -112,7 +115,8 @@ class FrontEnd:
         return self._server.port
 
     def start(self) -> None:
-        """Listen on a free port and serve in a background thread."""
+        """Listen on `port` (or a free one) and serve in a background thread; OSError when
+        the port is taken."""
         self._stopping.clear()
         self._server = _FrontEndServer(self)
         self._server.start()
@@ -219,7 +223,7 @@ class _NotRead(Exception):
 
 class _FrontEndServer(LocalHTTPServer):
     def __init__(self, front_end: FrontEnd) -> None:
-        super().__init__(_FrontEndHandler)
+        super().__init__(_FrontEndHandler, front_end.requested_port)
         self.front_end = front_end
 
 

@@ -41,8 +41,8 @@ MOST_RESTART_DELAY = 5.0
 
 
 class SupervisedServer(LocalService):
-    """One server process on a free port behind the platform's front end, started again on the
-    same port when it exits.
+    """One server process on a free port behind the platform's front end (on `port`, default a
+    free one), started again on the same port when it exits.
 
     A subclass says what the server is (`_server(port)`), what its platform's front end answers
     itself (`platform_answers`, and `request_timeout`: None where the front end sets no limit),
@@ -66,8 +66,10 @@ class SupervisedServer(LocalService):
         request_timeout: float | None = None,
         capacity: int | None = None,
         queue_timeout: float = 0.0,
+        port: int | None = None,
     ) -> None:
         self.name = name
+        self.port = port
         self.startup_timeout = startup_timeout
         self.request_timeout = request_timeout
         self.capacity = capacity
@@ -113,7 +115,8 @@ class SupervisedServer(LocalService):
         return self._folder
 
     def start(self) -> Self:
-        """Start the server on a free port, wait until it serves, and start its supervisor."""
+        """Start the front end on `port` (or a free one) and the server on a free port, wait
+        until it serves, and start its supervisor."""
         if self._folder is not None:
             raise RuntimeError(f"{type(self).__name__} was already started")
         self._stopping.clear()
@@ -127,6 +130,7 @@ class SupervisedServer(LocalService):
             startup_timeout=self.startup_timeout,
             capacity=self.capacity,
             queue_timeout=self.queue_timeout,
+            port=self.port or 0,
         )
         try:
             self._front_end.start()

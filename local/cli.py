@@ -16,18 +16,25 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from dagster_pipes_cloud.adapters.errors import MissingDependencyError
+from dagster_pipes_cloud.local._env_file import read_env_value, update_env_file
+from dagster_pipes_cloud.local._log_stream import LogStream
+from dagster_pipes_cloud.local._ports import port_or_free
 from dagster_pipes_cloud.local._process import (
     LocalRequestError,
     ProcessStartError,
+    remove_at_owner_exit,
     require_local_extra,
 )
 
@@ -39,30 +46,72 @@ Functions = Mapping[str, str]
 
 
 @dataclass(frozen=True)
+class StackOptions:
+    """Where a stack serves and logs; the defaults (free ports, temporary logs) suit the demo.
+
+    `storage_port` is the emulator's; `function_ports` the function hosts', in order (one Lambda
+    host for every function; one Cloud Functions or Azure host per function or app), a missing
+    or None one free. With `log_dir`, each function's output goes to `log_dir/<name>/*.log`.
+    `function_key` is the Azure functions' key (default: a new one).
+    """
+
+    storage_port: int | None = None
+    function_ports: Sequence[int | None] = field(default_factory=tuple)
+    log_dir: Path | None = None
+    function_key: str | None = None
+
+    def function_port(self, index: int) -> int | None:
+        """The port of the `index`-th function host, None for a free one."""
+        return self.function_ports[index] if index < len(self.function_ports) else None
+
+    def server_host(self, index: int, name: str) -> tuple[int | None, Path | None]:
+        """The port of the `index`-th function host, serving function `name`, and the log file
+        of its server (in `name`'s own folder under `log_dir`; None without one)."""
+        if self.log_dir is None:
+            return self.function_port(index), None
+        (self.log_dir / name).mkdir(parents=True, exist_ok=True)
+        return self.function_port(index), self.log_dir / name / "function.log"
+
+
+@dataclass(frozen=True)
 class LocalCloud:
     """One cloud's local stack, as the `demo` and `local` commands use it.
 
-    `stack(functions, bucket)` starts the stand-ins serving `functions`, creates `bucket` and
-    yields the environment a Dagster process needs to use them (stopping them all on exit).
-    `check_function(name, target)` returns the handler the host takes for a `--function`, or
-    raises ValueError naming what is wrong. `example` is the function the example definitions
-    (`definitions`, a module) run; `components` is the module of the same example declared as a
-    Dagster component (its `defs/defs.yaml`).
+    `stack(functions, bucket, options)` starts the stand-ins serving `functions`, creates
+    `bucket` and yields the environment a Dagster process needs to use them (stopping them all
+    on exit). `check_function(name, target)` returns the handler the host takes for a
+    `--function`, or raises ValueError naming what is wrong. `example` is the function the
+    example definitions (`definitions`, a module) run; `components` is the module of the same
+    example declared as a Dagster component (its `defs/defs.yaml`). `local` serves `storage`
+    on `storage_port` and the first function host on `function_port` (the next ones on the
+    ports after it); `host_per_function`: one host per function (else one for all).
     """
 
-    stack: Callable[[Functions, str], AbstractContextManager[dict[str, str]]]
+    stack: Callable[[Functions, str, StackOptions], AbstractContextManager[dict[str, str]]]
     check_function: Callable[[str, str], str]
     example: Functions
     definitions: str
     components: str
+    storage: str
+    storage_port: int
+    function_port: int
+    host_per_function: bool = True
 
 
 @contextlib.contextmanager
-def _aws_stack(functions: Functions, bucket: str) -> Iterator[dict[str, str]]:
+def _aws_stack(
+    functions: Functions, bucket: str, options: StackOptions
+) -> Iterator[dict[str, str]]:
     """moto's S3 and a LocalLambdaHost whose functions reach it; the first function is Dagster's."""
     from dagster_pipes_cloud.local import LocalLambdaHost, S3Emulator
 
-    with S3Emulator() as s3, LocalLambdaHost(functions, env=s3.env) as host:
+    s3 = S3Emulator(port=options.storage_port)
+    with (
+        s3,
+        LocalLambdaHost(
+            functions, env=s3.env, port=options.function_port(0), log_dir=options.log_dir
+        ) as host,
+    ):
         s3.create_bucket(bucket)
         yield {
             **s3.env,
@@ -94,16 +143,19 @@ def _check_importable(target: str) -> None:
 
 
 @contextlib.contextmanager
-def _gcp_stack(functions: Functions, bucket: str) -> Iterator[dict[str, str]]:
+def _gcp_stack(
+    functions: Functions, bucket: str, options: StackOptions
+) -> Iterator[dict[str, str]]:
     """The GCS emulator and one LocalCloudFunctionHost per function; the first is Dagster's."""
     from dagster_pipes_cloud.local import GCSEmulator, LocalCloudFunctionHost
 
-    with GCSEmulator() as gcs, contextlib.ExitStack() as hosts:
+    with GCSEmulator(port=options.storage_port) as gcs, contextlib.ExitStack() as hosts:
         gcs.create_bucket(bucket)
-        urls = {
-            name: hosts.enter_context(LocalCloudFunctionHost(target, env=gcs.env, name=name)).url
-            for name, target in functions.items()
-        }
+        urls: dict[str, str] = {}
+        for index, (name, target) in enumerate(functions.items()):
+            port, log = options.server_host(index, name)
+            host = LocalCloudFunctionHost(target, gcs.env, name=name, port=port, log_path=log)
+            urls[name] = hosts.enter_context(host).url
         yield {
             **gcs.env,
             "PIPES_BUCKET": bucket,
@@ -133,17 +185,23 @@ def _colon_target(name: str, target: str, shape: str) -> str:
 
 
 @contextlib.contextmanager
-def _azure_stack(functions: Functions, container: str) -> Iterator[dict[str, str]]:
-    """Azurite and one LocalAzureFunctionHost per function app, all taking one new function key;
-    Dagster gets the first app's first HTTP function."""
+def _azure_stack(
+    functions: Functions, container: str, options: StackOptions
+) -> Iterator[dict[str, str]]:
+    """Azurite and one LocalAzureFunctionHost per function app, all taking one function key
+    (`options.function_key`, else a new one); Dagster gets the first app's first HTTP function."""
     from dagster_pipes_cloud.local import AzuriteEmulator, LocalAzureFunctionHost
 
-    key = secrets.token_urlsafe(24)
-    with AzuriteEmulator() as azurite, contextlib.ExitStack() as hosts:
+    key = options.function_key or secrets.token_urlsafe(24)
+    azurite = AzuriteEmulator(port=options.storage_port)
+    with azurite, contextlib.ExitStack() as hosts:
         azurite.create_container(container)
         urls: dict[str, str] = {}
-        for name, target in functions.items():
-            host = LocalAzureFunctionHost(target, env=azurite.env, name=name, function_key=key)
+        for index, (name, target) in enumerate(functions.items()):
+            port, log = options.server_host(index, name)
+            host = LocalAzureFunctionHost(
+                target, azurite.env, name=name, function_key=key, port=port, log_path=log
+            )
             app_urls = hosts.enter_context(host).function_urls
             if not app_urls:
                 raise LocalRequestError(f"{target} has no HTTP-triggered function to serve")
@@ -176,6 +234,10 @@ CLOUDS: dict[str, LocalCloud] = {
         },
         definitions="dagster_pipes_cloud.examples.aws.definitions",
         components="dagster_pipes_cloud.examples.aws.component_definitions",
+        storage="S3, moto",
+        storage_port=5000,  # moto's server's own default
+        function_port=9001,  # a Lambda Invoke API of ours: a port no other stand-in defaults to
+        host_per_function=False,
     ),
     "gcp": LocalCloud(
         stack=_gcp_stack,
@@ -183,6 +245,9 @@ CLOUDS: dict[str, LocalCloud] = {
         example={"dagster-pipes-example": "dagster_pipes_cloud.examples.gcp.function.main:main"},
         definitions="dagster_pipes_cloud.examples.gcp.definitions",
         components="dagster_pipes_cloud.examples.gcp.component_definitions",
+        storage="GCS, gcp-storage-emulator",
+        storage_port=9023,  # gcp-storage-emulator's own default
+        function_port=8080,  # functions-framework's own default
     ),
     "azure": LocalCloud(
         stack=_azure_stack,
@@ -192,6 +257,9 @@ CLOUDS: dict[str, LocalCloud] = {
         },
         definitions="dagster_pipes_cloud.examples.azure.definitions",
         components="dagster_pipes_cloud.examples.azure.component_definitions",
+        storage="Azure Blob, Azurite",
+        storage_port=10000,  # Azurite's blob service's own default
+        function_port=7071,  # Azure Functions Core Tools' own default
     ),
 }
 
@@ -231,6 +299,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_BUCKET,
         help=f"the message bucket (the container on Azure); default: {DEFAULT_BUCKET}",
     )
+    defaults = "; ".join(
+        f"{name} {cloud.storage_port}/{cloud.function_port}" for name, cloud in CLOUDS.items()
+    )
+    local.add_argument(
+        "--storage-port",
+        type=_port_argument,
+        metavar="PORT",
+        help=f"the storage emulator's port (0: a free one); default per cloud: {defaults}",
+    )
+    local.add_argument(
+        "--function-port",
+        type=_port_argument,
+        metavar="PORT",
+        help="the function host's port, the next functions' on the ports after it (0: free ones)",
+    )
+    local.add_argument(
+        "--env-file",
+        type=Path,
+        metavar="PATH",
+        help="also write the environment to this dotenv file (`.env`, which `dagster dev` and"
+        " `dg` load), updating only these variables in it",
+    )
+    local.add_argument(
+        "--log-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep each function's log in DIR/<function>/ (default: streamed here only)",
+    )
     from dagster_pipes_cloud.local import packaging
 
     package = commands.add_parser(
@@ -257,7 +353,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 functions = {name: cloud.check_function(name, t) for name, t in args.function}
             except ValueError as error:
                 local.error(f"argument --function: {error}")
-        return _serve(args.cloud, functions, args.bucket)
+        options = ServeOptions(
+            storage_port=args.storage_port,
+            function_port=args.function_port,
+            env_file=args.env_file,
+            log_dir=args.log_dir,
+        )
+        return _serve(args.cloud, functions, args.bucket, options)
     except (MissingDependencyError, LocalRequestError, ProcessStartError) as error:
         print(f"dagster-pipes-cloud {args.command}: {error}", file=sys.stderr)
         return 1
@@ -270,25 +372,75 @@ def _function_argument(value: str) -> tuple[str, str]:
     return name, target
 
 
-def _serve(cloud_name: str, functions: Functions, bucket: str) -> int:
-    """Serve the stack until Ctrl-C or SIGTERM, after printing its environment as `export` lines."""
+def _port_argument(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port (0 to 65535)")
+    return port
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """`local`'s options as given: ports (None: the cloud's default), the dotenv file to write
+    and the folder to keep the functions' logs in (None: none of either)."""
+
+    storage_port: int | None = None
+    function_port: int | None = None
+    env_file: Path | None = None
+    log_dir: Path | None = None
+
+
+def _serve(
+    cloud_name: str, functions: Functions, bucket: str, options: ServeOptions = ServeOptions()
+) -> int:
+    """Serve the stack until Ctrl-C or SIGTERM, after printing its environment as `export` lines
+    (and writing it to `options.env_file`), with the functions' logs streamed to stdout."""
+    cloud = CLOUDS[cloud_name]
+    storage_port = cloud.storage_port if options.storage_port is None else options.storage_port
+    first_port = cloud.function_port if options.function_port is None else options.function_port
+    hosts = list(functions) if cloud.host_per_function else ["Lambda"]
+    function_ports = [
+        port_or_free(first_port + index if first_port else 0, name)
+        for index, name in enumerate(hosts)
+    ]
+    log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="dagster-pipes-cloud-logs-"))
+    if options.log_dir is None:
+        remove_at_owner_exit(log_dir)
+    key = None
+    if options.env_file is not None:
+        key = read_env_value(options.env_file, "AZURE_FUNCTIONS_KEY")
+    stack_options = StackOptions(
+        storage_port=port_or_free(storage_port, cloud.storage),
+        function_ports=function_ports,
+        log_dir=log_dir,
+        function_key=key,
+    )
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
     try:
-        with CLOUDS[cloud_name].stack(functions, bucket) as env:
-            for key, value in env.items():
-                print(f"export {key}={shlex.quote(value)}")
+        with cloud.stack(functions, bucket, stack_options) as env:
+            for name, value in env.items():
+                print(f"export {name}={shlex.quote(value)}")
+            if options.env_file is not None:
+                update_env_file(options.env_file, env)
+                print(f"# wrote these to {options.env_file}", file=sys.stderr)
             names = ", ".join(functions)
             print(
                 f"# serving {cloud_name} locally (functions: {names}; bucket: {bucket});"
                 f" stop with Ctrl-C or `kill {os.getpid()}`",
                 flush=True,
             )
-            while True:
-                time.sleep(3600)
+            with LogStream({name: log_dir / name for name in functions}):
+                while True:
+                    time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if options.log_dir is None:
+            shutil.rmtree(log_dir, ignore_errors=True)
     print("# stopped", file=sys.stderr)
     return 0
 
@@ -309,7 +461,7 @@ def _demo_cloud(cloud_name: str, components: bool = False) -> bool:
     their components variant) exactly as `dagster dev` would load them."""
     cloud = CLOUDS[cloud_name]
     print(f"== {cloud_name}: starting the local stack")
-    with cloud.stack(cloud.example, DEFAULT_BUCKET) as env, _environment(env):
+    with cloud.stack(cloud.example, DEFAULT_BUCKET, StackOptions()) as env, _environment(env):
         return _materialize(cloud.components if components else cloud.definitions)
 
 

@@ -89,6 +89,8 @@ class LocalCloudFunctionHost(SupervisedServer):
         startup_timeout: Seconds each start of the server may take (default 30).
         log_path: The file the server's stdout and stderr are appended to (default: a temporary
             file removed on `stop`).
+        port: The port `url` listens on (default: a free one; functions-framework's own
+            default is 8080).
         throttle_first: Answer the first this many requests as Cloud Run answers one no instance
             may take (429), without running the function (default 0).
 
@@ -119,6 +121,7 @@ class LocalCloudFunctionHost(SupervisedServer):
         timeout: float = DEFAULT_TIMEOUT,
         startup_timeout: float = 30.0,
         log_path: str | os.PathLike[str] | None = None,
+        port: int | None = None,
         throttle_first: int = 0,
     ) -> None:
         match = _TARGET.fullmatch(target)
@@ -142,6 +145,7 @@ class LocalCloudFunctionHost(SupervisedServer):
             name or match["function"].replace("_", "-").lower(),
             startup_timeout=startup_timeout,
             log_path=log_path,
+            port=port,
             request_timeout=timeout,
             capacity=max_instances * concurrency,
             queue_timeout=queue_timeout,

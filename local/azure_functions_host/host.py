@@ -93,6 +93,7 @@ class LocalAzureFunctionHost(SupervisedServer):
         startup_timeout: Seconds each start of the server may take (default 30).
         log_path: The file the server's output is appended to (default: a temporary file
             removed on `stop`).
+        port: The port `url` listens on (default: a free one; Core Tools' own default is 7071).
         throttle_first: Answer the first this many function requests as the host's HTTP
             throttle does (429), without running the function (default 0).
         max_concurrent_requests: Function requests run at once, over host.json's
@@ -131,6 +132,7 @@ class LocalAzureFunctionHost(SupervisedServer):
         function_key: str | None = None,
         startup_timeout: float = 30.0,
         log_path: str | os.PathLike[str] | None = None,
+        port: int | None = None,
         throttle_first: int = 0,
         max_concurrent_requests: int | None = None,
         max_outstanding_requests: int | None = None,
@@ -150,6 +152,7 @@ class LocalAzureFunctionHost(SupervisedServer):
             name or match["module"].rsplit(".", 1)[-1].replace("_", "-").lower(),
             startup_timeout=startup_timeout,
             log_path=log_path,
+            port=port,
         )
         self.target = target
         self.module: str = match["module"]

@@ -80,6 +80,7 @@ class LocalLambdaHost(LocalService):
             it.
         log_dir: Where each function's workers write their output, one folder per function
             (`log_path(name)`); default: a temporary folder removed on exit.
+        port: The port `endpoint_url` listens on (default: a free one).
         throttle_first: Refuse each function's first this many synchronous invocations as
             throttled (429 `TooManyRequestsException`), to try a caller's retry policy (default
             0).
@@ -102,6 +103,7 @@ class LocalLambdaHost(LocalService):
         concurrency: int = 10,
         worker: WorkerKind = "auto",
         log_dir: str | Path | None = None,
+        port: int | None = None,
         throttle_first: int = 0,
     ) -> None:
         for name in functions:
@@ -124,6 +126,7 @@ class LocalLambdaHost(LocalService):
         self._handlers = handlers
         self.builtin_worker = worker == "builtin" or not has_awslambdaric
         self._log_dir = Path(log_dir) if log_dir is not None else None
+        self.port = port
         self._temp_dir: str | None = None
         self._runtimes: dict[str, FunctionRuntime] = {}
         self._server: _InvokeServer | None = None
@@ -152,7 +155,8 @@ class LocalLambdaHost(LocalService):
         return self._runtimes[name].log_dir
 
     def start(self) -> Self:
-        """Start serving the Invoke API (workers start on their first invocation)."""
+        """Start serving the Invoke API (workers start on their first invocation); OSError
+        when `port` is taken."""
         if self._server is not None:
             raise RuntimeError("LocalLambdaHost was already started")
         if self._log_dir is None:
@@ -174,7 +178,11 @@ class LocalLambdaHost(LocalService):
                 log_dir=function_log_dir,
                 region=self.region,
             )
-        self._server = _InvokeServer(self)
+        try:
+            self._server = _InvokeServer(self)
+        except BaseException:
+            self.stop()
+            raise
         self._server.start()
         return self
 
@@ -225,7 +233,7 @@ class LocalLambdaHost(LocalService):
 
 class _InvokeServer(LocalHTTPServer):
     def __init__(self, host: LocalLambdaHost) -> None:
-        super().__init__(_InvokeHandler)
+        super().__init__(_InvokeHandler, host.port or 0)
         self.host = host
 
 

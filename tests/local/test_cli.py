@@ -38,6 +38,7 @@ def read_exports(process: subprocess.Popen[str]) -> dict[str, str]:
 @contextmanager
 def serving(cloud: str) -> Iterator[subprocess.Popen[str]]:
     command = [sys.executable, "-m", "dagster_pipes_cloud.local.cli", "local", "--cloud", cloud]
+    command += ["--storage-port", "0", "--function-port", "0"]  # not the fixed defaults
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         yield process
@@ -120,7 +121,7 @@ def serve_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """What `local` would serve, recorded instead of started."""
     calls: list[tuple[Any, ...]] = []
 
-    def record(cloud: str, functions: Mapping[str, str], bucket: str) -> int:
+    def record(cloud: str, functions: Mapping[str, str], bucket: str, options: Any) -> int:
         calls.append((cloud, dict(functions), bucket))
         return 0
 

@@ -60,7 +60,10 @@ def test_a_missing_bucket_is_named_before_the_function_runs(platform: Platform) 
 def test_a_function_that_never_opens_pipes_is_named(platform: Platform) -> None:
     result = platform.run("not_pipes", client=platform.client(drain_timeout=1))
     assert not result.success
-    assert "never opened Dagster Pipes" in failure_text(result)
+    failure = failure_text(result)
+    assert "never opened Dagster Pipes" in failure
+    noun = platform.kind.split()[-1]  # "bucket", or "container" on Azure
+    assert f"can it write to that {noun}?" in failure, failure
 
 
 def test_the_response_is_returned(platform: Platform) -> None:

@@ -358,9 +358,11 @@ class FunctionCall:
                 f" {self._injector.no_messages_debug_text()}"
                 f" {self.client.message_reader.no_messages_debug_text()}"
             )
-        return PipesFunctionInvocation(
-            session, invocation, metadata=self.target.metadata(invocation), label=self.label
-        )
+        metadata = self.target.metadata(invocation)
+        if metadata:  # where to look on the platform, in the step's log too
+            said = ", ".join(f"{key} {getattr(v, 'value', v)}" for key, v in metadata.items())
+            self.context.log.info(f"[pipes] {self.name} ended: {said}")
+        return PipesFunctionInvocation(session, invocation, metadata=metadata, label=self.label)
 
     def _ask_to_stop_and_say(self, cause: BaseException) -> None:
         """`ask_to_stop`, saying in the step's log what was done; a failure is a warning."""

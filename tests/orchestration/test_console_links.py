@@ -9,6 +9,7 @@ from dagster import MetadataValue
 from dagster_pipes_cloud.adapters import FunctionInvocation
 from dagster_pipes_cloud.adapters.lambda_ import parse_report
 from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader
+from dagster_pipes_cloud.orchestration.clients.cloud_functions import cloud_logging_url, project_of
 from dagster_pipes_cloud.orchestration.clients.lambda_ import cloudwatch_logs_url
 
 REQUEST_ID = "3604209a-e9a3-11e6-939a-754dd98c7be3"
@@ -68,3 +69,19 @@ def test_the_report_line_becomes_numbers() -> None:
         "init_duration_ms": 150.0,
     }
     assert parse_report("a tail cut before its REPORT line") == {}
+
+
+def test_a_cloud_functions_link_opens_cloud_logging_on_the_execution_id() -> None:
+    url = cloud_logging_url("my-project", "abc123XYZ")
+    assert url == (
+        "https://console.cloud.google.com/logs/query;"
+        "query=labels.execution_id%3D%22abc123XYZ%22?project=my-project"
+    )
+
+
+def test_the_project_comes_from_the_resource_name_or_the_cloudfunctions_url() -> None:
+    run_app = "https://totals-abc123-ew.a.run.app"
+    assert project_of(run_app, "projects/p-1/locations/europe-west1/functions/totals") == "p-1"
+    assert project_of("https://europe-west1-p-2.cloudfunctions.net/totals") == "p-2"
+    assert project_of(run_app) is None, "a run.app URL does not name its project"
+    assert project_of("http://127.0.0.1:8080") is None

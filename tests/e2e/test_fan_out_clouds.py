@@ -151,7 +151,7 @@ def test_a_twenty_day_backfill_records_eighteen_then_reruns_the_two_failed_alone
 
 @contextmanager
 def sigint_once_started(folder: Path, count: int) -> Iterator[threading.Event]:
-    """Send SIGINT to this process, as Dagster terminates a run worker, once `count`
+    """Send SIGINT to this process, as Ctrl-C interrupts a run, once `count`
     invocations of `waits_for_cancel` have started in `folder` (or after a minute); the event
     yielded is set if they had."""
     started = threading.Event()
@@ -192,7 +192,7 @@ def test_terminating_the_step_asks_every_running_invocation_to_stop_and_starts_n
     assert ended_in(tmp_path) == dict.fromkeys(started_in(tmp_path), "cancelled")
     assert len(started_in(tmp_path)) == running, "nothing more was started"
     said = (
-        rf"\[pipes\] the run was terminated: asked {running} running invocation\(s\) of .+?"
+        rf"\[pipes\] the step was interrupted: asked {running} running invocation\(s\) of .+?"
         rf" to stop; {total - running} not started"
     )
     assert re.search(said, logs_of(result)), logs_of(result)

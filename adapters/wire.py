@@ -54,6 +54,11 @@ EXECUTION_ID_HEADER = "Function-Execution-Id"
 caller learns the id the function's log lines are labelled with (`labels.execution_id`)."""
 
 
+INVOCATION_ID_HEADER = "X-Azure-Functions-InvocationId"
+"""The header by which `azure_function` answers the invocation's id (Azure's front end does not
+say it): the id the function app's Application Insights records as `InvocationId`."""
+
+
 def chunk_key(session_prefix: str | None, index: int) -> str:
     """The key of message chunk `index` (from 1, not zero-padded) of the session under
     `session_prefix`: `<session_prefix>/<index>.json`, at the bucket's root without a prefix."""

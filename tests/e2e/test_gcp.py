@@ -177,15 +177,3 @@ def test_an_invoker_beside_a_session_is_refused_naming_both(gcp_stack: Any) -> N
         PipesCloudFunctionClient(
             message_reader=reader, session=session, invoker=CloudFunctionInvoker()
         )
-
-
-def test_the_materialization_carries_the_execution_id_and_no_link_on_a_local_host(
-    gcp_stack: Any,
-) -> None:
-    result = run(gcp_stack, "counting")
-    assert result.success, failure_text(result)
-    metadata = materialization_metadata(result, "gcf_asset")
-    execution_id = metadata["gcp_execution_id"]
-    assert execution_id, "functions-framework gives each request one; the function answers it"
-    assert "gcp_cloud_logging" not in metadata, "no project is known for a local host"
-    assert f"gcp_execution_id {execution_id}" in logs_of(result)

@@ -76,3 +76,19 @@ def test_context_through_an_explicit_blob_injector_is_deleted_after(platform: Pl
     result = platform.run("counting", client=platform.client(injector_prefix="contexts"))
     assert result.success, failure_text(result)
     assert platform.store.list("contexts/") == []
+
+
+PLATFORM_IDS = {"gcf_asset": "gcp_execution_id", "azure_asset": "azure_functions_invocation_id"}
+CONSOLE_LINKS = {"gcf_asset": "gcp_cloud_logging", "azure_asset": "azure_application_insights"}
+
+
+def test_the_materialization_carries_the_platform_id_and_no_link_on_a_local_host(
+    platform: Platform,
+) -> None:
+    result = platform.run("counting")
+    assert result.success, failure_text(result)
+    metadata = materialization_metadata(result, platform.asset)
+    platform_id = metadata[PLATFORM_IDS[platform.asset]]
+    assert platform_id, "the local host gives each invocation an id, and the function answers it"
+    assert CONSOLE_LINKS[platform.asset] not in metadata, "nothing tells where its console is"
+    assert f"{PLATFORM_IDS[platform.asset]} {platform_id}" in logs_of(result)

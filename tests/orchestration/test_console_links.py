@@ -3,12 +3,17 @@ only from what the client knows (region, project, resource), never for a local e
 
 from __future__ import annotations
 
+import base64
+import gzip
+from urllib.parse import unquote
+
 import boto3
 from dagster import MetadataValue
 
 from dagster_pipes_cloud.adapters import FunctionInvocation
 from dagster_pipes_cloud.adapters.lambda_ import parse_report
 from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader
+from dagster_pipes_cloud.orchestration.clients.azure_functions import application_insights_url
 from dagster_pipes_cloud.orchestration.clients.cloud_functions import cloud_logging_url, project_of
 from dagster_pipes_cloud.orchestration.clients.lambda_ import cloudwatch_logs_url
 
@@ -85,3 +90,16 @@ def test_the_project_comes_from_the_resource_name_or_the_cloudfunctions_url() ->
     assert project_of("https://europe-west1-p-2.cloudfunctions.net/totals") == "p-2"
     assert project_of(run_app) is None, "a run.app URL does not name its project"
     assert project_of("http://127.0.0.1:8080") is None
+
+
+def test_an_application_insights_link_runs_a_query_for_the_invocation() -> None:
+    resource = "/subscriptions/s-1/resourceGroups/g/providers/microsoft.insights/components/app"
+    url = application_insights_url(resource, "0f8fad5b-d9cb-469f-a165-70867728950e")
+    prefix = (
+        "https://portal.azure.com/#blade/Microsoft_OperationsManagementSuite_Workspace/"
+        "Logs.ReactView/resourceId/%2Fsubscriptions%2Fs-1%2FresourceGroups%2Fg%2Fproviders"
+        "%2Fmicrosoft.insights%2Fcomponents%2Fapp/source/LogsBlade.AnalyticsShareLinkToQuery/q/"
+    )
+    assert url.startswith(prefix)
+    query = gzip.decompress(base64.b64decode(unquote(url[len(prefix) :]))).decode()
+    assert 'customDimensions.InvocationId) == "0f8fad5b-d9cb-469f-a165-70867728950e"' in query

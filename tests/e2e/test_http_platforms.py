@@ -5,7 +5,7 @@ platform does is in test_gcp.py and test_azure.py."""
 from __future__ import annotations
 
 import pytest
-from e2e.http_platforms import PLATFORMS, Platform
+from e2e.http_platforms import PLATFORM_IDS, PLATFORMS, Platform
 from support.dagster_testing import failure_text, logs_of, materialization_metadata
 
 
@@ -78,17 +78,19 @@ def test_context_through_an_explicit_blob_injector_is_deleted_after(platform: Pl
     assert platform.store.list("contexts/") == []
 
 
-PLATFORM_IDS = {"gcf_asset": "gcp_execution_id", "azure_asset": "azure_functions_invocation_id"}
-CONSOLE_LINKS = {"gcf_asset": "gcp_cloud_logging", "azure_asset": "azure_application_insights"}
+CONSOLE_LINKS = {"gcp": "gcp_cloud_logging", "azure": "azure_application_insights"}
 
 
+@pytest.mark.parametrize("cloud", sorted(PLATFORMS))
 def test_the_materialization_carries_the_platform_id_and_no_link_on_a_local_host(
-    platform: Platform,
+    cloud: str, request: pytest.FixtureRequest
 ) -> None:
+    fixture, make = PLATFORMS[cloud]
+    platform = make(request.getfixturevalue(fixture))
     result = platform.run("counting")
     assert result.success, failure_text(result)
     metadata = materialization_metadata(result, platform.asset)
-    platform_id = metadata[PLATFORM_IDS[platform.asset]]
+    platform_id = metadata[PLATFORM_IDS[cloud]]
     assert platform_id, "the local host gives each invocation an id, and the function answers it"
-    assert CONSOLE_LINKS[platform.asset] not in metadata, "nothing tells where its console is"
-    assert f"{PLATFORM_IDS[platform.asset]} {platform_id}" in logs_of(result)
+    assert CONSOLE_LINKS[cloud] not in metadata, "nothing tells where its console is"
+    assert f"{PLATFORM_IDS[cloud]} {platform_id}" in logs_of(result)

@@ -93,6 +93,9 @@ class AzureBlobStore:
         retry_total: How many times the policy retries one call (default 12).
     """
 
+    bucket_noun = "container"
+    """What messages call the bucket of this store."""
+
     def __init__(
         self,
         container: str,

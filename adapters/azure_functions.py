@@ -19,6 +19,7 @@ from dagster_pipes_cloud.adapters.http import (
     refuse_header_clash,
 )
 from dagster_pipes_cloud.adapters.invocation import Ending, FunctionInvocation, decode_payload
+from dagster_pipes_cloud.adapters.wire import INVOCATION_ID_HEADER
 
 if TYPE_CHECKING:
     import requests
@@ -101,6 +102,7 @@ class AzureFunctionInvoker(HttpFunctionInvoker):
     """
 
     extra = "azure"
+    request_id_headers = (INVOCATION_ID_HEADER,)
 
     def __init__(
         self,

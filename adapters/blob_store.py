@@ -88,6 +88,13 @@ class BlobStore(Protocol):
         ...
 
 
+def bucket_noun(store: BlobStore) -> str:
+    """What `store` calls its bucket in messages: "container" for Azure Blob Storage, "bucket"
+    for S3, GCS and any store that does not say (a store may set a `bucket_noun` attribute)."""
+    noun = getattr(store, "bucket_noun", "bucket")
+    return noun if isinstance(noun, str) and noun else "bucket"
+
+
 def create_or_match(store: BlobStore, key: str, data: bytes) -> bool:
     """Create `key` holding `data` unless it is there (`BlobStore.create`).
 

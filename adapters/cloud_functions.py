@@ -23,6 +23,7 @@ from dagster_pipes_cloud.adapters.http import (
     require_http_url,
 )
 from dagster_pipes_cloud.adapters.invocation import Ending
+from dagster_pipes_cloud.adapters.wire import EXECUTION_ID_HEADER
 
 if TYPE_CHECKING:
     import requests
@@ -103,7 +104,7 @@ class CloudFunctionInvoker(HttpFunctionInvoker):
     """
 
     extra = "gcp"
-    request_id_headers = ("Function-Execution-Id", "X-Cloud-Trace-Context")
+    request_id_headers = (EXECUTION_ID_HEADER,)
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -124,6 +125,30 @@ def decode_log_tail(encoded: str, *, drop_error_report: bool) -> str:
     return "\n".join(records).replace("\r", "\n").replace("\u00a0", " ")
 
 
+_REPORT_FIELD = re.compile(r"^([A-Za-z][A-Za-z ]*?): ([0-9]+(?:\.[0-9]+)?) (ms|MB)$")
+
+
+def parse_report(log_tail: str) -> dict[str, float]:
+    """The figures of Lambda's `REPORT` line in `log_tail`, as numbers keyed by their name and
+    unit (`duration_ms`, `billed_duration_ms`, `memory_size_mb`, `max_memory_used_mb`, and
+    `init_duration_ms` on a cold start); empty where the tail has no such line (it was cut).
+
+    Args:
+        log_tail: The decoded log tail (`decode_log_tail`).
+    """
+    lines = [line for line in log_tail.splitlines() if line.startswith("REPORT RequestId:")]
+    if not lines:
+        return {}
+    figures: dict[str, float] = {}
+    for field_text in lines[-1].split("\t")[1:]:
+        match = _REPORT_FIELD.match(field_text.strip())
+        if match:
+            name, value, unit = match.groups()
+            key = f"{name.strip().lower().replace(' ', '_')}_{unit.lower()}"
+            figures[key] = float(value) if "." in value else int(value)
+    return figures
+
+
 def _is_error_report(record: str) -> bool:
     head = record.split("\r", 1)[0]
     return "[ERROR]" in head and "\rTraceback (most recent call last):" in record
@@ -226,6 +251,7 @@ class LambdaInvoker:
             details={
                 "status_code": response.get("StatusCode"),
                 "executed_version": response.get("ExecutedVersion"),
+                "report": parse_report(tail_text) if tail_text else {},
             },
         )
 

@@ -48,6 +48,17 @@ CLAIM_REFUSED = "PipesSessionClaimedError"
 caller learns that another delivery of the same event runs the session."""
 
 
+EXECUTION_ID_HEADER = "Function-Execution-Id"
+"""The header carrying a Cloud Function's execution id: set on the request by Google's front end
+(or by functions-framework where none did) and answered back by `cloud_function`, so that the
+caller learns the id the function's log lines are labelled with (`labels.execution_id`)."""
+
+
+INVOCATION_ID_HEADER = "X-Azure-Functions-InvocationId"
+"""The header by which `azure_function` answers the invocation's id (Azure's front end does not
+say it): the id the function app's Application Insights records as `InvocationId`."""
+
+
 def chunk_key(session_prefix: str | None, index: int) -> str:
     """The key of message chunk `index` (from 1, not zero-padded) of the session under
     `session_prefix`: `<session_prefix>/<index>.json`, at the bucket's root without a prefix."""

@@ -105,6 +105,7 @@ class AzureFunctionComponent(PipesFunctionComponent):
     )
 
     client_class = PipesAzureFunctionClient
+    platform_kinds = frozenset({"azure", "azurefunctions"})
 
     @property
     def function_label(self) -> str:

@@ -241,6 +241,10 @@ class PipesFunctionComponent(dg.Component, dg.Resolvable, dg.Model):
     client_class: ClassVar[type[PipesFunctionClient]]
     """The platform's Pipes client."""
 
+    platform_kinds: ClassVar[frozenset[str]]
+    """The `kinds` each asset gets unless it sets its own: the cloud, whose badge Dagster's UI
+    draws, and the platform."""
+
     @abstractmethod
     def build_reader(self) -> PipesChunkedMessageReader:
         """The platform's message reader, on the component's bucket under its `key_prefix`."""
@@ -309,7 +313,10 @@ class PipesFunctionComponent(dg.Component, dg.Resolvable, dg.Model):
 
             return dg.Definitions(asset_checks=[run_checks])
 
-        specs = self.assets
+        specs = [
+            spec if spec.kinds else spec.replace_attributes(kinds=set(self.platform_kinds))
+            for spec in self.assets
+        ]
         backfill_policy = self.backfill_policy
         if self.fan_out == "partitions":
             # each partition is recorded as its function completes, so the step's outputs are

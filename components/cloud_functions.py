@@ -76,6 +76,7 @@ class CloudFunctionComponent(PipesFunctionComponent):
     bucket: str = Field(description="The GCS bucket the function writes its messages to.")
 
     client_class = PipesCloudFunctionClient
+    platform_kinds = frozenset({"gcp", "cloudfunctions"})
 
     @property
     def function_label(self) -> str:

@@ -64,6 +64,7 @@ class LambdaFunctionComponent(PipesFunctionComponent):
     bucket: str = Field(description="The S3 bucket the function writes its messages to.")
 
     client_class = PipesLambdaClient
+    platform_kinds = frozenset({"aws", "lambda"})
 
     @property
     def function_label(self) -> str:

@@ -9,7 +9,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from dagster_pipes_cloud.adapters._imports import require
-from dagster_pipes_cloud.adapters.wire import Attribution
+from dagster_pipes_cloud.adapters.wire import INVOCATION_ID_HEADER, Attribution
 from dagster_pipes_cloud.external._http import (
     CONFLICT,
     JSON_CONTENT_TYPE,
@@ -33,6 +33,8 @@ AzureHttpFunction = Callable[["func.HttpRequest"], "func.HttpResponse"]
 TRIGGER_ARG_NAME = "req"
 """The parameter name the worker binds the request to: `app.route`'s default
 `trigger_arg_name`."""
+CONTEXT_ARG_NAME = "context"
+"""The parameter name the worker passes the invocation context to (its `invocation_id`)."""
 
 
 def _functions() -> ModuleType:
@@ -44,12 +46,22 @@ def _channels(client: Any | None) -> Channels:
     return PipesAzureBlobStorageContextLoader(client), PipesAzureBlobStorageMessageWriter(client)
 
 
-def _event(req: func.HttpRequest) -> Any:
+def _event(req: func.HttpRequest, context: func.Context | None = None) -> Any:
     return event_from_body(req.get_body().decode("utf-8", errors="replace"))
 
 
-def _attribution(req: func.HttpRequest) -> Attribution:
+def _attribution(req: func.HttpRequest, context: func.Context | None = None) -> Attribution:
     return attribution_from_request(req.headers)
+
+
+def _identify(
+    answer: func.HttpResponse, req: func.HttpRequest, context: func.Context | None = None
+) -> func.HttpResponse:
+    """The answer with the invocation's id as a header, for the caller: Azure's front end does
+    not say it, and it is what the function app's Application Insights records."""
+    if context is not None and context.invocation_id:
+        answer.headers[INVOCATION_ID_HEADER] = context.invocation_id
+    return answer
 
 
 def _answer(result: Any) -> func.HttpResponse:
@@ -75,13 +87,14 @@ def _json_response(body: str, status: int) -> func.HttpResponse:
 
 
 def _signature() -> inspect.Signature:
-    """`(req: HttpRequest) -> HttpResponse`: the worker matches these names and types against
-    the function's bindings, so it must not see the user's `(pipes, payload)`."""
+    """`(req: HttpRequest, context: Context) -> HttpResponse`: the worker matches these names
+    and types against the function's bindings (and passes the invocation context to a
+    `context` parameter), so it must not see the user's `(pipes, payload)`."""
     functions = _functions()
-    request = inspect.Parameter(
-        TRIGGER_ARG_NAME, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=functions.HttpRequest
-    )
-    return inspect.Signature([request], return_annotation=functions.HttpResponse)
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    request = inspect.Parameter(TRIGGER_ARG_NAME, keyword, annotation=functions.HttpRequest)
+    context = inspect.Parameter(CONTEXT_ARG_NAME, keyword, annotation=functions.Context)
+    return inspect.Signature([request, context], return_annotation=functions.HttpResponse)
 
 
 azure_function: EntrypointDecorator[AzureHttpFunction] = EntrypointDecorator(
@@ -93,12 +106,15 @@ azure_function: EntrypointDecorator[AzureHttpFunction] = EntrypointDecorator(
         answer_refused=_answer_refused,
         signature=_signature,
         attribution=_attribution,
+        identify=_identify,
     ),
     "azure_function",
     """Turn `fn(pipes, payload) -> result` into an HTTP-triggered Azure Function (v2 model).
 
-    The wrapper shows the worker the signature `(req: func.HttpRequest) -> func.HttpResponse`, so
-    it goes under the app's route decorator with `app.route`'s default `trigger_arg_name` ("req").
+    The wrapper shows the worker the signature
+    `(req: func.HttpRequest, context: func.Context) -> func.HttpResponse`, so it goes under the
+    app's route decorator with `app.route`'s default `trigger_arg_name` ("req"); the answer
+    carries the invocation id (`X-Azure-Functions-InvocationId`).
     The event is the request's JSON body; the result is answered as JSON with status 200, and an
     exception is reported to Dagster with its trace and answered with 500. More:
     [How it behaves](behaviour.md#the-entrypoints).

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from dagster_pipes_cloud.adapters.wire import Attribution
+from dagster_pipes_cloud.adapters.wire import EXECUTION_ID_HEADER, Attribution
 from dagster_pipes_cloud.external._http import (
     CONFLICT,
     JSON_CONTENT_TYPE,
@@ -48,6 +48,15 @@ def _answer_refused(exc: PipesSessionClaimedError) -> tuple[str, int, dict[str, 
     return refusal_body(exc), CONFLICT, _JSON
 
 
+def _identify(answer: tuple[str, int, dict[str, str]], request: Any) -> Any:
+    """The answer with the request's execution id as a header of its own, for the caller."""
+    execution_id = request.headers.get(EXECUTION_ID_HEADER)
+    if not execution_id:
+        return answer
+    body, status, headers = answer
+    return body, status, {**headers, EXECUTION_ID_HEADER: execution_id}
+
+
 cloud_function: EntrypointDecorator[HttpFunction] = EntrypointDecorator(
     Entrypoint(
         channels=_gcs_channels,
@@ -56,6 +65,7 @@ cloud_function: EntrypointDecorator[HttpFunction] = EntrypointDecorator(
         answer_error=_answer_error,
         answer_refused=_answer_refused,
         attribution=_attribution,
+        identify=_identify,
     ),
     "cloud_function",
     """Turn `fn(pipes, payload) -> result` into an HTTP Cloud Function `(request) -> response`.

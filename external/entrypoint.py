@@ -42,6 +42,8 @@ class Entrypoint:
     `signature()`: the signature the platform inspects, where it must not be the user's.
     `attribution(*args, **kwargs)`: the Dagster run id, asset keys and retry number the client
     sent alongside the event (Lambda's client context, HTTP headers); None: nothing sent.
+    `identify(answer, *args, **kwargs)`: the answer with the platform's id of the invocation
+    added where the caller would not see it otherwise (an HTTP header); None: as it is.
     """
 
     channels: Callable[[Any], Channels]
@@ -51,6 +53,7 @@ class Entrypoint:
     answer_refused: Callable[[PipesSessionClaimedError], Any] | None = None
     signature: Callable[[], inspect.Signature] | None = None
     attribution: Callable[..., Attribution] | None = None
+    identify: Callable[..., Any] | None = None
 
 
 class EntrypointDecorator(Generic[H]):
@@ -115,6 +118,12 @@ class EntrypointDecorator(Generic[H]):
 
         @functools.wraps(user_fn)
         def entrypoint(*args: Any, **kwargs: Any) -> Any:
+            answer = answered(*args, **kwargs)
+            if platform.identify is None:
+                return answer
+            return platform.identify(answer, *args, **kwargs)
+
+        def answered(*args: Any, **kwargs: Any) -> Any:
             event = platform.event(*args, **kwargs)
             attribution = platform.attribution and platform.attribution(*args, **kwargs)
             try:

@@ -15,6 +15,7 @@ from dagster._core.errors import DagsterPipesExecutionError
 from dagster_pipes import PIPES_PROTOCOL_VERSION, PIPES_PROTOCOL_VERSION_FIELD, PipesParams
 
 from dagster_pipes_cloud.adapters import BlobStore, PipesCloudError, RemoteError, TransientError
+from dagster_pipes_cloud.adapters.blob_store import bucket_noun
 from dagster_pipes_cloud.adapters.wire import SESSION_PREFIX_PARAM, chunk_key
 
 if TYPE_CHECKING:
@@ -264,10 +265,11 @@ class ChunkedReadingSession(ReadingSession):
                 chunks_read=chunks,
             )
         if not self._handler.received_opened_message:
+            noun = bucket_noun(self._store)
             raise PipesSessionError(
                 f"the function never opened Dagster Pipes: nothing arrived at {where}"
                 f" {_within(drain)} after it returned. Is its entrypoint wrapped by a"
-                " dagster_pipes_cloud decorator, and can it write to that bucket?",
+                f" dagster_pipes_cloud decorator, and can it write to that {noun}?",
                 problem="never_opened",
             )
         if not self._closed:

@@ -229,6 +229,9 @@ class FunctionRuntime:
             f"REPORT RequestId: {invocation.request_id}\tDuration: {duration_ms:.2f} ms\t"
             f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {MEMORY_SIZE_MB} MB"
         )
+        peak = _peak_memory_mb(worker.process.pid) if worker.process.running else None
+        if peak is not None:
+            report += f"\tMax Memory Used: {peak} MB"
         if cold:
             report += f"\tInit Duration: {(taken_at - worker.started_at) * 1000:.2f} ms"
         if invocation.status is not None:
@@ -265,6 +268,20 @@ def _worker_env(name: str, handler: str, region: str, user_env: dict[str, str]) 
         "PYTHONUNBUFFERED": "1",
     }
     return function_env(lambda_vars, user_env)
+
+
+def _peak_memory_mb(pid: int) -> int | None:
+    """The peak resident memory of process `pid` in MB (rounded up), as Lambda reports its Max
+    Memory Used; None where the system does not tell (no `/proc`, as on macOS)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            kilobytes = int(line.split()[1])
+            return math.ceil(kilobytes / 1024)
+    return None
 
 
 def _describe_exit(returncode: int) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dagster import (
     AssetExecutionContext,
+    DagsterRunStatus,
     OpExecutionContext,
     PipesClientCompletedInvocation,
 )
@@ -315,7 +316,7 @@ class FunctionCall:
         Raises:
             PipesCloudError: The request cannot be written.
         """
-        why = stop_reason(cause, self.name)
+        why = stop_reason(cause, self.name, self.context)
         reason = why if not str(cause) else f"{why}: {str(cause)[:_REASON_MAX_CHARS]}"
         return self.reading.request_cancel(reason, run_id=self.context.run.run_id)
 
@@ -358,14 +359,16 @@ class FunctionCall:
                 f" {self._injector.no_messages_debug_text()}"
                 f" {self.client.message_reader.no_messages_debug_text()}"
             )
-        return PipesFunctionInvocation(
-            session, invocation, metadata=self.target.metadata(invocation), label=self.label
-        )
+        metadata = self.target.metadata(invocation)
+        if metadata:  # where to look on the platform, in the step's log too
+            said = ", ".join(f"{key} {getattr(v, 'value', v)}" for key, v in metadata.items())
+            self.context.log.info(f"[pipes] {self.name} ended: {said}")
+        return PipesFunctionInvocation(session, invocation, metadata=metadata, label=self.label)
 
     def _ask_to_stop_and_say(self, cause: BaseException) -> None:
         """`ask_to_stop`, saying in the step's log what was done; a failure is a warning."""
         log = self.context.log
-        why = stop_reason(cause, self.name)
+        why = stop_reason(cause, self.name, self.context)
         if not self.client.forward_termination:
             log.warning(
                 f"[pipes] {why}; {self.name} was not asked to stop (forward_termination=False)"
@@ -387,14 +390,32 @@ _PARAMS_ALLOWANCE = 4096  # room for the messages params and the JSON around the
 
 
 def is_termination(cause: BaseException) -> bool:
-    """Whether `cause` is the run being terminated (or the step's process interrupted)."""
+    """Whether `cause` is the step's process being interrupted: Dagster terminating the run, or
+    a SIGINT from elsewhere (Ctrl-C on `dagster asset materialize`)."""
     return isinstance(cause, (DagsterExecutionInterruptedError, KeyboardInterrupt))
 
 
-def stop_reason(cause: BaseException, function: str) -> str:
-    """Why a function is asked to stop, for its cancel marker and the step's log."""
+_TERMINATING = (DagsterRunStatus.CANCELING, DagsterRunStatus.CANCELED)
+
+
+def terminated_by_dagster(context: Context) -> bool:
+    """Whether Dagster was asked to terminate the step's run: it marks the run CANCELING before
+    it interrupts the run's process, which a plain SIGINT does not."""
+    try:
+        run = context.instance.get_run_by_id(context.run.run_id)
+    except Exception:  # the instance cannot say: not claimed as a termination
+        return False
+    return run is not None and run.status in _TERMINATING
+
+
+def stop_reason(cause: BaseException, function: str, context: Context) -> str:
+    """Why a function is asked to stop, for its cancel marker and the step's log: the run was
+    terminated (by Dagster), the step was interrupted (a SIGINT Dagster did not send), or the
+    step failed."""
     if is_termination(cause):
-        return "the run was terminated"
+        if terminated_by_dagster(context):
+            return "the run was terminated"
+        return "the step was interrupted"
     return f"the step failed while {function} may still run"
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from dagster import PipesContextInjector, PipesMessageReader
+from dagster import MetadataValue, PipesContextInjector, PipesMessageReader
 
 from dagster_pipes_cloud.adapters import FunctionInvocation
 from dagster_pipes_cloud.adapters.azure_functions import (
@@ -64,6 +67,9 @@ class PipesAzureFunctionClient(PipesFunctionClient):
             `functionTimeout`).
         invoker: An `AzureFunctionInvoker` to use in place of the default one (its timeouts,
             credential and session); not with `session`, `function_key` or `scope`.
+        application_insights: The resource id of the function app's Application Insights
+            (`/subscriptions/S/resourceGroups/G/providers/microsoft.insights/components/N`), for
+            a link to each invocation's logs beside its id. Default: none (no link).
         forward_termination: Terminating the run asks the function to stop, with a cancel marker
             in its session (default True).
 
@@ -84,6 +90,7 @@ class PipesAzureFunctionClient(PipesFunctionClient):
         function_timeout: float = AZURE_FUNCTION_TIMEOUT,
         invoker: AzureFunctionInvoker | None = None,
         forward_termination: bool = True,
+        application_insights: str | None = None,
     ) -> None:
         super().__init__(
             message_reader=message_reader,
@@ -99,6 +106,7 @@ class PipesAzureFunctionClient(PipesFunctionClient):
             function_timeout=function_timeout,
         )
         self.function_timeout = function_timeout
+        self.application_insights = application_insights
 
     def run(  # type: ignore[override]
         self,
@@ -161,4 +169,37 @@ class PipesAzureFunctionClient(PipesFunctionClient):
             request_limit=AZURE_FUNCTIONS_REQUEST_LIMIT,
             wait_timeout=self.function_timeout,
             extras=extras,
+            metadata=self._metadata,
         )
+
+    def _metadata(self, invocation: FunctionInvocation) -> dict[str, Any]:
+        """The invocation id, and a link to its logs in Application Insights where the client
+        was told which resource that is."""
+        if not invocation.request_id:
+            return {}
+        metadata: dict[str, Any] = {"azure_functions_invocation_id": invocation.request_id}
+        if self.application_insights:
+            link = application_insights_url(self.application_insights, invocation.request_id)
+            metadata["azure_application_insights"] = MetadataValue.url(link)
+        return metadata
+
+
+def application_insights_url(resource_id: str, invocation_id: str) -> str:
+    """The Azure portal's Logs view of an Application Insights resource, running a query for
+    what one function invocation logged (its request, traces and exceptions).
+
+    Args:
+        resource_id: The Application Insights resource id.
+        invocation_id: The function invocation's id.
+    """
+    query = (
+        "union requests, traces, exceptions\n"
+        f'| where tostring(customDimensions.InvocationId) == "{invocation_id}"\n'
+        "| order by timestamp asc"
+    )
+    packed = base64.b64encode(gzip.compress(query.encode(), mtime=0)).decode()
+    return (
+        "https://portal.azure.com/#blade/Microsoft_OperationsManagementSuite_Workspace"
+        f"/Logs.ReactView/resourceId/{quote(resource_id, safe='')}"
+        f"/source/LogsBlade.AnalyticsShareLinkToQuery/q/{quote(packed, safe='')}"
+    )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
-from dagster import PipesContextInjector, PipesMessageReader
+from dagster import MetadataValue, PipesContextInjector, PipesMessageReader
 from dagster._core.errors import DagsterPipesExecutionError
 
-from dagster_pipes_cloud.adapters import PipesCloudError
+from dagster_pipes_cloud.adapters import FunctionInvocation, PipesCloudError
 from dagster_pipes_cloud.adapters.cloud_functions import (
     CLOUD_FUNCTIONS_MAX_SECONDS,
     CLOUD_FUNCTIONS_REQUEST_LIMIT,
@@ -145,7 +147,42 @@ class PipesCloudFunctionClient(PipesFunctionClient):
             request_limit=CLOUD_FUNCTIONS_REQUEST_LIMIT,
             wait_timeout=CLOUD_FUNCTIONS_MAX_SECONDS,  # for a delivery answered by another
             extras=extras,
-            metadata=lambda invocation: (
-                {"gcp_execution_id": invocation.request_id} if invocation.request_id else {}
-            ),
+            metadata=lambda invocation: _metadata(url, function_name, invocation),
         )
+
+
+def _metadata(
+    url: str, function_name: str | None, invocation: FunctionInvocation
+) -> dict[str, Any]:
+    """The execution id, and a link to its log lines in Cloud Logging where the project is
+    known."""
+    if not invocation.request_id:
+        return {}
+    metadata: dict[str, Any] = {"gcp_execution_id": invocation.request_id}
+    project = project_of(url, function_name)
+    if project is not None:
+        link = cloud_logging_url(project, invocation.request_id)
+        metadata["gcp_cloud_logging"] = MetadataValue.url(link)
+    return metadata
+
+
+_RESOURCE_NAME = re.compile(r"^projects/([^/]+)/locations/[^/]+/functions/[^/]+$")
+_FUNCTIONS_HOST = re.compile(r"^[a-z]+-[a-z]+\d+-(.+)\.cloudfunctions\.net$")
+
+
+def project_of(url: str, function_name: str | None = None) -> str | None:
+    """The function's project, from its full resource name or its `cloudfunctions.net` URL
+    (`https://REGION-PROJECT.cloudfunctions.net/NAME`); None where neither tells (a `run.app`
+    URL, a local host)."""
+    match = _RESOURCE_NAME.match(function_name or "")
+    if match:
+        return match.group(1)
+    host = urlsplit(url).hostname or ""
+    match = _FUNCTIONS_HOST.match(host)
+    return match.group(1) if match else None
+
+
+def cloud_logging_url(project: str, execution_id: str) -> str:
+    """Cloud Logging's Logs Explorer in `project`, showing the log lines of one execution."""
+    query = quote(f'labels.execution_id="{execution_id}"', safe="")
+    return f"https://console.cloud.google.com/logs/query;query={query}?project={quote(project)}"

@@ -407,7 +407,7 @@ class FanOut:
         for call in calls:
             with contextlib.suppress(Exception):  # the cause goes on; a failing end is dropped
                 call.abandon(cause, ask_to_stop=False)
-        why = stop_reason(cause, self._target.function)
+        why = stop_reason(cause, self._target.function, self._context)
         line = f"[pipes] {why}: asked {asked} running invocation(s) of {self._target.function}"
         line += " to stop"
         if unasked:

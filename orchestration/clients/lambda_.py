@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
-from dagster import PipesContextInjector, PipesMessageReader
+from dagster import MetadataValue, PipesContextInjector, PipesMessageReader
 
+from dagster_pipes_cloud.adapters import FunctionInvocation
 from dagster_pipes_cloud.adapters.lambda_ import (
     LAMBDA_MAX_SECONDS,
     REQUEST_LIMITS,
@@ -153,7 +155,66 @@ class PipesLambdaClient(PipesFunctionClient):
             request_limit=REQUEST_LIMITS[invocation_type],
             wait_timeout=self.event_timeout,
             extras=extras,
-            metadata=lambda invocation: (
-                {"aws_lambda_request_id": invocation.request_id} if invocation.request_id else {}
-            ),
+            metadata=lambda invocation: self._metadata(function_name, invocation),
         )
+
+    def _metadata(self, function_name: str, invocation: FunctionInvocation) -> dict[str, Any]:
+        """The request id, a link to its log in CloudWatch Logs (on AWS's own endpoint, where
+        the region is known) and the figures of Lambda's REPORT line."""
+        metadata: dict[str, Any] = {}
+        if invocation.request_id:
+            metadata["aws_lambda_request_id"] = invocation.request_id
+            meta = getattr(self._invoker.client, "meta", None)
+            url = cloudwatch_logs_url(
+                function_name,
+                invocation.request_id,
+                region=getattr(meta, "region_name", None),
+                endpoint_url=getattr(meta, "endpoint_url", None),
+            )
+            if url is not None:
+                metadata["aws_lambda_logs"] = MetadataValue.url(url)
+        for name, value in invocation.details.get("report", {}).items():
+            metadata[f"aws_lambda_{name}"] = value
+        return metadata
+
+
+def cloudwatch_logs_url(
+    function_name: str, request_id: str, *, region: str | None, endpoint_url: str | None
+) -> str | None:
+    """The CloudWatch Logs console view of the function's log group (Lambda's default,
+    `/aws/lambda/<name>`) filtered to the lines carrying `request_id`.
+
+    Args:
+        function_name: The function's name or ARN (whose region wins over `region`).
+        request_id: The invocation's request id.
+        region: The client's region.
+        endpoint_url: The client's endpoint: a link is made only for AWS's own.
+
+    Returns:
+        The URL, or None where the region is unknown or the endpoint is not AWS's.
+    """
+    host = urlsplit(endpoint_url or "").hostname or ""
+    if not (host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")):
+        return None
+    parts = function_name.split(":")
+    if "function" in parts:  # an ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER])
+        at = parts.index("function")
+        name = parts[at + 1] if at + 1 < len(parts) else ""
+        region = parts[3] if parts[0] == "arn" and len(parts) > 3 and parts[3] else region
+    else:
+        name = function_name
+    if not name or not region:
+        return None
+    console = "console.amazonaws.cn" if host.endswith(".cn") else "console.aws.amazon.com"
+    group = _console_escape(f"/aws/lambda/{name}")
+    pattern = _console_escape(f'"{request_id}"')
+    return (
+        f"https://{region}.{console}/cloudwatch/home?region={region}"
+        f"#logsV2:log-groups/log-group/{group}/log-events$3FfilterPattern$3D{pattern}"
+    )
+
+
+def _console_escape(value: str) -> str:
+    """A value as the CloudWatch console reads it in its URL fragment: percent-encoded twice,
+    then each `%` written `$`."""
+    return quote(quote(value, safe=""), safe="").replace("%", "$")

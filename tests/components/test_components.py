@@ -298,3 +298,34 @@ def test_combinations_that_cannot_fan_out_are_refused_naming_the_attribute(
     )
     with pytest.raises(ValueError, match=re.escape(error)):
         component_defs(component=component)
+
+
+ENV = {
+    "PIPES_LAMBDA_FUNCTION": "totals",
+    "PIPES_FUNCTION_URL": "https://example.invalid/api/totals",
+    "PIPES_BUCKET": "b",
+    "PIPES_CONTAINER": "c",
+}
+
+
+@pytest.mark.parametrize(
+    ("cloud", "kinds"),
+    [
+        ("aws", {"aws", "lambda"}),
+        ("gcp", {"gcp", "cloudfunctions"}),
+        ("azure", {"azure", "azurefunctions"}),
+    ],
+)
+def test_assets_carry_the_platform_kinds_unless_they_set_their_own(
+    cloud: str, kinds: set[str]
+) -> None:
+    component = COMPONENTS[cloud].from_attributes_dict(
+        attributes={
+            **function_attributes(cloud, ENV),
+            "assets": [{"key": "orders"}, {"key": "customers", "kinds": ["python"]}],
+        }
+    )
+    assets_def = component_defs(component=component).get_assets_def("orders")
+    specs = {spec.key.to_user_string(): spec for spec in assets_def.specs}
+    assert specs["orders"].kinds == kinds
+    assert specs["customers"].kinds == {"python"}

@@ -126,3 +126,10 @@ PLATFORMS: dict[str, tuple[str, Callable[[Any], Platform]]] = {
 """Each HTTP platform's stack fixture, and how to make its `Platform` from that stack."""
 CLOUDS: dict[str, tuple[str, Callable[[Any], Platform]]] = {"aws": ("aws_stack", aws), **PLATFORMS}
 """`PLATFORMS` and Lambda."""
+
+PLATFORM_IDS = {
+    "aws": "aws_lambda_request_id",
+    "gcp": "gcp_execution_id",
+    "azure": "azure_functions_invocation_id",
+}
+"""The metadata key of the platform's id of an invocation, per cloud."""

@@ -168,3 +168,17 @@ def test_without_dagster_every_report_is_accepted_and_dropped(aws_stack: Any) ->
     response = aws_stack.lambda_client.invoke(FunctionName="reports_everything", Payload=b"{}")
     assert "FunctionError" not in response, response["Payload"].read()
     assert response["Payload"].read() == b'"reported"'
+
+
+def test_the_materialization_says_where_to_look_and_what_lambda_reported(aws_stack: Any) -> None:
+    result = materialize_lambda(pipes_client(aws_stack), "counting")
+    assert result.success, failure_text(result)
+    metadata = materialization_metadata(result, "lambda_asset")
+    request_id = metadata["aws_lambda_request_id"]
+    assert len(request_id) == 36, request_id
+    assert "aws_lambda_logs" not in metadata, "a local endpoint gets no console link"
+    assert metadata["aws_lambda_billed_duration_ms"] >= 1
+    assert metadata["aws_lambda_duration_ms"] > 0
+    assert metadata["aws_lambda_memory_size_mb"] == 128
+    assert metadata["aws_lambda_max_memory_used_mb"] > 1
+    assert f"aws_lambda_request_id {request_id}" in logs_of(result)

@@ -212,3 +212,17 @@ def test_400_messages_through_server_busy_on_both_sides_arrive_once_in_order(
     assert writer_side.injected and reader_side.injected, "both sides met ServerBusy"
     lines = [line for line in logs_of(result).split("\n") if line.startswith("paced ")]
     assert lines == [f"paced {i}" for i in range(400)], "every message once, in order"
+
+
+def test_an_application_insights_resource_given_links_each_invocation_to_its_logs(
+    azure_stack: Any,
+) -> None:
+    insights = "/subscriptions/s/resourceGroups/g/providers/microsoft.insights/components/app"
+    client = pipes_client(azure_stack)
+    client.application_insights = insights
+    result = run(azure_stack, "counting", client=client)
+    assert result.success, failure_text(result)
+    metadata = materialization_metadata(result, "azure_asset")
+    assert metadata["azure_application_insights"].startswith("https://portal.azure.com/#blade/")
+    invocation_id = metadata["azure_functions_invocation_id"]
+    assert f"Id={invocation_id}" in azure_stack._host.log_path.read_text(), "the host's own id"

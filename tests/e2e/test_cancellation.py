@@ -1,11 +1,12 @@
 """Terminating a run stops its function, on each cloud's local host, through Dagster.
 
 A real Dagster run (`materialize`, in a subprocess with its own DAGSTER_HOME) invokes a function
-of tests/e2e/cancel_functions.py; once the function has started, the run worker gets SIGINT, as
-Dagster terminates a run. The client writes the cancel marker, the function's writer sees it
-within its check interval (2 s) plus one storage call, and the function stops: at its next Pipes
-call (`PipesCancelledError`), or where it polls `pipes.is_cancelled`. The step's log says the
-function was asked to stop.
+of tests/e2e/cancel_functions.py; once the function has started, the run is marked CANCELING and
+its worker gets SIGINT, as Dagster terminates a run (or SIGINT alone, as Ctrl-C interrupts it).
+The client writes the cancel marker, the function's writer sees it within its check interval
+(2 s) plus one storage call, and the function stops: at its next Pipes call
+(`PipesCancelledError`), or where it polls `pipes.is_cancelled`. The step's log says the
+function was asked to stop, and why: the run was terminated, or the step was interrupted.
 
 Run as a script (`python test_cancellation.py CONFIG`), this file is that Dagster run.
 """
@@ -107,7 +108,9 @@ class TerminatedRun:
         )
         self.output = ""
 
-    def terminate_once_started(self, timeout: float = 60) -> None:
+    def terminate_once_started(self, timeout: float = 60, *, by_dagster: bool = True) -> None:
+        """SIGINT to the run once the function started: with `by_dagster`, as Dagster's run
+        launcher terminates a run (the run marked CANCELING first); else as Ctrl-C does."""
         deadline = time.monotonic() + timeout
         while not self.started.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -116,7 +119,13 @@ class TerminatedRun:
                 raise AssertionError(f"the function did not start within {timeout:g}s:\n{output}")
             time.sleep(0.05)
         assert not self.stopped.exists(), "the function ended before the run was terminated"
-        self.process.send_signal(signal.SIGINT)  # how Dagster terminates a run worker
+        if by_dagster:
+            from dagster import DagsterInstance
+
+            with DagsterInstance.from_config(str(self.home)) as instance:
+                [run] = instance.get_runs()
+                instance.report_run_canceling(run)
+        self.process.send_signal(signal.SIGINT)  # how Dagster interrupts a run worker
         try:
             self.output = self.process.communicate(timeout=60)[0]
         except subprocess.TimeoutExpired:
@@ -163,10 +172,25 @@ def test_terminating_the_run_stops_the_function(
     assert stopped["ended_by"] == ended_by, run.output  # not "returning": it saw the request
 
     status, log = run.step_log()
-    assert status == "FAILURE", log
+    assert status == "CANCELED", log  # Dagster ends a run it was asked to terminate so
     said = rf"\[pipes\] the run was terminated: asked .+? to stop \(cancel marker at \S*{BUCKET}/"
     assert re.search(said + r"\S+/cancel\.json\)", log), log
     assert "asked the function to stop" not in log, "the step's log names the function"
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+def test_ctrl_c_on_the_run_says_the_step_was_interrupted(
+    cloud: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    target = request.getfixturevalue(f"{cloud}_target")
+    run = TerminatedRun(target, "logging", tmp_path)
+    run.terminate_once_started(by_dagster=False)  # SIGINT alone: Dagster was asked nothing
+
+    assert run.stop_record()["ended_by"] == "PipesCancelledError", run.output
+    status, log = run.step_log()
+    assert status == "FAILURE", log  # not CANCELED: nobody asked Dagster to cancel it
+    assert re.search(r"\[pipes\] the step was interrupted: asked .+? to stop", log), log
+    assert "the run was terminated" not in log
 
 
 def main(config: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ import pytest
 import requests
 from dagster import DagsterInstance
 from e2e.fan_out_functions import LINES
-from e2e.http_platforms import CLOUDS, Platform
+from e2e.http_platforms import CLOUDS, PLATFORM_IDS, Platform
 from support.aws_testing import local_client
 from support.dagster_testing import (
     failure_text,
@@ -134,6 +134,11 @@ def test_a_twenty_day_backfill_records_eighteen_then_reruns_the_two_failed_alone
         day = materialization.partition
         reported = {key: metadata.get(key) for key in ("name", "partition", "event")}
         assert reported == {"name": day, "partition": day, "event": json.dumps({"day": day})}
+        assert metadata[PLATFORM_IDS[cloud]], "each partition says where to look on the platform"
+    platform_ids = {
+        e.event_specific_data.materialization.metadata[PLATFORM_IDS[cloud]].value for e in events
+    }
+    assert len(platform_ids) == len(recorded), "one id per invocation"
     failure = failure_text(result)
     assert "2 of 20 invocations of" in failure
     assert "failed: partition 2024-01-04, partition 2024-01-15" in failure
@@ -151,7 +156,7 @@ def test_a_twenty_day_backfill_records_eighteen_then_reruns_the_two_failed_alone
 
 @contextmanager
 def sigint_once_started(folder: Path, count: int) -> Iterator[threading.Event]:
-    """Send SIGINT to this process, as Dagster terminates a run worker, once `count`
+    """Send SIGINT to this process, as Ctrl-C interrupts a run, once `count`
     invocations of `waits_for_cancel` have started in `folder` (or after a minute); the event
     yielded is set if they had."""
     started = threading.Event()
@@ -192,7 +197,7 @@ def test_terminating_the_step_asks_every_running_invocation_to_stop_and_starts_n
     assert ended_in(tmp_path) == dict.fromkeys(started_in(tmp_path), "cancelled")
     assert len(started_in(tmp_path)) == running, "nothing more was started"
     said = (
-        rf"\[pipes\] the run was terminated: asked {running} running invocation\(s\) of .+?"
+        rf"\[pipes\] the step was interrupted: asked {running} running invocation\(s\) of .+?"
         rf" to stop; {total - running} not started"
     )
     assert re.search(said, logs_of(result)), logs_of(result)

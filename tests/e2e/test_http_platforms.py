@@ -5,7 +5,7 @@ platform does is in test_gcp.py and test_azure.py."""
 from __future__ import annotations
 
 import pytest
-from e2e.http_platforms import PLATFORMS, Platform
+from e2e.http_platforms import PLATFORM_IDS, PLATFORMS, Platform
 from support.dagster_testing import failure_text, logs_of, materialization_metadata
 
 
@@ -60,7 +60,10 @@ def test_a_missing_bucket_is_named_before_the_function_runs(platform: Platform) 
 def test_a_function_that_never_opens_pipes_is_named(platform: Platform) -> None:
     result = platform.run("not_pipes", client=platform.client(drain_timeout=1))
     assert not result.success
-    assert "never opened Dagster Pipes" in failure_text(result)
+    failure = failure_text(result)
+    assert "never opened Dagster Pipes" in failure
+    noun = platform.kind.split()[-1]  # "bucket", or "container" on Azure
+    assert f"can it write to that {noun}?" in failure, failure
 
 
 def test_the_response_is_returned(platform: Platform) -> None:
@@ -73,3 +76,21 @@ def test_context_through_an_explicit_blob_injector_is_deleted_after(platform: Pl
     result = platform.run("counting", client=platform.client(injector_prefix="contexts"))
     assert result.success, failure_text(result)
     assert platform.store.list("contexts/") == []
+
+
+CONSOLE_LINKS = {"gcp": "gcp_cloud_logging", "azure": "azure_application_insights"}
+
+
+@pytest.mark.parametrize("cloud", sorted(PLATFORMS))
+def test_the_materialization_carries_the_platform_id_and_no_link_on_a_local_host(
+    cloud: str, request: pytest.FixtureRequest
+) -> None:
+    fixture, make = PLATFORMS[cloud]
+    platform = make(request.getfixturevalue(fixture))
+    result = platform.run("counting")
+    assert result.success, failure_text(result)
+    metadata = materialization_metadata(result, platform.asset)
+    platform_id = metadata[PLATFORM_IDS[cloud]]
+    assert platform_id, "the local host gives each invocation an id, and the function answers it"
+    assert CONSOLE_LINKS[cloud] not in metadata, "nothing tells where its console is"
+    assert f"{PLATFORM_IDS[cloud]} {platform_id}" in logs_of(result)

@@ -114,11 +114,13 @@ def test_an_azure_function_answers_json_and_its_errors_with_500() -> None:
 def test_an_azure_function_shows_the_worker_its_own_signature() -> None:
     """What the worker indexes: parameter names and annotations, not the user's."""
     signature = inspect.signature(azure_echo)
-    assert list(signature.parameters) == ["req"]
+    assert list(signature.parameters) == ["req", "context"]
     assert signature.parameters["req"].annotation is func.HttpRequest
+    assert signature.parameters["context"].annotation is func.Context
     assert signature.return_annotation is func.HttpResponse
     assert typing.get_type_hints(azure_echo) == {
         "req": func.HttpRequest,
+        "context": func.Context,
         "return": func.HttpResponse,
     }
     assert azure_echo.__name__ == "azure_echo" and azure_echo.__doc__ == "Echoes its payload."
@@ -129,6 +131,7 @@ def test_an_annotated_azure_function_passes_the_workers_indexing() -> None:
     app.route(route="echo", methods=["POST"])(azure_echo)
     [indexed] = index_app(app)
     assert indexed.name == "azure_echo" and list(indexed.parameters) == ["req"]
+    assert indexed.requires_context, "the worker passes the invocation context"
 
 
 def second_delivery_answers(

@@ -167,6 +167,8 @@ def test_log_tail_has_the_printed_lines(client: LambdaClient) -> None:
     assert f"START RequestId: {request_id} Version: $LATEST" in log
     assert f"END RequestId: {request_id}" in log
     assert f"REPORT RequestId: {request_id}\tDuration: " in log
+    report = log[log.index("REPORT") :]
+    assert "\tBilled Duration: " in report and "\tMemory Size: 128 MB\tMax Memory Used: " in report
     assert log.index("START") < log.index("hello from shout") < log.index("END")
 
 

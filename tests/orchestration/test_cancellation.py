@@ -32,17 +32,24 @@ class MarkerRefusingStore(LocalBlobStore):
 class Loop:
     """A function that runs until it is asked to stop (or `runs_for` seconds pass), checking
     `pipes.is_cancelled` between sleeps; with `terminate`, it terminates the run (SIGINT to this
-    process, as a run worker gets it) once it has started."""
+    process, as a run worker gets it) once it has started: as Dagster terminates a run (the run
+    marked CANCELING first, `by_dagster`), or as Ctrl-C interrupts a terminal's run (SIGINT
+    alone)."""
 
-    def __init__(self, *, terminate: bool, runs_for: float = WAIT) -> None:
+    def __init__(self, *, terminate: bool, runs_for: float = WAIT, by_dagster: bool = True) -> None:
         self.terminate = terminate
+        self.by_dagster = by_dagster
         self.runs_for = runs_for
         self.stopped = threading.Event()
         self.saw_cancel = False
+        self.step: AssetExecutionContext | None = None
 
     def __call__(self, pipes: PipesCloudContext, payload: Any) -> str:
         pipes.log.info("started")
         if self.terminate:
+            if self.by_dagster:
+                assert self.step is not None
+                self.step.instance.report_run_canceling(self.step.run)
             _thread.interrupt_main()  # Dagster raises DagsterExecutionInterruptedError
         deadline = time.monotonic() + self.runs_for
         try:
@@ -60,6 +67,8 @@ class Loop:
 def run_asset(client: InProcessClient, fn: Any, *, fire_and_forget: bool = True) -> Any:
     @asset
     def pipes_asset(context: AssetExecutionContext, pipes: InProcessClient) -> Any:
+        if isinstance(fn, Loop):
+            fn.step = context
         invocation = client.run(context=context, fn=fn, fire_and_forget=fire_and_forget)
         return invocation.get_materialize_result()
 
@@ -91,6 +100,21 @@ def test_a_terminated_run_asks_the_function_to_stop(tmp_path: Path) -> None:
     assert body["reason"] == "the run was terminated"
     assert body["run_id"] == result.run_id
     assert body["requested_at"]
+
+
+def test_an_interrupted_step_says_it_was_interrupted_not_terminated(tmp_path: Path) -> None:
+    # Ctrl-C on `dagster asset materialize`: SIGINT, and no termination asked of Dagster
+    client = kept_sessions_client(local_store(tmp_path))
+    fn = Loop(terminate=True, by_dagster=False)
+    result = run_asset(client, fn)
+    fn.wait_stopped()
+    assert fn.saw_cancel, "the function was asked to stop all the same"
+    logs = logs_of(result)
+    assert "[pipes] the step was interrupted: asked in-process function to stop" in logs
+    assert "the run was terminated" not in logs
+    [marker] = markers(tmp_path)
+    body = json.loads(LocalBlobStore(tmp_path, "bucket").get(marker) or b"")
+    assert body["reason"] == "the step was interrupted"
 
 
 def test_a_wait_that_timed_out_asks_the_function_to_stop(tmp_path: Path) -> None:

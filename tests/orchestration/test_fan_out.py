@@ -348,10 +348,11 @@ def test_run_partitions_refuses_an_asset_whose_output_is_required(tmp_path: Path
 
 
 class Waiting:
-    """A function that runs until it is asked to stop; the first to start terminates the run
-    once `started` have started."""
+    """A function that runs until it is asked to stop; the last of `started` to start
+    terminates the run as Dagster does (the run marked CANCELING, then SIGINT)."""
 
     def __init__(self, started: int) -> None:
+        self.step: AssetExecutionContext | None = None
         self.started = threading.Semaphore(0)
         self.count = started
         self.stopped: list[str] = []
@@ -362,6 +363,8 @@ class Waiting:
         with self.lock:
             self.begun += 1
             if self.begun == self.count:
+                assert self.step is not None
+                self.step.instance.report_run_canceling(self.step.run)
                 _thread.interrupt_main()  # Dagster raises DagsterExecutionInterruptedError
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not pipes.is_cancelled:
@@ -378,6 +381,7 @@ def test_terminating_the_run_asks_every_running_invocation_to_stop(tmp_path: Pat
 
     @asset
     def files(context: AssetExecutionContext) -> None:
+        fn.step = context
         client.run_many(
             context=context, fn=fn, events=events, max_concurrency=6, fire_and_forget=True
         )

@@ -428,7 +428,8 @@ def _serve(
                 print(f"# wrote these to {options.env_file}", file=sys.stderr)
             names = ", ".join(functions)
             print(
-                f"# serving {cloud_name} locally (functions: {names}; bucket: {bucket});"
+                f"# serving {cloud_name} locally (functions: {names};"
+                f" {'container' if cloud_name == 'azure' else 'bucket'}: {bucket});"
                 f" stop with Ctrl-C or `kill {os.getpid()}`",
                 flush=True,
             )

@@ -240,7 +240,8 @@ class _Build:
                 kept.append(line)
         if at is None:
             at = 0
-            notes.append(f"{path} does not name {LIBRARY}: packaged {LIBRARY}[{extra}]")
+            missing = f"{path} does not name {LIBRARY}" if lines else f"no {path}"
+            notes.append(f"{missing}: packaged {LIBRARY}[{extra}]")
         library = [
             f"# {LIBRARY}[{','.join(sorted(extras))}]: its wheel and the extras' requirements",
             wheel_line or str(self.wheel),

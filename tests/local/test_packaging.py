@@ -355,6 +355,11 @@ def test_the_requirements_name_the_library_with_the_extras_asked_for(
     assert lines[-1] == "numpy"
     assert any("does not name dagster-pipes-cloud" in note for note in artifact.notes)
 
+    (folder / "requirements.txt").unlink()
+    artifact = package("gcp", folder, tmp_path / "dist", wheel=wheel)
+    said = [note for note in artifact.notes if "packaged dagster-pipes-cloud[gcp]" in note]
+    assert said == [f"no {folder / 'requirements.txt'}: packaged dagster-pipes-cloud[gcp]"]
+
 
 def test_a_function_installs_its_cloud_s_extra_and_dagster_adds_the_rest(wheel: Path) -> None:
     """What only the Dagster side imports (dagster; google-cloud-functions, which brings grpcio)

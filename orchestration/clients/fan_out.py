@@ -638,14 +638,15 @@ def check_summaries(
     context: Context, checks: dict[tuple[Any, str], list[bool]], unit: str, not_run: int
 ) -> Iterator[AssetCheckResult]:
     """One result for each check the step declares, which Dagster requires of the step as a
-    whole (it records it without a partition): passed when every one of the `unit`s
-    (`partitions`, `invocations`) that reported the check passed it, with the counts."""
+    whole (it records it without a partition): passed when at least one of the `unit`s
+    (`partitions`, `invocations`) reported the check and every one that did passed it, with the
+    counts; a check none reported is not passed, as nothing checked it."""
     for check_key in sorted(context.selected_asset_check_keys, key=str):
         outcomes = checks.get((check_key.asset_key, check_key.name), [])
         yield AssetCheckResult(
             asset_key=check_key.asset_key,
             check_name=check_key.name,
-            passed=all(outcomes),
+            passed=bool(outcomes) and all(outcomes),
             metadata={
                 f"{unit}_checked": len(outcomes),
                 f"{unit}_failed": outcomes.count(False),

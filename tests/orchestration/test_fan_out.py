@@ -331,6 +331,25 @@ def test_checks_are_recorded_per_partition_with_one_summary(tmp_path: Path) -> N
     }
 
 
+def test_a_declared_check_no_partition_reported_is_not_passed(tmp_path: Path) -> None:
+    client = InProcessClient(local_store(tmp_path))
+
+    @asset(
+        partitions_def=DAYS,
+        backfill_policy=BackfillPolicy.single_run(),
+        output_required=False,
+        check_specs=[AssetCheckSpec("rows_ok", asset="daily")],
+    )
+    def daily(context: AssetExecutionContext) -> Any:
+        yield from client.run_partitions(context=context, fn=lambda pipes, payload: None)
+
+    result = materialize_range([daily], DagsterInstance.ephemeral(), "2024-01-01", "2024-01-02")
+    assert result.success, failure_text(result)
+    [summary] = result.get_asset_check_evaluations()
+    assert summary.partition is None and not summary.passed
+    assert summary.metadata["partitions_checked"].value == 0
+
+
 def test_run_partitions_refuses_an_asset_whose_output_is_required(tmp_path: Path) -> None:
     client = InProcessClient(local_store(tmp_path))
     fn = Counted()

@@ -22,7 +22,11 @@ from dagster import (
 )
 from dagster._core.errors import DagsterExecutionInterruptedError, DagsterPipesExecutionError
 from dagster._core.pipes.context import PipesMessageHandler, PipesSession
-from dagster_pipes import PipesContextData
+from dagster_pipes import (
+    DAGSTER_PIPES_CONTEXT_ENV_VAR,
+    DAGSTER_PIPES_MESSAGES_ENV_VAR,
+    PipesContextData,
+)
 
 from dagster_pipes_cloud.adapters import FunctionInvocation, PipesCloudError
 from dagster_pipes_cloud.adapters.invocation import Invoke
@@ -37,6 +41,7 @@ Context = OpExecutionContext | AssetExecutionContext
 _LOG_TAIL_CHARS = 2000
 _ENDED_DRAIN_SECONDS = 1.0  # a failed function flushed before it ended; only reads remain
 _REASON_MAX_CHARS = 500
+_PARAMS_ALLOWANCE = 4096  # room for the messages params and the JSON around the bootstrap keys
 _NOT_YIELDED = (
     "The results of a Pipes function run were not returned from the asset: return"
     " `invocation.get_materialize_result()` or yield from `invocation.get_results()`."
@@ -303,12 +308,16 @@ class FunctionCall:
             return not self.invocation.completed
         if self.invoked_at is None:
             return False
-        if isinstance(cause, (DagsterExecutionInterruptedError, KeyboardInterrupt)):
+        if is_termination(cause):
             return True
         return handler.received_opened_message
 
-    def ask_to_stop(self, cause: BaseException) -> str | None:
+    def ask_to_stop(self, cause: BaseException, why: str | None = None) -> str | None:
         """Write the cancel marker of the session, giving `cause` as the reason.
+
+        Args:
+            cause: Why the session ends.
+            why: The reason as `stop_reason` says it, where the caller has it already.
 
         Returns:
             Where the request was written; None where the reader has no way to ask.
@@ -316,7 +325,7 @@ class FunctionCall:
         Raises:
             PipesCloudError: The request cannot be written.
         """
-        why = stop_reason(cause, self.name, self.context)
+        why = why or stop_reason(cause, self.name, self.context)
         reason = why if not str(cause) else f"{why}: {str(cause)[:_REASON_MAX_CHARS]}"
         return self.reading.request_cancel(reason, run_id=self.context.run.run_id)
 
@@ -375,7 +384,7 @@ class FunctionCall:
             )
             return
         try:
-            where = self.ask_to_stop(cause)
+            where = self.ask_to_stop(cause, why)
         except Exception as exc:  # the step's own error goes on; this one is only reported
             log.warning(f"[pipes] {why}; could not ask {self.name} to stop: {exc}")
             return
@@ -384,9 +393,6 @@ class FunctionCall:
             log.warning(f"[pipes] {why}; {reader} cannot ask {self.name} to stop")
             return
         log.warning(f"[pipes] {why}: asked {self.name} to stop (cancel marker at {where})")
-
-
-_PARAMS_ALLOWANCE = 4096  # room for the messages params and the JSON around the bootstrap keys
 
 
 def is_termination(cause: BaseException) -> bool:
@@ -423,6 +429,24 @@ def typed_event_stream_required(context: Context) -> None:
     """Have Dagster fail a step of an asset that does not return the invocation's results."""
     if context.has_assets_def:
         context.set_requires_typed_event_stream(error_message=_NOT_YIELDED)
+
+
+def checked_event(event: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
+    """The event as a dict, and its size as JSON; raises naming what makes it unusable."""
+    if event is not None and not isinstance(event, Mapping):
+        raise DagsterPipesExecutionError(
+            f"the event must be a mapping (a JSON object) to carry Dagster's bootstrap keys,"
+            f" got {type(event).__name__}"
+        )
+    checked = dict(event or {})
+    clashing = {DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR} & set(checked)
+    if clashing:
+        raise DagsterPipesExecutionError(f"the event may not set {sorted(clashing)}")
+    try:
+        size = len(json.dumps(checked))
+    except (TypeError, ValueError) as exc:
+        raise DagsterPipesExecutionError(f"the event is not JSON-serializable: {exc}") from exc
+    return checked, size
 
 
 def _how_it_ended(invocation: FunctionInvocation, problem: PipesSessionError | None) -> str:

@@ -3,21 +3,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from dagster import PipesClient, PipesContextInjector, PipesMessageReader
 from dagster._core.definitions.resource_annotation import TreatAsResourceParam
-from dagster._core.errors import DagsterPipesExecutionError
 from dagster._core.pipes.context import build_external_execution_context_data
-from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR
 
 from dagster_pipes_cloud.orchestration.clients._call import (
     Context,
     FunctionCall,
     FunctionTarget,
     PipesFunctionInvocation,
+    checked_event,
     typed_event_stream_required,
 )
 from dagster_pipes_cloud.orchestration.clients.fan_out import (
@@ -109,7 +107,6 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
             events,
             max_concurrency=max_concurrency,
             fail_fast=fail_fast,
-            checked_event=checked_event,
         )
 
     def run_partitions(
@@ -155,7 +152,6 @@ class PipesFunctionClient(PipesClient, TreatAsResourceParam):
             event,
             max_concurrency=max_concurrency,
             fail_fast=fail_fast,
-            checked_event=checked_event,
         )
 
     def _target(self, context: Context, **run_kwargs: Any) -> FunctionTarget:
@@ -209,21 +205,3 @@ def refuse_beside_invoker(invoker: object | None, given: Mapping[str, object | N
             f"invoker= and {names} were both given: the invoker is used as it is, so give"
             f" {names} to the invoker instead"
         )
-
-
-def checked_event(event: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
-    """The event as a dict, and its size as JSON; raises naming what makes it unusable."""
-    if event is not None and not isinstance(event, Mapping):
-        raise DagsterPipesExecutionError(
-            f"the event must be a mapping (a JSON object) to carry Dagster's bootstrap keys,"
-            f" got {type(event).__name__}"
-        )
-    checked = dict(event or {})
-    clashing = {DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR} & set(checked)
-    if clashing:
-        raise DagsterPipesExecutionError(f"the event may not set {sorted(clashing)}")
-    try:
-        size = len(json.dumps(checked))
-    except (TypeError, ValueError) as exc:
-        raise DagsterPipesExecutionError(f"the event is not JSON-serializable: {exc}") from exc
-    return checked, size

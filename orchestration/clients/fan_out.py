@@ -36,6 +36,8 @@ from dagster_pipes_cloud.orchestration.clients._call import (
     FunctionCall,
     FunctionTarget,
     PipesFunctionInvocation,
+    checked_event,
+    is_termination,
     stop_reason,
 )
 
@@ -399,15 +401,11 @@ class FanOut:
                 if (id(call) in self._launching or call in self._running) and call.is_open
             ]
         self._drop_pending(cause)
-        may_run = [call for call in calls if call.may_still_run(cause)]
-        asked, unasked = self._ask_to_stop(may_run, cause)
-        for call in calls:
-            call.reading.limit_drain(_STOPPING_DRAIN)
-            call.reading.end()
-        for call in calls:
-            with contextlib.suppress(Exception):  # the cause goes on; a failing end is dropped
-                call.abandon(cause, ask_to_stop=False)
         why = stop_reason(cause, self._target.function, self._context)
+        may_run = [call for call in calls if call.may_still_run(cause)]
+        # a termination's reason is the same for every invocation: worked out once
+        asked, unasked = self._ask_to_stop(may_run, cause, why if is_termination(cause) else None)
+        _end_sessions(calls, cause, drain=_STOPPING_DRAIN)
         line = f"[pipes] {why}: asked {asked} running invocation(s) of {self._target.function}"
         line += " to stop"
         if unasked:
@@ -422,27 +420,36 @@ class FanOut:
         unsent = [call for call in self._pending if call.is_open]
         self.not_started.extend(self._index[id(call)] for call in self._pending)
         self._pending.clear()
-        for call in unsent:
-            call.reading.limit_drain(0)
-            call.reading.end()
-        for call in unsent:
-            with contextlib.suppress(Exception):  # the cause goes on; a failing end is dropped
-                call.abandon(cause, ask_to_stop=False)
+        _end_sessions(unsent, cause, drain=0)
 
-    def _ask_to_stop(self, calls: Sequence[FunctionCall], cause: BaseException) -> tuple[int, int]:
-        """Write the cancel markers of `calls` at once; how many were written and not."""
+    def _ask_to_stop(
+        self, calls: Sequence[FunctionCall], cause: BaseException, why: str | None
+    ) -> tuple[int, int]:
+        """Write the cancel markers of `calls` at once (giving `why` where it is known); how
+        many were written and not."""
         if not calls or not self._client.forward_termination:
             return 0, len(calls)
 
         def ask(call: FunctionCall) -> bool:
             try:
-                return call.ask_to_stop(cause) is not None
+                return call.ask_to_stop(cause, why) is not None
             except Exception:
                 return False
 
         with ThreadPoolExecutor(max_workers=min(_MARKER_WRITERS, len(calls))) as writers:
             written = sum(writers.map(ask, calls))
         return written, len(calls) - written
+
+
+def _end_sessions(calls: Sequence[FunctionCall], cause: BaseException, *, drain: float) -> None:
+    """End the sessions of `calls` because of `cause`, draining at most `drain` seconds: all
+    are told at once, so that their drains run together, then each is closed."""
+    for call in calls:
+        call.reading.limit_drain(drain)
+        call.reading.end()
+    for call in calls:
+        with contextlib.suppress(Exception):  # the cause goes on; a failing end is dropped
+            call.abandon(cause, ask_to_stop=False)
 
 
 class _Stopped(Exception):
@@ -493,16 +500,13 @@ def run_many(
     *,
     max_concurrency: int,
     fail_fast: bool,
-    checked_event: Callable[[Mapping[str, Any] | None], tuple[dict[str, Any], int]],
 ) -> PipesFunctionInvocations:
     """Invoke `target` once per event (see `PipesFunctionClient.run_many`)."""
     checked_concurrency(max_concurrency)
     if isinstance(events, (Mapping, str, bytes)) or not isinstance(events, Sequence):
         raise TypeError(f"events must be a list of events, got {type(events).__name__}")
     labels = [f"event {index}" for index in range(len(events))]
-    checked = [
-        _checked(checked_event, event, label) for event, label in zip(events, labels, strict=True)
-    ]
+    checked = [_checked(event, label) for event, label in zip(events, labels, strict=True)]
     context_data = build_external_execution_context_data(context, target.extras)
     planned = [
         Planned(label, event, context_data) for label, event in zip(labels, checked, strict=True)
@@ -526,7 +530,6 @@ def run_partitions(
     *,
     max_concurrency: int,
     fail_fast: bool,
-    checked_event: Callable[[Mapping[str, Any] | None], tuple[dict[str, Any], int]],
 ) -> Iterator[PartitionEvent]:
     """Invoke `target` once per partition of the step (see
     `PipesFunctionClient.run_partitions`)."""
@@ -537,7 +540,7 @@ def run_partitions(
     planned = [
         Planned(
             label,
-            _checked(checked_event, event(key) if event is not None else None, label),
+            _checked(event(key) if event is not None else None, label),
             _for_partition(context, base, key),
         )
         for key, label in zip(keys, labels, strict=True)
@@ -557,11 +560,8 @@ def run_partitions(
         raise fan_out_failure(fan, labels, target.function, in_order)
 
 
-def _checked(
-    checked_event: Callable[[Mapping[str, Any] | None], tuple[dict[str, Any], int]],
-    event: Any,
-    label: str,
-) -> tuple[dict[str, Any], int]:
+def _checked(event: Any, label: str) -> tuple[dict[str, Any], int]:
+    """`checked_event`, its error naming the invocation `label`."""
     try:
         return checked_event(event)
     except DagsterPipesExecutionError as exc:

@@ -42,6 +42,7 @@ _LOG_TAIL_CHARS = 2000
 _ENDED_DRAIN_SECONDS = 1.0  # a failed function flushed before it ended; only reads remain
 _REASON_MAX_CHARS = 500
 _PARAMS_ALLOWANCE = 4096  # room for the messages params and the JSON around the bootstrap keys
+_LEVELS = frozenset({"debug", "info", "warning", "error", "critical", "exception"})
 _NOT_YIELDED = (
     "The results of a Pipes function run were not returned from the asset: return"
     " `invocation.get_materialize_result()` or yield from `invocation.get_results()`."
@@ -98,9 +99,45 @@ class FunctionTarget:
     metadata: Callable[[FunctionInvocation], Mapping[str, Any]] = lambda _: {}
 
 
+class LabelledLog:
+    """A step's log putting `[label] ` before each line written to it.
+
+    Args:
+        log: The step's log (`context.log`).
+        label: The invocation's label.
+    """
+
+    def __init__(self, log: Any, label: str) -> None:
+        self._log = log
+        self.label = label
+
+    def log(self, level: Any, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self._log.log(level, f"[{self.label}] {msg}", *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        write = getattr(self._log, name)
+        if name not in _LEVELS:
+            return write
+        return lambda msg, *args, **kwargs: write(f"[{self.label}] {msg}", *args, **kwargs)
+
+
+class _LabelledContext:
+    """The step's context as one invocation's handler sees it: the same, but a `LabelledLog`."""
+
+    def __init__(self, context: Context, label: str) -> None:
+        self._context = context
+        self.log = LabelledLog(context.log, label)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
 class LabelledMessageHandler(PipesMessageHandler):
     """Dagster's handler, putting `[label] ` before each log line and printed line it hands on,
     so that the invocations of a fan-out can be told apart in the step's log and compute log.
+
+    Every line Dagster's handler writes to the step's log goes through a `LabelledLog`: the
+    function's own log lines and Dagster's (such as "external process successfully opened").
 
     Args:
         context: The step's context.
@@ -109,17 +146,15 @@ class LabelledMessageHandler(PipesMessageHandler):
     """
 
     def __init__(self, context: Context, message_reader: Any, label: str) -> None:
-        super().__init__(context, message_reader)
+        labelled = _LabelledContext(context, label)
+        super().__init__(labelled, message_reader)  # type: ignore[arg-type]
         self.label = label
+        self.log = labelled.log
         self._line_started = {"stdout": False, "stderr": False}
 
     def handle_message(self, message: Any) -> None:
-        method = message.get("method")
         params = message.get("params")
-        if method == "log" and isinstance(params, Mapping):
-            params = {**params, "message": f"[{self.label}] {params.get('message')}"}
-            message = {**message, "params": params}
-        elif method == "log_external_stream" and isinstance(params, Mapping):
+        if message.get("method") == "log_external_stream" and isinstance(params, Mapping):
             params = {**params, "text": self._labelled_lines(params)}
             message = {**message, "params": params}
         super().handle_message(message)
@@ -215,17 +250,19 @@ class FunctionCall:
         room = self.target.request_limit - self._event_size - _PARAMS_ALLOWANCE
         injector = client._injector_for(room)
         self._injector = injector
+        step_log: Any = self.context.log
         if self.label is None:
             handler = PipesMessageHandler(self.context, client.message_reader)
         else:
             handler = LabelledMessageHandler(self.context, client.message_reader, self.label)
+            step_log = handler.log
         with ExitStack() as stack:
             injector_params = stack.enter_context(injector.inject_context(self.context_data))
             reading = stack.enter_context(
                 read_session(
                     client.message_reader,
                     handler,
-                    step_log=self.context.log.warning,
+                    step_log=step_log.warning,
                     check_store=self.check_store,
                 )
             )

@@ -98,6 +98,9 @@ def test_run_many_returns_each_invocation_in_order_with_its_own_results(tmp_path
     # no line of one invocation carries another's label
     for label, name in re.findall(r"\[event (\d+)\] log \d of (file-\d+)", logs):
         assert events[int(label)]["name"] == name
+    # Dagster's own line per session carries the label too
+    opened = re.findall(r"^(.*)\[pipes\] external process successfully opened", logs, re.M)
+    assert sorted(opened) == sorted(f"[event {index}] " for index in range(50))
 
 
 def test_printed_lines_are_labelled_in_the_compute_log(

@@ -215,15 +215,11 @@ def page_listings() -> None:
     def list_page(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
         query = {name: values[0] for name, values in request.query.items() if values}
         try:
-            size = min(int(query.get("maxResults", _PAGE)), _PAGE)
+            size = _page_size(query.get("maxResults"))
             after = _page_position(query["pageToken"]) if "pageToken" in query else None
         except ValueError as invalid:
             response.status = HTTPStatus.BAD_REQUEST
             response.json(_bad_request(str(invalid)))
-            return
-        if size < 1:
-            response.status = HTTPStatus.BAD_REQUEST
-            response.json(_bad_request(f"Invalid value for maxResults: {size}"))
             return
         whole = _Answer()
         offsets.bounds = (query.get("startOffset"), query.get("endOffset"))
@@ -242,8 +238,7 @@ def page_listings() -> None:
 
 
 def keep_metadata_in_memory() -> None:
-    """Stop this process's in-memory gcp-storage-emulator from serialising its metadata on
-    every write.
+    """Keep this process's in-memory gcp-storage-emulator from rewriting its metadata on writes.
 
     The emulator (2026.7.19) rewrites the metadata of every bucket and object as one indented
     JSON document on each upload, delete and bucket change, where nothing reads it back with
@@ -281,6 +276,15 @@ def _position(entry: str | dict[str, Any]) -> tuple[str, int]:
     if isinstance(entry, str):
         return entry, 0
     return entry.get("name") or "", int(entry.get("generation") or 0)
+
+
+def _page_size(asked: str | None) -> int:
+    """How many entries a page holds when `maxResults` is `asked`; ValueError if it is no count."""
+    if asked is None:
+        return _PAGE
+    if not asked.isdigit() or int(asked) < 1:
+        raise ValueError(f"Invalid value for maxResults: {asked!r}")
+    return min(int(asked), _PAGE)
 
 
 def _page_token(position: tuple[str, int]) -> str:

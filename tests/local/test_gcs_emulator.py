@@ -207,10 +207,12 @@ def test_offsets_bound_the_names_listed(bucket: storage.Bucket) -> None:
     assert pages == [["s/5.json", "s/6.json"], ["s/7.json", "s/8.json"], ["s/9.json"]]
 
 
-def test_a_page_token_that_is_not_one_is_a_bad_request(bucket: storage.Bucket) -> None:
+def test_a_page_token_or_size_that_is_not_one_is_a_bad_request(bucket: storage.Bucket) -> None:
     blobs = bucket.client.list_blobs(bucket, page_token="not-a-token")
     with pytest.raises(BadRequest, match="page token"):
         list(blobs)
+    with pytest.raises(BadRequest, match="maxResults"):
+        list(bucket.client.list_blobs(bucket, page_size=-1))
 
 
 def test_a_create_only_upload_of_an_existing_blob_is_refused_with_412_and_writes_nothing(

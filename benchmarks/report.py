@@ -350,6 +350,30 @@ def _verdict(met: bool | None) -> str:
     return "-" if met is None else "met" if met else "**missed**"
 
 
+RAISED = "raised"
+"""The key under which `suite.py` records a part that raised: its error."""
+
+
+def _measured(cloud: Results, part: str) -> bool:
+    """Whether `part` ran on `cloud` and did not fail."""
+    return part in cloud and RAISED not in cloud[part]
+
+
+def _failures(clouds: Mapping[str, Results]) -> list[str]:
+    """A line for each part that failed, on which cloud and with what error (its first line)."""
+    return [
+        f"- {CLOUDS[cloud]}, {part}: `{_first_line(found[part][RAISED])}`"
+        for cloud, found in clouds.items()
+        for part in found
+        if isinstance(found[part], Mapping) and RAISED in found[part]
+    ]
+
+
+def _first_line(error: str, most: int = 300) -> str:
+    line = error.strip().splitlines()[0] if error.strip() else "(no message)"
+    return line if len(line) <= most else line[: most - 1] + "…"
+
+
 def _per_cloud(results: Results) -> dict[str, dict[str, Any]]:
     """Each cloud's results with its cold start folded in."""
     clouds = {}
@@ -366,7 +390,10 @@ def table(
     names = [CLOUDS[cloud] for cloud in clouds]
     lines = ["| | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
     for needs, label, cell in rows:
-        cells = [cell(found) if needs in found else "-" for found in clouds.values()]
+        cells = [
+            cell(found) if _measured(found, needs) else "failed" if needs in found else "-"
+            for found in clouds.values()
+        ]
         if any(c != "-" for c in cells):
             lines.append(f"| {label} | " + " | ".join(map(str, cells)) + " |")
     return lines
@@ -421,12 +448,23 @@ def markdown(results: Results, chart: str | None) -> str:
         out += [f"![drain overhead and live latency per cloud]({chart})", ""]
     out += ["## Targets", "", *table(clouds, targets), ""]
     out += volume_bound(clouds)
+    if failed := _failures(clouds):
+        out += [
+            "## Failed",
+            "",
+            "These parts raised instead of measuring (the whole error is in `results.json`):",
+            "",
+            *failed,
+            "",
+        ]
     return "\n".join(out)
 
 
 def volume_bound(clouds: Mapping[str, Results]) -> list[str]:
     """A paragraph on what bounds the volume: Dagster's handler fed with no channel at all."""
-    measured = {c: f["volume"] for c, f in clouds.items() if "volume" in f and _has_alone(f)}
+    measured = {
+        c: f["volume"] for c, f in clouds.items() if _measured(f, "volume") and _has_alone(f)
+    }
     if not measured:
         return []
     lines = []
@@ -456,7 +494,11 @@ def volume_bound(clouds: Mapping[str, Results]) -> list[str]:
 def draw(results: Results, path: Path) -> bool:
     """Drain overhead and live latency (p50 and max) per cloud, ours beside the official; False
     (and no chart) when no cloud has both."""
-    clouds = {c: f for c, f in results["clouds"].items() if "drain" in f and "latency" in f}
+    clouds = {
+        c: f
+        for c, f in results["clouds"].items()
+        if _measured(f, "drain") and _measured(f, "latency")
+    }
     if not clouds:
         return False
     import matplotlib
@@ -517,6 +559,8 @@ def main() -> None:
     drawn = draw(results, chart)
     args.output.write_text(markdown(results, chart.name if drawn else None))
     print(f"wrote {args.output}" + (f" and {chart}" if drawn else ""))
+    for line in _failures(_per_cloud(results)):
+        print(f"failed: {line[2:]}")
 
 
 if __name__ == "__main__":

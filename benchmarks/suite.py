@@ -28,6 +28,7 @@ plus the cloud SDK alone.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import re
@@ -36,8 +37,9 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from importlib import metadata
@@ -172,7 +174,8 @@ def volume(stack: Stack, messages: int) -> dict[str, Any]:
     """One run each of `messages` lines as fast as the function writes them: messages/s and the
     peak RSS during the run of the Dagster process and of the function's process (sampled).
     Ours runs first, so memory Python keeps from one run can only help the official run. Then
-    the same lines fed to Dagster's handler with no channel ("dagster_alone"): the bound."""
+    the same lines fed to Dagster's handler with no channel ("dagster_alone"): the bound,
+    measured once per suite run (`handler_alone_once`)."""
     results = {}
     me = psutil.Process()
     for library in ("ours", "official"):
@@ -191,9 +194,16 @@ def volume(stack: Stack, messages: int) -> dict[str, Any]:
             "function_peak_mib": function_peak[0] / 2**20,
             "calls": dagster_side + function_side,
         }
-    alone = handler_alone_seconds(messages)
+    alone = handler_alone_once(messages)
     results["dagster_alone"] = {"seconds": alone, "per_second": messages / alone}
     return results
+
+
+@functools.cache
+def handler_alone_once(messages: int) -> float:
+    """`handler_alone_seconds(messages)`, measured on the first cloud and given to the others:
+    no cloud, storage or function takes part in it."""
+    return handler_alone_seconds(messages)
 
 
 def function_usage(stack: Stack, library: str) -> dict[str, int]:
@@ -267,15 +277,11 @@ def import_seconds(statement: str, runs: int) -> float:
     )
 
 
-def cold_start(clouds: list[str], runs: int) -> dict[str, Any]:
-    results = {}
-    for cloud in clouds:
-        ours, baseline = COLD_START[cloud]
-        results[cloud] = {
-            "ours_s": import_seconds(ours, runs),
-            "baseline_s": import_seconds(baseline, runs),
-        }
-    return results
+def cold_start(cloud: str, runs: int) -> dict[str, Any]:
+    """The import time of `cloud`'s entrypoint with its writer, and of dagster_pipes plus the
+    cloud's storage SDK alone."""
+    ours, baseline = COLD_START[cloud]
+    return {"ours_s": import_seconds(ours, runs), "baseline_s": import_seconds(baseline, runs)}
 
 
 def machine() -> dict[str, Any]:
@@ -297,35 +303,76 @@ def machine() -> dict[str, Any]:
 STACK_PARTS = ("drain", "latency", "idle", "volume", "soak", "concurrency")
 """The benchmarks on the shared stack (the fan-out has one of its own)."""
 
+RAISED = "raised"
+"""The key of a part's results when it raised instead: the error, as `failure` words it."""
+
+
+def failure(error: BaseException) -> dict[str, str]:
+    """A part's results when it raised `error`: its type and message, under `RAISED`."""
+    return {RAISED: f"{type(error).__name__}: {error}"}
+
+
+def measured(name: str, measure: Callable[[], Any]) -> Any:
+    """What `measure` returns, printed with how long it took; when it raises, the part is
+    recorded as failed with its error (`failure`) and the traceback printed, so that the
+    suite goes on with the next part and cloud."""
+    started = time.perf_counter()
+    try:
+        found = measure()
+    except Exception as error:
+        traceback.print_exc()
+        found = failure(error)
+    print(f"{name} ({time.perf_counter() - started:.0f} s): {found}", flush=True)
+    return found
+
 
 def run_cloud(cloud: str, settings: Mapping[str, Any], chosen: set[str] | None) -> dict[str, Any]:
     """The benchmarks `chosen` (None: all) on one stack of `cloud`, then the fan-out on a stack
-    of its own (hosts as concurrent as the fan-out, no proxy in this process)."""
+    of its own (hosts as concurrent as the fan-out, no proxy in this process). A part that
+    raises, or whose stack does not start, is recorded as failed (`failure`)."""
     found: dict[str, Any] = {}
-    if chosen is None or chosen & set(STACK_PARTS):
-        with open_stack(cloud) as stack:
-            for name, measure in (
-                ("drain", lambda: drain(stack, settings["runs"])),
-                ("latency", lambda: latency(stack)),
-                ("idle", lambda: idle(stack, settings["idle_s"][0], settings["idle_s"][1])),
-                ("volume", lambda: volume(stack, settings["messages"])),
-                ("soak", lambda: soak(stack, settings["invocations"])),
-                ("concurrency", lambda: concurrency(stack, settings["steps"])),
-            ):
-                if chosen is None or name in chosen:
-                    started = time.perf_counter()
-                    found[name] = measure()
-                    print(
-                        f"{name} ({time.perf_counter() - started:.0f} s): {found[name]}", flush=True
-                    )
+    parts = [name for name in STACK_PARTS if chosen is None or name in chosen]
+    if parts:
+        try:
+            with open_stack(cloud) as stack:
+                measures: dict[str, Callable[[], Any]] = {
+                    "drain": lambda: drain(stack, settings["runs"]),
+                    "latency": lambda: latency(stack),
+                    "idle": lambda: idle(stack, settings["idle_s"][0], settings["idle_s"][1]),
+                    "volume": lambda: volume(stack, settings["messages"]),
+                    "soak": lambda: soak(stack, settings["invocations"]),
+                    "concurrency": lambda: concurrency(stack, settings["steps"]),
+                }
+                for name in parts:
+                    found[name] = measured(name, measures[name])
+        except Exception as error:
+            traceback.print_exc()
+            found.update({name: failure(error) for name in parts if name not in found})
     if chosen is None or "fan_out" in chosen:
-        from _fan_out import FAN_OUT_CONCURRENCY, fan_out
-
-        started = time.perf_counter()
-        with open_stack(cloud, concurrency=FAN_OUT_CONCURRENCY[cloud], proxied=False) as stack:
-            found["fan_out"] = fan_out(stack, settings)
-        print(f"fan_out ({time.perf_counter() - started:.0f} s): {found['fan_out']}", flush=True)
+        found["fan_out"] = measured("fan_out", lambda: fan_out_on_its_stack(cloud, settings))
     return found
+
+
+def fan_out_on_its_stack(cloud: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The fan-out benchmark (`_fan_out.fan_out`) on a stack of `cloud` of its own."""
+    from _fan_out import FAN_OUT_CONCURRENCY, fan_out
+
+    with open_stack(cloud, concurrency=FAN_OUT_CONCURRENCY[cloud], proxied=False) as stack:
+        return fan_out(stack, settings)
+
+
+def failed_parts(results: Mapping[str, Any]) -> list[str]:
+    """`cloud part` of each part recorded as failed in `results`."""
+    return [
+        f"{cloud} {part}"
+        for cloud, parts in results["clouds"].items()
+        for part, found in parts.items()
+        if RAISED in found
+    ] + [
+        f"{cloud} cold_start"
+        for cloud, found in results.get("cold_start", {}).items()
+        if RAISED in found
+    ]
 
 
 PART_SETTINGS: dict[str, str | tuple[str, ...]] = {
@@ -390,13 +437,20 @@ def main() -> None:
         print(f"== {CLOUDS[cloud]}", flush=True)
         results["clouds"].setdefault(cloud, {}).update(run_cloud(cloud, settings, chosen))
     if chosen is None or "cold_start" in chosen:
-        results["cold_start"] = cold_start(clouds, settings["import_runs"])
-        print(f"cold_start: {results['cold_start']}", flush=True)
+        results["cold_start"] = {
+            cloud: measured(
+                f"cold_start {cloud}",
+                lambda cloud=cloud: cold_start(cloud, settings["import_runs"]),
+            )
+            for cloud in clouds
+        }
     seconds = time.perf_counter() - began
     if chosen is None:
         results["seconds"] = seconds
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.output} in {seconds:.0f} s")
+    if failed := failed_parts(results):
+        print(f"failed (recorded with their errors): {', '.join(failed)}", flush=True)
 
 
 if __name__ == "__main__":

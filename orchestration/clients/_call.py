@@ -270,8 +270,7 @@ class FunctionCall:
             )
         if invocation.completed and invocation.error is not None:
             reading.limit_drain(_ENDED_DRAIN_SECONDS)
-        if invocation.completed:
-            reading.end()
+        # a completed invocation's session is drained by `close`, in the thread that closes it
         self.invocation = invocation
         return invocation
 

@@ -88,6 +88,8 @@ class FunctionTarget:
         wait_timeout: Seconds a fire-and-forget invocation may take to send "closed".
         extras: Extra values for the function's `pipes.extras`.
         metadata: The metadata of a completed invocation's results (its request id).
+        reserve_connections: Has the invoker keep connections open for that many invokes at
+            once (a fan-out's `max_concurrency`).
     """
 
     function: str
@@ -96,6 +98,7 @@ class FunctionTarget:
     wait_timeout: float
     extras: Mapping[str, Any] | None = None
     metadata: Callable[[FunctionInvocation], Mapping[str, Any]] = lambda _: {}
+    reserve_connections: Callable[[int], None] = lambda _: None
 
 
 class LabelledMessageHandler(PipesMessageHandler):

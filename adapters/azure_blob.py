@@ -20,7 +20,9 @@ from dagster_pipes_cloud.adapters._azure import (
     translate,
     with_retry_policy,
 )
+from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters._lazy import Lazy
+from dagster_pipes_cloud.adapters._pools import PoolSize, mount, pooled_adapter
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
     AlreadyExistsError,
@@ -29,6 +31,7 @@ from dagster_pipes_cloud.adapters.errors import (
 )
 
 if TYPE_CHECKING:
+    import requests
     from azure.storage.blob import BlobServiceClient as BlobServiceClient
     from azure.storage.blob import ContainerClient
 
@@ -41,14 +44,22 @@ CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 ACCOUNT_URL_ENV = "AZURE_STORAGE_ACCOUNT_URL"
 ACCOUNT_NAME_ENV = "AZURE_STORAGE_ACCOUNT_NAME"
 _DELETE_BATCH = 256  # the most sub-requests one blob batch takes
+_ONE_BY_ONE = 3
+"""Keys up to which a delete sends one Delete Blob each rather than a batch: the SDK prepares a
+batch's sub-requests and parses their answers on two thread pools it starts for each batch, which
+costs more than the two or three plain requests a short session's chunks take."""
 
 
-def default_azure_blob_client() -> BlobServiceClient:
+def default_azure_blob_client(session: requests.Session | None = None) -> BlobServiceClient:
     """A `BlobServiceClient` from the environment, with `blob_retry_policy()`.
 
     From `AZURE_STORAGE_CONNECTION_STRING` (Azurite's too) if set; else for the account URL in
     `AZURE_STORAGE_ACCOUNT_URL`, or `https://{AZURE_STORAGE_ACCOUNT_NAME}.blob.core.windows.net`,
     with `azure.identity.DefaultAzureCredential` (which asks for no token until the first call).
+
+    Args:
+        session: The `requests.Session` azure-core's transport sends with (default: one of the
+            transport's own, keeping 10 connections).
 
     Raises:
         AccessDeniedError: None of those variables is set; the message names them.
@@ -56,11 +67,16 @@ def default_azure_blob_client() -> BlobServiceClient:
     """
     blob = blob_module()
     policy = blob_retry_policy()
+    transport: dict[str, Any] = {}
+    if session is not None:
+        from azure.core.pipeline.transport import RequestsTransport
+
+        transport["transport"] = RequestsTransport(session=session)
     connection_string = os.environ.get(CONNECTION_STRING_ENV, "").strip()
     if connection_string:
         try:
             client: BlobServiceClient = blob.BlobServiceClient.from_connection_string(
-                connection_string, retry_policy=policy
+                connection_string, retry_policy=policy, **transport
             )
         except ValueError as exc:  # the SDK's message does not repeat the key
             raise PipesCloudError(f"{CONNECTION_STRING_ENV} is not usable: {exc}") from exc
@@ -72,8 +88,27 @@ def default_azure_blob_client() -> BlobServiceClient:
     if not account_url:
         raise AccessDeniedError(f"no Azure Blob Storage account configured: {ACCOUNT_HINT}")
     credential = identity_module().DefaultAzureCredential()
-    client = blob.BlobServiceClient(account_url, credential=credential, retry_policy=policy)
+    client = blob.BlobServiceClient(
+        account_url, credential=credential, retry_policy=policy, **transport
+    )
     return client
+
+
+def _transport_session(connections: int) -> requests.Session:
+    """A session for azure-core's transport, as it makes its own (the environment's proxy
+    settings), keeping up to `connections` connections."""
+    session: requests.Session = require("requests", "azure").Session()
+    mount(session, _transport_adapter(connections))
+    return session
+
+
+def _transport_adapter(connections: int) -> Any:
+    """The transport session's adapter: no resends (the retry policy resends), up to
+    `connections` connections kept."""
+    retry = require("urllib3.util.retry", "azure").Retry(
+        total=False, redirect=False, raise_on_status=False
+    )
+    return pooled_adapter(connections, retry, "azure")
 
 
 class AzureBlobStore:
@@ -104,7 +139,20 @@ class AzureBlobStore:
         retry_total: int = RETRY_TOTAL,
     ) -> None:
         self._container_name = container
+        self._pool = PoolSize()
+        self._session: requests.Session | None = None  # the default client's
         self._handle = Lazy(lambda: self._container_client(client, retry_total))
+
+    def reserve_connections(self, count: int) -> None:
+        """Keep up to `count` connections open for calls made at once (a fan-out's
+        `max_concurrency`): the default client's pool grows to it (azure-core keeps 10
+        otherwise); a given client's transport is its own.
+
+        Args:
+            count: How many calls may be under way at once.
+        """
+        if self._pool.reserve(count) and self._session is not None:
+            mount(self._session, _transport_adapter(self._pool.connections))
 
     @property
     def bucket(self) -> str:
@@ -141,7 +189,8 @@ class AzureBlobStore:
         what = f"Azure container {self._container_name!r}"
         if client is None:
             try:
-                client = default_azure_blob_client()
+                self._session = _transport_session(self._pool.connections)
+                client = default_azure_blob_client(self._session)
             except PipesCloudError as exc:  # no account configured, say for what
                 raise type(exc)(f"{what}: {exc}") from exc
         policy = blob_retry_policy(retry_total=retry_total)
@@ -212,19 +261,21 @@ class AzureBlobStore:
             raise self._error(exc, prefix) from exc
 
     def delete(self, keys: Sequence[str]) -> None:
-        """One Delete Blob for one key, else one batch per 256 keys (see `BlobStore.delete`).
+        """One Delete Blob per key for up to 3 keys, else one batch per 256 keys (see
+        `BlobStore.delete`).
 
         Raises:
             AccessDeniedError: Azure refused to delete a blob (401, 403), naming the first.
             PipesCloudError: Azure could not delete a blob for another reason.
         """
         container = self._container()
-        if len(keys) == 1:
-            try:
-                container.delete_blob(keys[0], **REQUEST_TIMEOUT)
-            except Exception as exc:
-                if error_code(exc) != BLOB_NOT_FOUND:
-                    raise self._error(exc, keys[0]) from exc
+        if len(keys) <= _ONE_BY_ONE:
+            for key in keys:
+                try:
+                    container.delete_blob(key, **REQUEST_TIMEOUT)
+                except Exception as exc:
+                    if error_code(exc) != BLOB_NOT_FOUND:
+                        raise self._error(exc, key) from exc
             return
         for start in range(0, len(keys), _DELETE_BATCH):
             group = keys[start : start + _DELETE_BATCH]

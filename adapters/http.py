@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters._lazy import Lazy
+from dagster_pipes_cloud.adapters._pools import PoolSize, mount, pooled_adapter
 from dagster_pipes_cloud.adapters._resend import (
     DEFAULT_RESEND_ATTEMPTS,
     RESEND_BACKOFF_SECONDS,
@@ -142,6 +143,7 @@ class HttpFunctionInvoker(ABC):
         self.read_timeout = read_timeout
         self.resend_attempts = resend_attempts
         self._given_session = session
+        self._pool = PoolSize()
         self._default_session = Lazy(self.default_session)
 
     @abstractmethod
@@ -156,10 +158,30 @@ class HttpFunctionInvoker(ABC):
             return self._given_session
         return self._default_session.get()
 
+    def reserve_connections(self, count: int) -> None:
+        """Keep up to `count` connections open for calls made at once (a fan-out's
+        `max_concurrency`); the default session's pool grows to it (it keeps 10 otherwise), a
+        given session is left as it is.
+
+        Args:
+            count: How many calls may be under way at once.
+        """
+        if self._pool.reserve(count) and self._given_session is None:
+            session = self._default_session.made()
+            if session is not None:
+                mount(session, self._adapter())
+
     def default_session(self) -> requests.Session:
         """A session whose adapter resends connect failures, never a read failure (throttled
         answers are resent by `invoke`, whatever the session)."""
         requests_module = require("requests", self.extra)
+        session: requests.Session = requests_module.Session()
+        mount(session, self._adapter())
+        return session
+
+    def _adapter(self) -> Any:
+        """The default session's adapter: connect failures resent, the pool `reserve_connections`
+        sized."""
         retry_module = require("urllib3.util.retry", self.extra)
         retry = retry_module.Retry(
             total=None,
@@ -171,11 +193,7 @@ class HttpFunctionInvoker(ABC):
             backoff_factor=RESEND_BACKOFF_SECONDS,
             raise_on_status=False,
         )
-        adapter = requests_module.adapters.HTTPAdapter(max_retries=retry)
-        session: requests.Session = requests_module.Session()
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
+        return pooled_adapter(self._pool.connections, retry, self.extra)
 
     def close(self) -> None:
         """Close the default session, if one was made; a given session is the caller's."""

@@ -16,6 +16,7 @@ from dagster_pipes_cloud.adapters._aws import (
     with_our_settings,
 )
 from dagster_pipes_cloud.adapters._lazy import Lazy
+from dagster_pipes_cloud.adapters._pools import DEFAULT_POOL_CONNECTIONS, PoolSize
 from dagster_pipes_cloud.adapters._resend import DEFAULT_RESEND_ATTEMPTS, Unsent, send_until_sent
 from dagster_pipes_cloud.adapters.errors import PipesCloudError, ThrottledError
 from dagster_pipes_cloud.adapters.http import parse_retry_after, throttled_message
@@ -64,16 +65,21 @@ def _invoke_config() -> Any:
     )
 
 
-def default_lambda_client() -> LambdaClient:
+def default_lambda_client(pool_connections: int = DEFAULT_POOL_CONNECTIONS) -> LambdaClient:
     """A boto3 Lambda client that waits out Lambda's 15-minute maximum and never retries.
 
     botocore's defaults (a 60 s read timeout, then retries) would run a slow function again; this
     client gives up nothing it sent. It follows boto3's own configuration: credentials chain,
     `AWS_REGION`, `AWS_ENDPOINT_URL_LAMBDA`.
+
+    Args:
+        pool_connections: Connections kept open for invokes under way at once (default 10).
     """
     from botocore.config import Config
 
-    config = Config(connect_timeout=10).merge(_invoke_config())
+    config = Config(connect_timeout=10, max_pool_connections=pool_connections).merge(
+        _invoke_config()
+    )
     client: LambdaClient = boto3_module().client("lambda", config=config)
     return client
 
@@ -181,9 +187,26 @@ class LambdaInvoker:
         if resend_attempts < 0:
             raise ValueError(f"resend_attempts must be 0 or more, not {resend_attempts}")
         self.resend_attempts = resend_attempts
+        self._given = client
+        self._pool = PoolSize()
         self._client = Lazy(
-            lambda: default_lambda_client() if client is None else invoke_client_like(client)
+            lambda: (
+                default_lambda_client(self._pool.connections)
+                if client is None
+                else invoke_client_like(client)
+            )
         )
+
+    def reserve_connections(self, count: int) -> None:
+        """Keep up to `count` connections open for invokes made at once (a fan-out's
+        `max_concurrency`): the default client is made again with that pool (botocore keeps 10
+        otherwise); a given client's pool (its `Config(max_pool_connections=...)`) is its own.
+
+        Args:
+            count: How many invokes may be under way at once.
+        """
+        if self._pool.reserve(count) and self._given is None:
+            self._client.forget()  # calls under way finish on the old client
 
     @property
     def client(self) -> LambdaClient:

@@ -13,6 +13,7 @@ from dagster_pipes_cloud.adapters._aws import (
     with_our_settings,
 )
 from dagster_pipes_cloud.adapters._lazy import Lazy
+from dagster_pipes_cloud.adapters._pools import DEFAULT_POOL_CONNECTIONS, PoolSize
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
     AlreadyExistsError,
@@ -39,10 +40,17 @@ def _s3_config() -> Any:
     )
 
 
-def default_s3_client() -> S3Client:
+def default_s3_client(pool_connections: int = DEFAULT_POOL_CONNECTIONS) -> S3Client:
     """A boto3 S3 client from the environment (credentials chain, `AWS_ENDPOINT_URL_S3`), with
-    our call settings: 5 s to connect, 30 s per read, botocore's standard retries (4 attempts)."""
-    client: S3Client = boto3_module().client("s3", config=_s3_config())
+    our call settings: 5 s to connect, 30 s per read, botocore's standard retries (4 attempts).
+
+    Args:
+        pool_connections: Connections kept open for calls under way at once (default 10).
+    """
+    from botocore.config import Config
+
+    config = _s3_config().merge(Config(max_pool_connections=pool_connections))
+    client: S3Client = boto3_module().client("s3", config=config)
     return client
 
 
@@ -64,11 +72,24 @@ class S3BlobStore:
 
     def __init__(self, bucket: str, client: Any | None = None) -> None:
         self._bucket = bucket
+        self._pool = PoolSize()
         self._ready_client = Lazy(lambda: self._made_client(client))
+
+    def reserve_connections(self, count: int) -> None:
+        """Keep up to `count` connections open for calls made at once (a fan-out's
+        `max_concurrency`, before the store's first call): the default client is made with that
+        pool (botocore keeps 10 otherwise). A client made already keeps its own, as the event
+        hooks registered on it stay; a given client's pool (its
+        `Config(max_pool_connections=...)`) is its own.
+
+        Args:
+            count: How many calls may be under way at once.
+        """
+        self._pool.reserve(count)
 
     def _made_client(self, given: Any | None) -> S3Client:
         if given is None:
-            return default_s3_client()
+            return default_s3_client(self._pool.connections)
         made: S3Client = with_our_settings(given, "s3", _s3_config(), f"S3 bucket {self._bucket!r}")
         return made
 

@@ -50,16 +50,14 @@ def _client(bench: BenchTarget) -> tuple[Any, dict[str, str]]:
     os.environ.update(json.loads(bench.env_json))
     cloud, target = bench.cloud, bench.target
     if cloud == "aws":
-        import boto3
-
         from dagster_pipes_cloud.orchestration import PipesLambdaClient, PipesS3MessageReader
 
-        invoke = boto3.client("lambda", endpoint_url=target)
+        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = target  # the default client's endpoint
         reader = PipesS3MessageReader(bucket=BUCKET)
-        return PipesLambdaClient(client=invoke, message_reader=reader), {"function_name": "ours"}
-    import requests
-
+        return PipesLambdaClient(message_reader=reader), {"function_name": "ours"}
     if cloud == "gcp":
+        import requests
+
         from dagster_pipes_cloud.orchestration import (
             PipesCloudFunctionClient,
             PipesGCSMessageReader,
@@ -74,8 +72,7 @@ def _client(bench: BenchTarget) -> tuple[Any, dict[str, str]]:
     )
 
     blob = PipesAzureBlobStorageMessageReader(container=BUCKET)
-    client = PipesAzureFunctionClient(message_reader=blob, session=requests.Session())
-    return client, {"function_url": target}
+    return PipesAzureFunctionClient(message_reader=blob), {"function_url": target}
 
 
 def _step(index: int) -> AssetsDefinition:

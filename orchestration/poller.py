@@ -13,9 +13,11 @@ from dagster_pipes_cloud.adapters import BlobStore, TransientError
 
 POLLER_THREAD_NAME = "pipes-session-poller"
 READER_THREAD_NAME = "pipes-session-reader"
-_READERS = 8
-"""Sessions read side by side in one pass, at most: a pass in which many invocations ended
-drains them at once rather than one after another."""
+_READERS = 4
+"""Sessions read side by side in one pass, at most. An ended session is drained by the thread
+that waits for it (`ChunkedReadingSession.finish`), so these read only sessions whose functions
+still run: a pass in which many have new chunks reads them at once rather than one after
+another."""
 
 
 class PolledSession(Protocol):
@@ -51,7 +53,7 @@ class SessionPoller:
 
     The thread starts with the first session and ends when none is left reading. Each pass
     takes the due step of every due session; where two or more are due, one listing of
-    `list_prefix` tells which have a new chunk, only those are read, and up to 8 are read side
+    `list_prefix` tells which have a new chunk, only those are read, and up to 4 are read side
     by side (each session by one thread at a time).
 
     Args:
@@ -97,7 +99,8 @@ class SessionPoller:
                 now = time.monotonic()
                 earliest = min(session.due_at for session in self._sessions)
                 if earliest > now:
-                    self._changed.wait(earliest - now)
+                    # every session may be drained by its own thread: wait until one wakes us
+                    self._changed.wait(None if earliest == float("inf") else earliest - now)
                     continue
                 due = [session for session in self._sessions if session.may_join_at <= now]
             if len(due) == 1:

@@ -41,6 +41,7 @@ __all__ = [
     "fallback_context_injector",
     "read_session",
     "remote_error_from_pipes",
+    "reserve_connections",
 ]
 
 
@@ -241,6 +242,16 @@ def read_session(
     else:
         with reader.read_messages(handler) as params:
             yield ReadingSession(params)
+
+
+def reserve_connections(reader: PipesMessageReader, count: int) -> None:
+    """Have `reader`'s store keep up to `count` connections open, where the reader is one of
+    ours and its store sizes its pool (the stores of `adapters` do, for the clients they make).
+    """
+    if isinstance(reader, PipesChunkedMessageReader):
+        reserve = getattr(reader.store, "reserve_connections", None)  # not in BlobStore
+        if reserve is not None:
+            reserve(count)
 
 
 def fallback_context_injector(reader: PipesMessageReader) -> PipesContextInjector | None:

@@ -158,6 +158,8 @@ class ChunkedReadingSession(ReadingSession):
         self._poller = poller
         self._next_index = 1
         self._schedule = threading.Lock()
+        self._reading = threading.Lock()  # one thread reads the session at a time
+        self._drained_by_owner = False
         self._ended = False
         self._due_at = float("inf")
         self._wait = settings.interval
@@ -183,8 +185,9 @@ class ChunkedReadingSession(ReadingSession):
 
     @property
     def due_at(self) -> float:
-        """When (`time.monotonic`) the next read is due."""
-        return self._due_at
+        """When (`time.monotonic`) the next read is due; never, for the poller, once the thread
+        finishing the session drains it itself."""
+        return float("inf") if self._drained_by_owner else self._due_at
 
     @property
     def may_join_at(self) -> float:
@@ -207,14 +210,19 @@ class ChunkedReadingSession(ReadingSession):
 
     def end(self) -> None:
         """The function has ended: drain up to "closed" now, within the drain's bound."""
+        if self._mark_ended():
+            self._poller.wake()
+
+    def _mark_ended(self) -> bool:
+        """Start the drain (its deadline from now); False if it had started already."""
         with self._schedule:
             if self._ended:
-                return
+                return False
             now = time.monotonic()
             self._drain_deadline = now + self._drain_limit
             self._ended = True
             self._due_at = now
-        self._poller.wake()
+            return True
 
     def limit_drain(self, seconds: float) -> None:
         """Wait at most `seconds` for "closed" (see `ReadingSession.limit_drain`)."""
@@ -249,11 +257,25 @@ class ChunkedReadingSession(ReadingSession):
         if failing:
             self.limit_drain(_FAILING_DRAIN_SECONDS)
         drain = self._drain_limit
-        self.end()
+        self._mark_ended()
         if self._started:
-            self._stopped.wait()
+            self._drain_here()
         if not failing:
             self._raise_if_ended_badly(drain)
+
+    def _drain_here(self) -> None:
+        """Drain the ended session in the calling thread, which waits for it anyway: it does
+        not queue behind the poller's other sessions, and holds no thread of the poller's. A
+        read the poller has begun ends first; from then on the poller leaves the session alone.
+        """
+        with self._schedule:
+            self._drained_by_owner = True
+        while not self._stopped.is_set():
+            with self._reading:
+                if not self._stopped.is_set():
+                    self._step(time.monotonic(), None)
+            self._stopped.wait(max(0.0, self._due_at - time.monotonic()))
+        self._poller.wake()  # to let the session go
 
     def _raise_if_ended_badly(self, drain: float) -> None:
         where = self._store.url(f"{self._session_prefix}/")
@@ -289,10 +311,20 @@ class ChunkedReadingSession(ReadingSession):
             )
 
     def poll(self, now: float, listed: Container[str] | None) -> None:
-        """Read what has come and set when the next read is due (see `PolledSession.poll`).
+        """Read what has come and set when the next read is due (see `PolledSession.poll`); not
+        while the session's own thread drains it.
 
         A draining session reads by index whatever `listed` says: its function has ended.
         """
+        if not self._reading.acquire(blocking=False):
+            return
+        try:
+            if not self._stopped.is_set():
+                self._step(now, listed)
+        finally:
+            self._reading.release()
+
+    def _step(self, now: float, listed: Container[str] | None) -> None:
         settings = self._settings
         ended = self._ended
         try:

@@ -89,6 +89,8 @@ class FunctionTarget:
         wait_timeout: Seconds a fire-and-forget invocation may take to send "closed".
         extras: Extra values for the function's `pipes.extras`.
         metadata: The metadata of a completed invocation's results (its request id).
+        reserve_connections: Has the invoker keep connections open for that many invokes at
+            once (a fan-out's `max_concurrency`).
     """
 
     function: str
@@ -97,6 +99,7 @@ class FunctionTarget:
     wait_timeout: float
     extras: Mapping[str, Any] | None = None
     metadata: Callable[[FunctionInvocation], Mapping[str, Any]] = lambda _: {}
+    reserve_connections: Callable[[int], None] = lambda _: None
 
 
 class LabelledLog:
@@ -307,8 +310,7 @@ class FunctionCall:
             )
         if invocation.completed and invocation.error is not None:
             reading.limit_drain(_ENDED_DRAIN_SECONDS)
-        if invocation.completed:
-            reading.end()
+        # a completed invocation's session is drained by `close`, in the thread that closes it
         self.invocation = invocation
         return invocation
 

@@ -170,6 +170,7 @@ class PipesAzureFunctionClient(PipesFunctionClient):
             wait_timeout=self.function_timeout,
             extras=extras,
             metadata=self._metadata,
+            reserve_connections=self._invoker.reserve_connections,
         )
 
     def _metadata(self, invocation: FunctionInvocation) -> dict[str, Any]:

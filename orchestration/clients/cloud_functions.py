@@ -148,6 +148,7 @@ class PipesCloudFunctionClient(PipesFunctionClient):
             wait_timeout=CLOUD_FUNCTIONS_MAX_SECONDS,  # for a delivery answered by another
             extras=extras,
             metadata=lambda invocation: _metadata(url, function_name, invocation),
+            reserve_connections=self._invoker.reserve_connections,
         )
 
 

@@ -40,6 +40,7 @@ from dagster_pipes_cloud.orchestration.clients._call import (
     is_termination,
     stop_reason,
 )
+from dagster_pipes_cloud.orchestration.reader import reserve_connections
 
 if TYPE_CHECKING:
     from dagster_pipes_cloud.orchestration.clients.base import PipesFunctionClient
@@ -240,6 +241,9 @@ class FanOut:
     def outcomes(self) -> Iterator[tuple[int, Outcome]]:
         """Run every invocation, yielding each one's index and outcome as it ends."""
         total = len(self._calls)
+        # as many connections as calls at once, so that none is opened and closed for one call
+        self._target.reserve_connections(self._max_concurrency)
+        reserve_connections(self._client.message_reader, self._max_concurrency)
         pool = ThreadPoolExecutor(
             max_workers=max(1, min(self._max_concurrency, total)),
             thread_name_prefix="pipes-fan-out",

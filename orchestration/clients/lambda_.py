@@ -156,6 +156,7 @@ class PipesLambdaClient(PipesFunctionClient):
             wait_timeout=self.event_timeout,
             extras=extras,
             metadata=lambda invocation: self._metadata(function_name, invocation),
+            reserve_connections=self._invoker.reserve_connections,
         )
 
     def _metadata(self, function_name: str, invocation: FunctionInvocation) -> dict[str, Any]:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 import requests
@@ -304,3 +307,50 @@ def test_bad_settings_are_refused(options: dict[str, float]) -> None:
 def test_a_url_without_a_host_is_never_sent(invoker: BearerInvoker) -> None:
     with pytest.raises(PipesCloudError, match="could not send the request to http:///fn"):
         invoker.invoke("http:///fn", b"{}")
+
+
+def _connections_of(server: ScriptedFunction) -> list[object]:
+    """The connections `server` accepts from now on."""
+    accepted: list[object] = []
+    get_request = server.get_request
+
+    def counted() -> Any:
+        connection = get_request()
+        accepted.append(connection)
+        return connection
+
+    server.get_request = counted  # type: ignore[method-assign]
+    return accepted
+
+
+def _invoke_at_once(invoker: HttpFunctionInvoker, url: str, calls: int) -> None:
+    together = threading.Barrier(calls)
+
+    def one(_: int) -> object:
+        together.wait(timeout=30)
+        return invoker.invoke(url, b"{}").response
+
+    with ThreadPoolExecutor(calls) as pool:
+        assert list(pool.map(one, range(calls))) == [{}] * calls
+
+
+def test_reserved_connections_are_kept_for_invokes_at_once(
+    function_server: ScriptedFunction, invoker: BearerInvoker
+) -> None:
+    url = function_server.script(Answer(body=b"{}", delay=0.2))
+    invoker.invoke(url, b"{}")  # the default session is made: its pool grows below
+    invoker.reserve_connections(25)
+    accepted = _connections_of(function_server)
+    _invoke_at_once(invoker, url, 25)
+    _invoke_at_once(invoker, url, 25)
+    # the second round reuses the first's connections (10 kept, without the reservation)
+    assert len(accepted) <= 25
+
+
+def test_a_given_session_keeps_its_own_pool(function_server: ScriptedFunction) -> None:
+    session = requests.Session()
+    adapter = session.get_adapter("http://127.0.0.1")
+    given = BearerInvoker(session=session)
+    given.reserve_connections(25)
+    given.invoke(function_server.script(Answer(body=b"{}")), b"{}")
+    assert session.get_adapter("http://127.0.0.1") is adapter

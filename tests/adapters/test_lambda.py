@@ -133,3 +133,18 @@ def test_a_client_that_is_not_a_boto3_client_is_used_as_it_is() -> None:
         invocation = invoker.invoke("fn", b"{}")
     assert invocation.response == {"ok": True} and invocation.error is None
     assert [request["FunctionName"] for request in client.invokes] == ["fn"]
+
+
+def test_reserved_connections_size_the_default_client_not_a_given_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    invoker = LambdaInvoker()
+    assert invoker.client.meta.config.max_pool_connections == 10
+    invoker.reserve_connections(40)
+    assert invoker.client.meta.config.max_pool_connections == 40, "made again with the pool"
+    invoker.reserve_connections(20)
+    assert invoker.client.meta.config.max_pool_connections == 40, "a pool never shrinks"
+    given = LambdaInvoker(unreachable_client("lambda"))
+    given.reserve_connections(40)
+    assert given.client.meta.config.max_pool_connections == 10

@@ -174,3 +174,13 @@ def test_a_client_that_is_not_a_boto3_client_is_used_as_it_is() -> None:
     client = FakeS3Client()
     store = S3BlobStore("bkt", client)
     check_a_double_is_used_as_it_is(store, client, client.objects)
+
+
+def test_reserved_connections_size_the_default_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    store = S3BlobStore("bucket")
+    store.reserve_connections(40)  # before the first call, as a fan-out reserves
+    assert store.client.meta.config.max_pool_connections == 40
+    given = S3BlobStore("bucket", unreachable_client("s3"))
+    given.reserve_connections(40)
+    assert given.client.meta.config.max_pool_connections == 10

@@ -2,6 +2,7 @@
 `run_partitions` with the in-process platform (the real writer, reader and client base)."""
 
 import _thread
+import dataclasses
 import re
 import threading
 import time
@@ -27,9 +28,11 @@ from support.dagster_testing import (
     materialize_range,
     materialize_recorded,
 )
+from support.fan_out_testing import materialize_many
 from support.inprocess_platform import InProcessClient, local_store
 
 from dagster_pipes_cloud.adapters import CANCEL_MARKER, FunctionInvocation, ThrottledError
+from dagster_pipes_cloud.adapters.local import LocalBlobStore
 from dagster_pipes_cloud.external.context import PipesCloudContext
 from dagster_pipes_cloud.orchestration import PipesFanOutError
 from dagster_pipes_cloud.orchestration.clients.base import Context, FunctionTarget
@@ -420,3 +423,38 @@ def test_terminating_the_run_asks_every_running_invocation_to_stop(tmp_path: Pat
     assert "34 not started" in logs
     markers = [k for k in local_store(tmp_path).list("") if k.endswith(CANCEL_MARKER)]
     assert len(markers) == 6
+
+
+class _PooledStore(LocalBlobStore):
+    """A folder store that sizes a connection pool, as the stores of `adapters` do."""
+
+    def __init__(self, root: Path) -> None:
+        (root / "bucket").mkdir(parents=True, exist_ok=True)
+        super().__init__(root, "bucket")
+        self.reserved: list[int] = []
+
+    def reserve_connections(self, count: int) -> None:
+        self.reserved.append(count)
+
+
+class _PooledClient(InProcessClient):
+    """The in-process platform with an invoker that sizes its connection pool."""
+
+    reserved: list[int]
+
+    def _target(self, context: Context, **run_kwargs: Any) -> FunctionTarget:
+        target = super()._target(context, **run_kwargs)
+        return dataclasses.replace(target, reserve_connections=self.reserved.append)
+
+
+def test_the_invoker_and_the_store_keep_a_connection_for_each_invocation_at_once(
+    tmp_path: Path,
+) -> None:
+    store = _PooledStore(tmp_path)
+    client = _PooledClient(store)
+    client.reserved = []
+    result = materialize_many(
+        client, [{"name": f"file-{index}"} for index in range(6)], fn=Counted(), max_concurrency=4
+    )
+    assert result.success, failure_text(result)
+    assert client.reserved == [4] and store.reserved == [4]

@@ -119,9 +119,11 @@ def test_twenty_sessions_at_once_share_one_poller_and_keep_their_messages(tmp_pa
         return fn
 
     received: list[list[Any]] = []
+    running: set[threading.Thread] = set()
 
     def body(context: AssetExecutionContext) -> None:
         def run(number: int) -> list[Any]:
+            running.add(threading.current_thread())
             together.wait(timeout=60)
             invocation = client.run(context=context, fn=function_of(number))
             return list(invocation.get_custom_messages())
@@ -142,8 +144,12 @@ def test_twenty_sessions_at_once_share_one_poller_and_keep_their_messages(tmp_pa
     assert len(chunks) == SESSIONS and min(chunks.values()) > 10
     threads = {thread for _, thread in store.reads}
     readers = {thread for thread in threads if thread.name.startswith(READER_THREAD_NAME)}
-    assert {thread.name for thread in threads - readers} <= {POLLER_THREAD_NAME}
-    assert len(readers) <= 8, "a pass reads up to 8 sessions side by side, not one thread each"
+    # while the functions run the poller reads; once one has returned, the thread waiting for
+    # it drains its session
+    # (the idle session's is the main thread)
+    others = threads - readers - running
+    assert {thread.name for thread in others} <= {POLLER_THREAD_NAME, "MainThread"}
+    assert len(readers) <= 4, "a pass reads up to 4 sessions side by side, not one thread each"
     assert max(store.pollers_alive) == 1
     assert "list" in store.names(), "sessions due together were found by a listing"
 
@@ -179,7 +185,8 @@ def test_one_session_alone_reads_by_index_and_its_thread_ends_with_it(tmp_path: 
         with idle_session(reader, context):
             wait_until(lambda: len(store.reads) >= 10)
         assert set(store.names()) == {"get"}, "one read per idle poll, no listing"
-        [first] = {thread for _, thread in store.reads}
+        # the poller read it; its own thread drained it as it ended
+        [first] = {thread for _, thread in store.reads if thread.name == POLLER_THREAD_NAME}
         wait_until(lambda: not first.is_alive())
         invocation = client.run(
             context=context, fn=lambda pipes, payload: pipes.report_custom_message("again")
@@ -189,5 +196,6 @@ def test_one_session_alone_reads_by_index_and_its_thread_ends_with_it(tmp_path: 
     in_an_asset(body)
     assert received == ["again"]
     first = store.reads[0][1]
-    later = {thread for _, thread in store.reads} - {first}
-    assert len(later) == 1 and later.pop().name == POLLER_THREAD_NAME, "started again"
+    polled = {thread for _, thread in store.reads if thread.name == POLLER_THREAD_NAME}
+    later = polled - {first}
+    assert len(later) == 1, "started again"

@@ -156,6 +156,8 @@ class FaultProxy(LocalService):
         self._random = random.Random(seed)
         self._script: list[Fault | None] = []
         self._lock = threading.Lock()
+        self.connections = 0
+        """Client connections accepted (each kept alive for its requests), since `reset`."""
         self.counts: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
         self.requests: list[ProxiedRequest] = []
@@ -186,6 +188,7 @@ class FaultProxy(LocalService):
             self.counts.clear()
             self.injected.clear()
             self.requests.clear()
+            self.connections = 0
 
     def start(self) -> Self:
         if self._server is not None:
@@ -238,6 +241,7 @@ class _ProxyServer(ThreadingHTTPServer):
     def track(self, handler: BaseHTTPRequestHandler, is_open: bool) -> None:
         with self._open_lock:
             (self._open.add if is_open else self._open.discard)(handler)
+            self.proxy.connections += is_open
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet about clients that hang up (as they may); report anything else."""

@@ -13,6 +13,7 @@ from dagster_pipes_cloud.adapters._google import (
     translate,
 )
 from dagster_pipes_cloud.adapters._lazy import Lazy
+from dagster_pipes_cloud.adapters._pools import PoolSize, mount, pooled_adapter
 from dagster_pipes_cloud.adapters.errors import (
     AlreadyExistsError,
     PipesCloudError,
@@ -66,7 +67,20 @@ class GCSBlobStore:
     ) -> None:
         self._bucket_name = bucket
         self._retry: Lazy[Retry] = Lazy(lambda: sdk_retry(retry_deadline))
+        self._pool = PoolSize()
+        self._session: Any | None = None  # the default client's
         self._handle = Lazy(lambda: self._bucket_handle(client))
+
+    def reserve_connections(self, count: int) -> None:
+        """Keep up to `count` connections open for calls made at once (a fan-out's
+        `max_concurrency`): the default client's pool grows to it (requests keeps 10
+        otherwise); a given client's session is its own.
+
+        Args:
+            count: How many calls may be under way at once.
+        """
+        if self._pool.reserve(count) and self._session is not None:
+            mount(self._session, _session_adapter(self._pool.connections))
 
     @property
     def bucket(self) -> str:
@@ -93,6 +107,8 @@ class GCSBlobStore:
                 client = default_gcs_client()
             except Exception as exc:
                 raise self._error(exc) from exc
+            self._session = client._http  # the authorized requests session the SDK sends with
+            mount(self._session, _session_adapter(self._pool.connections))
         elif not isinstance(client, storage.Client):
             what = f"GCS bucket {self._bucket_name!r}"
             used_as_it_is(client, "a google.cloud.storage.Client", what)
@@ -185,3 +201,9 @@ class GCSBlobStore:
             except Exception as exc:
                 if status_of(exc) != 404:
                     raise self._error(exc, group[0]) from exc
+
+
+def _session_adapter(connections: int) -> Any:
+    """The default client's session adapter: no resends (the SDK's retry policy resends), up to
+    `connections` connections kept."""
+    return pooled_adapter(connections, 0, "gcp")

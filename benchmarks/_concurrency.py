@@ -56,16 +56,13 @@ def _client(bench: BenchTarget) -> tuple[Any, dict[str, str]]:
         reader = PipesS3MessageReader(bucket=BUCKET)
         return PipesLambdaClient(message_reader=reader), {"function_name": "ours"}
     if cloud == "gcp":
-        import requests
-
         from dagster_pipes_cloud.orchestration import (
             PipesCloudFunctionClient,
             PipesGCSMessageReader,
         )
 
         gcs = PipesGCSMessageReader(bucket=BUCKET)
-        client = PipesCloudFunctionClient(message_reader=gcs, session=requests.Session())
-        return client, {"function_url": target}
+        return PipesCloudFunctionClient(message_reader=gcs), {"function_url": target}
     from dagster_pipes_cloud.orchestration import (
         PipesAzureBlobStorageMessageReader,
         PipesAzureFunctionClient,

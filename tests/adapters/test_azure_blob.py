@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import re
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from support.faults import DROP, FaultProxy, azure_error
 from support.store_checks import (
     check_a_double_is_used_as_it_is,
     check_delete_batches,
+    check_reserved_connections_are_kept,
     record_sleeps,
 )
 
@@ -365,23 +364,4 @@ def test_a_client_that_is_not_a_blob_service_client_is_used_as_it_is() -> None:
 def test_reserved_connections_are_kept_for_calls_at_once(
     store: AzureBlobStore, proxy: FaultProxy
 ) -> None:
-    calls = 30
-    for i in range(calls):
-        store.put(f"pool/{i}.json", b"x")
-    store.reserve_connections(calls)  # the default client is made already: its pool grows
-    proxy.reset()
-
-    def read_all() -> None:
-        together = threading.Barrier(calls)
-
-        def read(i: int) -> bytes | None:
-            together.wait(timeout=30)
-            return store.get(f"pool/{i}.json")
-
-        with ThreadPoolExecutor(calls) as pool:
-            assert list(pool.map(read, range(calls))) == [b"x"] * calls
-
-    read_all()
-    read_all()
-    # the second round reuses the first's connections (10 kept, without the reservation)
-    assert proxy.connections <= calls
+    check_reserved_connections_are_kept(store, proxy, 30)

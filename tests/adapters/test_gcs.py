@@ -21,6 +21,7 @@ from support.faults import DROP, Fault, FaultProxy, gcs_error
 from support.store_checks import (
     check_a_double_is_used_as_it_is,
     check_delete_batches,
+    check_reserved_connections_are_kept,
     record_sleeps,
 )
 
@@ -354,3 +355,18 @@ def test_a_client_that_is_not_a_storage_client_is_used_as_it_is() -> None:
     client = FakeGCSClient()
     store = GCSBlobStore("bkt", client)
     check_a_double_is_used_as_it_is(store, client, client.blobs)
+
+
+def test_reserved_connections_are_kept_for_calls_at_once(
+    store: GCSBlobStore, proxy: FaultProxy
+) -> None:
+    check_reserved_connections_are_kept(store, proxy, 30)
+
+
+def test_a_given_client_keeps_its_own_session(bucket: str, proxy: FaultProxy) -> None:
+    given = storage.Client(project="pipes-local", credentials=AnonymousCredentials())
+    store = GCSBlobStore(bucket, given)
+    store.reserve_connections(40)
+    store.put("given.json", b"x")
+    adapter = given._http.get_adapter(proxy.url)
+    assert adapter._pool_maxsize == 10, "a given client's session is left as it was"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
 import pytest
@@ -62,3 +63,27 @@ def check_a_double_is_used_as_it_is(
     with pytest.warns(GivenClientWarning, match=f"{name}.*own timeouts and retries"):
         store.put("k.json", b"x")
     assert blobs == {"k.json": b"x"} and store.get("k.json") == b"x"
+
+
+def check_reserved_connections_are_kept(store: BlobStore, proxy: FaultProxy, calls: int) -> None:
+    """After `store.reserve_connections(calls)`, with its default client made already, two rounds
+    of `calls` reads at once open no more than `calls` connections: the second reuses the
+    first's (without the reservation 10 are kept and the rest opened again)."""
+    for i in range(calls):
+        store.put(f"pool/{i}.json", b"x")
+    store.reserve_connections(calls)  # type: ignore[attr-defined]
+    proxy.reset()
+
+    def read_all() -> None:
+        together = threading.Barrier(calls)
+
+        def read(i: int) -> bytes | None:
+            together.wait(timeout=30)
+            return store.get(f"pool/{i}.json")
+
+        with ThreadPoolExecutor(calls) as pool:
+            assert list(pool.map(read, range(calls))) == [b"x"] * calls
+
+    read_all()
+    read_all()
+    assert proxy.connections <= calls

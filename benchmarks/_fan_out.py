@@ -3,6 +3,8 @@
 
 - throughput: `count` invocations of a function logging 10 lines over 1 s, wall time against
   the ideal (count / concurrency x 1 s), every labelled line counted, none in another's session;
+  the CPU seconds the run took in every process (the Dagster run, the emulator, the hosts), and
+  so the least wall time the machine's cores allow (CPU seconds / cores);
   the step's peak threads and RSS growth meanwhile (and on Lambda the same as `Event`
   invocations). The Dagster run is a process of its own (this file run as a script), so the
   local hosts' front ends, which run in the suite's process, neither share its interpreter nor
@@ -116,6 +118,7 @@ def child_run(config: Mapping[str, Any]) -> dict[str, Any]:
                 crossed += words[1].rstrip("]") != words[4]
         failures = [event for event in result.all_events if event.is_step_failure]
     found.update(
+        cpu_s=sum(os.times()[:2]),
         success=result.success,
         lines=lines,
         crossed=crossed,
@@ -164,6 +167,21 @@ def run_child(config: Mapping[str, Any]) -> dict[str, Any]:
     return _child_result(out)
 
 
+def _cpu_seconds() -> dict[int, float]:
+    """CPU seconds spent so far by this process (with the children it has waited for, such as
+    a finished run) and by each of its children still running (emulators, hosts, workers)."""
+    import psutil
+
+    spent = {}
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            spent[process.pid] = sum(process.cpu_times()[:4])
+        except psutil.NoSuchProcess:
+            continue
+    return spent
+
+
 def warm(stack: Any, count: int) -> None:
     """`count` overlapping invocations of our function, so that the Lambda host has that many
     warm workers (the HTTP hosts' threads start at once)."""
@@ -182,8 +200,11 @@ def throughput(stack: Any, count: int) -> dict[str, Any]:
     """`count` invocations of `WORK` with `max_concurrency` the host's concurrency."""
     concurrency = FAN_OUT_CONCURRENCY[stack.cloud]
     events = [{**WORK, "tag": str(i)} for i in range(count)]
+    before = _cpu_seconds()
     found = run_child(_child_config(stack, events))
+    spent = sum(seconds - before.get(pid, 0.0) for pid, seconds in _cpu_seconds().items())
     threads, rss = found.pop("threads"), found.pop("rss_kib")
+    cores = os.cpu_count() or 1
     found.update(
         count=count,
         max_concurrency=concurrency,
@@ -192,6 +213,9 @@ def throughput(stack: Any, count: int) -> dict[str, Any]:
         threads_before=threads[0],
         threads_peak=threads[1],
         rss_kib_per_session=(rss[1] - rss[0]) / max(1, found.get("peak_in_flight", concurrency)),
+        cpu_all_s=spent,
+        cores=cores,
+        cpu_bound_s=spent / cores,
     )
     if stack.cloud == "aws":
         event_run = run_child(_child_config(stack, events, run_args={"invocation_type": "Event"}))

@@ -174,6 +174,15 @@ def _event_threads(cloud: Results) -> str:
     return "-" if event is None else f"{event['threads_before']} → {event['threads_peak']}"
 
 
+def _cpu(cloud: Results) -> str:
+    run = _fan(cloud, "throughput")
+    if "cpu_all_s" not in run:
+        return "-"
+    return (
+        f"{run['cpu_s']:.0f} / {run['cpu_all_s']:.0f}; {run['cpu_bound_s']:.1f} s on {run['cores']}"
+    )
+
+
 def _anchor(cloud: Results) -> str:
     found = cloud["fan_out"].get("anchor")
     if found is None:
@@ -202,6 +211,11 @@ FAN_OUT_ROWS: list[tuple[str, str, Callable[[Results], str]]] = [
             f"{_fan(c, 'throughput')['seconds']:.1f} / {_fan(c, 'throughput')['ideal_s']:.1f}"
             f" (x{_wall_ratio(c):.2f})"
         ),
+    ),
+    (
+        "fan_out",
+        "fan-out: CPU seconds, the Dagster run / every process; least wall time on the cores",
+        _cpu,
     ),
     (
         "fan_out",

@@ -97,7 +97,7 @@ pytest: $(VENV)/.linked $(NODE_TOOLS) $(CHECKOV)
 	$(BIN)/pytest --numprocesses=auto --maxprocesses=4 --dist=loadfile --durations=15
 
 # Every benchmark on the three clouds' local stacks, then benchmarks/RESULTS.md and its chart
-# (about 15 minutes on 2 cores; BENCH_ARGS=--quick for a shorter look).
+# (about 32 minutes on 2 cores; BENCH_ARGS=--quick for a shorter look).
 bench: $(VENV)/.linked $(NODE_TOOLS)
 	$(BIN)/python benchmarks/suite.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/report.py

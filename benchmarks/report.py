@@ -462,6 +462,7 @@ def markdown(results: Results, chart: str | None) -> str:
         out += [f"![drain overhead and live latency per cloud]({chart})", ""]
     out += ["## Targets", "", *table(clouds, targets), ""]
     out += volume_bound(clouds)
+    out += fan_out_bound(clouds)
     if failed := _failures(clouds):
         out += [
             "## Failed",
@@ -499,6 +500,36 @@ def volume_bound(clouds: Mapping[str, Results]) -> list[str]:
         "Both libraries hand every message to Dagster's `PipesMessageHandler`, which writes it to",
         "the event log storage; the same lines fed to that handler directly, with no channel,",
         "give the most any reader can reach:",
+        "",
+        *lines,
+        "",
+    ]
+
+
+def fan_out_bound(clouds: Mapping[str, Results]) -> list[str]:
+    """A paragraph on what bounds a fan-out's wall time: the CPU seconds of every process of the
+    run (the Dagster run, the emulator, the hosts) over the machine's cores."""
+    runs = {
+        cloud: found["fan_out"]["throughput"]
+        for cloud, found in clouds.items()
+        if _measured(found, "fan_out") and "cpu_all_s" in found["fan_out"]["throughput"]
+    }
+    if not runs:
+        return []
+    lines = [
+        f"- {CLOUDS[cloud]}: {run['count']:,} invocations took {run['cpu_all_s']:.0f} CPU seconds"
+        f" ({run['cpu_s']:.0f} in the Dagster run), at least {run['cpu_bound_s']:.1f} s on"
+        f" {run['cores']} cores, x{run['cpu_bound_s'] / run['ideal_s']:.2f} the ideal; the run"
+        f" took {run['seconds']:.1f} s, x{run['seconds'] / run['cpu_bound_s']:.2f} that bound."
+        for cloud, run in runs.items()
+    ]
+    return [
+        "## What bounds a fan-out here",
+        "",
+        "The ideal counts only the functions' work. Every process of the run shares the machine's",
+        "cores: the Dagster run (Dagster's handler writing each line to the event log storage, the",
+        "reads and invokes), the storage emulator and the function host. Their CPU seconds over",
+        "the cores are the least wall time this machine allows:",
         "",
         *lines,
         "",

@@ -157,8 +157,8 @@ class PipesFunctionComponent(dg.Component, dg.Resolvable, dg.Model):
 
     key_prefix: str | None = Field(
         default=None,
-        description="Where sessions go in the bucket or container (default: its root); each"
-        " gets a random suffix.",
+        description="Where sessions go in the bucket or container (default: dagster-pipes, the"
+        " prefix infra/ grants); each gets a random suffix.",
     )
     event: Annotated[
         EventTemplate,

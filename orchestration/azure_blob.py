@@ -7,15 +7,18 @@ from typing import TYPE_CHECKING
 from typing_extensions import Unpack
 
 from dagster_pipes_cloud.adapters.azure_blob import AzureBlobStore
+from dagster_pipes_cloud.orchestration._keys import DEFAULT_KEY_PREFIX, prefix_or_default
 from dagster_pipes_cloud.orchestration.injectors import PipesBlobStoreContextInjector
 from dagster_pipes_cloud.orchestration.reader import PipesChunkedMessageReader, ReaderOptions
 
 if TYPE_CHECKING:
     from dagster_pipes_cloud.adapters.azure_blob import BlobServiceClient
 
-DEFAULT_KEY_PREFIX = "dagster-pipes"
-"""Where Azure sessions and context blobs go unless told otherwise: infra/azure's `key_prefix`,
-the only prefix its role conditions let the function write under."""
+__all__ = [
+    "DEFAULT_KEY_PREFIX",
+    "PipesAzureBlobStorageContextInjector",
+    "PipesAzureBlobStorageMessageReader",
+]
 
 
 class PipesAzureBlobStorageMessageReader(PipesChunkedMessageReader):
@@ -39,8 +42,7 @@ class PipesAzureBlobStorageMessageReader(PipesChunkedMessageReader):
         client: BlobServiceClient | None = None,
         **options: Unpack[ReaderOptions],
     ) -> None:
-        if options.get("key_prefix") is None:
-            options["key_prefix"] = DEFAULT_KEY_PREFIX
+        options["key_prefix"] = prefix_or_default(options.get("key_prefix"))
         super().__init__(AzureBlobStore(container, client), **options)
 
 
@@ -62,5 +64,6 @@ class PipesAzureBlobStorageContextInjector(PipesBlobStoreContextInjector):
         client: BlobServiceClient | None = None,
         key_prefix: str | None = None,
     ) -> None:
-        prefix = DEFAULT_KEY_PREFIX if key_prefix is None else key_prefix
-        super().__init__(AzureBlobStore(container, client), key_prefix=prefix)
+        super().__init__(
+            AzureBlobStore(container, client), key_prefix=prefix_or_default(key_prefix)
+        )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from typing_extensions import Unpack
 
 from dagster_pipes_cloud.adapters.s3 import S3BlobStore
+from dagster_pipes_cloud.orchestration._keys import prefix_or_default
 from dagster_pipes_cloud.orchestration.injectors import PipesBlobStoreContextInjector
 from dagster_pipes_cloud.orchestration.reader import PipesChunkedMessageReader, ReaderOptions
 
@@ -22,8 +23,9 @@ class PipesS3MessageReader(PipesChunkedMessageReader):
         client: A boto3 S3 client, which says where and as whom; our timeouts and retries still
             apply. Default: one from boto3's configuration (`AWS_ENDPOINT_URL_S3` included),
             made on first use.
-        **options: `key_prefix` (where sessions go; default the bucket's root) and the other
-            options of `PipesChunkedMessageReader`, with its defaults.
+        **options: `key_prefix` (where sessions go; default (None) `"dagster-pipes"`, the
+            prefix infra/aws grants; `""` for the bucket's root) and the other options of
+            `PipesChunkedMessageReader`, with its defaults.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class PipesS3MessageReader(PipesChunkedMessageReader):
         client: S3Client | Any | None = None,
         **options: Unpack[ReaderOptions],
     ) -> None:
+        options["key_prefix"] = prefix_or_default(options.get("key_prefix"))
         super().__init__(S3BlobStore(bucket, client), **options)
 
 
@@ -43,8 +46,8 @@ class PipesS3ContextInjector(PipesBlobStoreContextInjector):
         bucket: The bucket the context is written to.
         client: A boto3 S3 client, as `PipesS3MessageReader` takes it (default: made from the
             environment on first use).
-        key_prefix: Where context blobs go (default: the bucket's root); each gets a random
-            suffix.
+        key_prefix: Where context blobs go (default (None) `"dagster-pipes"`, as the reader;
+            `""` for the bucket's root); each gets a random suffix.
     """
 
     def __init__(
@@ -54,4 +57,4 @@ class PipesS3ContextInjector(PipesBlobStoreContextInjector):
         client: S3Client | Any | None = None,
         key_prefix: str | None = None,
     ) -> None:
-        super().__init__(S3BlobStore(bucket, client), key_prefix=key_prefix)
+        super().__init__(S3BlobStore(bucket, client), key_prefix=prefix_or_default(key_prefix))

@@ -15,16 +15,19 @@ from support.dagster_testing import failure_text
 
 from dagster_pipes_cloud.adapters.wire import CLAIMS_FOLDER, claim_key
 from dagster_pipes_cloud.orchestration import (
+    PipesAzureBlobStorageContextInjector,
+    PipesGCSContextInjector,
     PipesLambdaClient,
     PipesS3ContextInjector,
     PipesS3MessageReader,
 )
+from dagster_pipes_cloud.orchestration._keys import DEFAULT_KEY_PREFIX
 
 RUNS = 3
 Run = Callable[[bool], Any]  # cleanup -> the materialize result
 
 
-def aws_runner(stack: Any, prefix: str) -> tuple[Run, Any]:
+def aws_runner(stack: Any, prefix: str | None) -> tuple[Run, Any]:
     def run(cleanup: bool) -> Any:
         reader = PipesS3MessageReader(
             bucket=stack.bucket, client=stack.s3_client, key_prefix=prefix, cleanup=cleanup
@@ -40,7 +43,7 @@ def aws_runner(stack: Any, prefix: str) -> tuple[Run, Any]:
     return run, PipesS3MessageReader(bucket=stack.bucket, client=stack.s3_client).store
 
 
-def http_runner(platform: Platform, prefix: str) -> tuple[Run, Any]:
+def http_runner(platform: Platform, prefix: str | None) -> tuple[Run, Any]:
     def run(cleanup: bool) -> Any:
         client = platform.client(injector_prefix=prefix, key_prefix=prefix, cleanup=cleanup)
         return platform.run("counting", client)
@@ -89,3 +92,34 @@ def test_without_cleanup_each_session_stays_under_the_prefix(
     assert all(session.startswith("messages-") for session in sessions), "contexts deleted"
     suffixes = {session.removeprefix("messages-") for session in sessions}
     assert all(len(suffix) == 32 for suffix in suffixes), "128 random bits a session"
+
+
+INJECTORS = {
+    "aws": lambda stack: PipesS3ContextInjector(bucket=stack.bucket, client=stack.s3_client),
+    "gcp": lambda stack: PipesGCSContextInjector(
+        bucket=stack.bucket, client=stack.storage_client()
+    ),
+    "azure": lambda stack: PipesAzureBlobStorageContextInjector(
+        container=stack.container, client=stack.blob_client()
+    ),
+}
+
+
+@pytest.mark.parametrize("cloud", sorted(RUNNERS))
+def test_with_no_prefix_sessions_and_contexts_go_under_the_one_infra_grants(
+    cloud: str, request: pytest.FixtureRequest
+) -> None:
+    """The readers' and injectors' default `key_prefix` is infra's on every cloud,
+    "dagster-pipes": the only prefix its policies let the function write under."""
+    assert DEFAULT_KEY_PREFIX == "dagster-pipes"
+    fixture, runner = RUNNERS[cloud]
+    stack = request.getfixturevalue(fixture)
+    run, store = runner(stack, None)
+    before = set(store.list(f"{DEFAULT_KEY_PREFIX}/"))
+    result = run(False)
+    assert result.success, failure_text(result)
+    added = set(store.list(f"{DEFAULT_KEY_PREFIX}/")) - before
+    sessions = {key.split("/")[1] for key in added} - {CLAIMS_FOLDER}
+    assert len(sessions) == 1 and sessions.pop().startswith("messages-"), added
+    with INJECTORS[cloud](stack).inject_context({}) as params:
+        assert params["key"].startswith(f"{DEFAULT_KEY_PREFIX}/context-"), params

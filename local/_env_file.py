@@ -48,9 +48,10 @@ def update_env_file(path: str | os.PathLike[str], values: Mapping[str, str]) -> 
 
     A key already assigned in the file gets its new value on its first line (later lines of it
     are dropped); keys not there are appended; other lines, comments included, stay as they
-    are. The file keeps its permissions (a new one gets 0600: it may hold a function key).
+    are. The file keeps its permissions (a new one gets 0600: it may hold a function key). A
+    symbolic link stays one: the file it points to is the one written.
     """
-    target = Path(path)
+    target = Path(os.path.realpath(path))
     try:
         old = target.read_text().splitlines()
         mode = target.stat().st_mode & 0o777
@@ -67,7 +68,7 @@ def update_env_file(path: str | os.PathLike[str], values: Mapping[str, str]) -> 
             lines.append(dotenv_line(key, values[key]))
             written.add(key)
     lines.extend(dotenv_line(key, value) for key, value in values.items() if key not in written)
-    folder = target.resolve().parent
+    folder = target.parent
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
     try:
         with os.fdopen(fd, "w") as file:

@@ -197,6 +197,19 @@ def test_the_env_file_is_updated_in_place(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [".env"]
 
 
+def test_a_linked_env_file_stays_a_link_to_the_file_written(tmp_path: Path) -> None:
+    shared = tmp_path / "shared" / "settings.env"
+    shared.parent.mkdir()
+    shared.write_text("A=1\n")
+    link = tmp_path / ".env"
+    link.symlink_to(shared)
+    update_env_file(link, {"KEY": "v"})
+
+    assert link.is_symlink() and link.resolve() == shared
+    assert shared.read_text() == "A=1\nKEY=v\n"
+    assert sorted(p.name for p in shared.parent.iterdir()) == ["settings.env"]
+
+
 @pytest.mark.parametrize("value", ["-1", "65536", "http"])
 def test_a_bad_port_is_a_usage_error(value: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):

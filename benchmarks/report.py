@@ -521,6 +521,7 @@ def fan_out_bound(clouds: Mapping[str, Results]) -> list[str]:
         f" ({run['cpu_s']:.0f} in the Dagster run), at least {run['cpu_bound_s']:.1f} s on"
         f" {run['cores']} cores, x{run['cpu_bound_s'] / run['ideal_s']:.2f} the ideal; the run"
         f" took {run['seconds']:.1f} s, x{run['seconds'] / run['cpu_bound_s']:.2f} that bound."
+        f"{_event_log_bound(clouds[cloud], run)}"
         for cloud, run in runs.items()
     ]
     return [
@@ -529,11 +530,26 @@ def fan_out_bound(clouds: Mapping[str, Results]) -> list[str]:
         "The ideal counts only the functions' work. Every process of the run shares the machine's",
         "cores: the Dagster run (Dagster's handler writing each line to the event log storage, the",
         "reads and invokes), the storage emulator and the function host. Their CPU seconds over",
-        "the cores are the least wall time this machine allows:",
+        "the cores are the least wall time this machine allows. Dagster's handler also writes",
+        "every session's lines under one lock, so its rate bounds a run on any machine:",
         "",
         *lines,
         "",
     ]
+
+
+def _event_log_bound(cloud: Results, run: Results) -> str:
+    """A sentence on the least time Dagster's handler takes to write the run's events, one at a
+    time, at the rate the volume part measured it alone (nothing when it was not measured)."""
+    if not (_measured(cloud, "volume") and _has_alone(cloud)):
+        return ""
+    events = run["expected_lines"] + run["count"]  # each function's lines, and its "opened"
+    seconds = events / cloud["volume"]["dagster_alone"]["per_second"]
+    return (
+        f" Dagster's handler writes its {events:,} events one at a time: at the"
+        f" {cloud['volume']['dagster_alone']['per_second']:.0f}/s it reached alone, {seconds:.1f} s"
+        " however many cores."
+    )
 
 
 def draw(results: Results, path: Path) -> bool:

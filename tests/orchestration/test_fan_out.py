@@ -309,12 +309,8 @@ def test_each_partition_sees_its_own_key_and_time_window(tmp_path: Path) -> None
     assert window["start"].startswith("2024-01-03") and window["end"].startswith("2024-01-04")
 
 
-def test_checks_are_recorded_per_partition_with_one_summary(tmp_path: Path) -> None:
-    client = InProcessClient(local_store(tmp_path))
-
-    def fn(pipes: PipesCloudContext, payload: Any) -> None:
-        passed = pipes.partition_key != "2024-01-03"
-        pipes.report_asset_check("rows_ok", passed=passed)
+def checked_daily(client: InProcessClient, fn: Any) -> Any:
+    """A daily single-run asset declaring the check `rows_ok`, running `fn` per partition."""
 
     @asset(
         partitions_def=DAYS,
@@ -325,6 +321,17 @@ def test_checks_are_recorded_per_partition_with_one_summary(tmp_path: Path) -> N
     def daily(context: AssetExecutionContext) -> Any:
         yield from client.run_partitions(context=context, fn=fn)
 
+    return daily
+
+
+def test_checks_are_recorded_per_partition_with_one_summary(tmp_path: Path) -> None:
+    client = InProcessClient(local_store(tmp_path))
+
+    def fn(pipes: PipesCloudContext, payload: Any) -> None:
+        passed = pipes.partition_key != "2024-01-03"
+        pipes.report_asset_check("rows_ok", passed=passed)
+
+    daily = checked_daily(client, fn)
     result = materialize_range([daily], DagsterInstance.ephemeral(), "2024-01-01", "2024-01-04")
     assert result.success, failure_text(result)
     evaluations = {e.partition: e.passed for e in result.get_asset_check_evaluations()}
@@ -339,16 +346,7 @@ def test_checks_are_recorded_per_partition_with_one_summary(tmp_path: Path) -> N
 
 def test_a_declared_check_no_partition_reported_is_not_passed(tmp_path: Path) -> None:
     client = InProcessClient(local_store(tmp_path))
-
-    @asset(
-        partitions_def=DAYS,
-        backfill_policy=BackfillPolicy.single_run(),
-        output_required=False,
-        check_specs=[AssetCheckSpec("rows_ok", asset="daily")],
-    )
-    def daily(context: AssetExecutionContext) -> Any:
-        yield from client.run_partitions(context=context, fn=lambda pipes, payload: None)
-
+    daily = checked_daily(client, lambda pipes, payload: None)
     result = materialize_range([daily], DagsterInstance.ephemeral(), "2024-01-01", "2024-01-02")
     assert result.success, failure_text(result)
     [summary] = result.get_asset_check_evaluations()

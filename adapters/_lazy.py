@@ -28,11 +28,6 @@ class Lazy(Generic[T]):
                 self._made = True
             return self._value  # type: ignore[return-value]
 
-    def made(self) -> T | None:
-        """The value if it has been made, else None (nothing is made)."""
-        with self._lock:
-            return self._value if self._made else None
-
     def forget(self) -> T | None:
         """The value made (None if none was), forgotten: the next use makes a new one."""
         with self._lock:

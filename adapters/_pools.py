@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from dagster_pipes_cloud.adapters._imports import require
 
@@ -27,6 +28,40 @@ class PoolSize:
                 return False
             self.connections = count
             return True
+
+
+Session = TypeVar("Session")
+
+
+class SizedSession:
+    """The requests session a client we made sends with, its pool grown by `reserve`: each time
+    it grows, an adapter for the larger pool is mounted on the session.
+
+    Args:
+        adapter: Makes the session's adapter for a pool of that many connections.
+    """
+
+    def __init__(self, adapter: Callable[[int], Any]) -> None:
+        self._adapter = adapter
+        self._connections = DEFAULT_POOL_CONNECTIONS
+        self._session: Any | None = None
+        self._lock = threading.Lock()
+
+    def fit(self, session: Session) -> Session:
+        """Mount the pool's adapter on `session`, the one `reserve` grows from now on."""
+        with self._lock:
+            self._session = session
+            mount(session, self._adapter(self._connections))
+        return session
+
+    def reserve(self, count: int) -> None:
+        """Keep at least `count` connections from now on, in the session fitted, if any."""
+        with self._lock:
+            if count <= self._connections:
+                return
+            self._connections = count
+            if self._session is not None:
+                mount(self._session, self._adapter(count))
 
 
 def pooled_adapter(connections: int, max_retries: Any, extra: str) -> Any:

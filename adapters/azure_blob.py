@@ -22,7 +22,7 @@ from dagster_pipes_cloud.adapters._azure import (
 )
 from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters._lazy import Lazy
-from dagster_pipes_cloud.adapters._pools import PoolSize, mount, pooled_adapter
+from dagster_pipes_cloud.adapters._pools import SizedSession, pooled_adapter
 from dagster_pipes_cloud.adapters.errors import (
     AccessDeniedError,
     AlreadyExistsError,
@@ -94,14 +94,6 @@ def default_azure_blob_client(session: requests.Session | None = None) -> BlobSe
     return client
 
 
-def _transport_session(connections: int) -> requests.Session:
-    """A session for azure-core's transport, as it makes its own (the environment's proxy
-    settings), keeping up to `connections` connections."""
-    session: requests.Session = require("requests", "azure").Session()
-    mount(session, _transport_adapter(connections))
-    return session
-
-
 def _transport_adapter(connections: int) -> Any:
     """The transport session's adapter: no resends (the retry policy resends), up to
     `connections` connections kept."""
@@ -139,8 +131,7 @@ class AzureBlobStore:
         retry_total: int = RETRY_TOTAL,
     ) -> None:
         self._container_name = container
-        self._pool = PoolSize()
-        self._session: requests.Session | None = None  # the default client's
+        self._sized = SizedSession(_transport_adapter)  # the default client's session
         self._handle = Lazy(lambda: self._container_client(client, retry_total))
 
     def reserve_connections(self, count: int) -> None:
@@ -151,8 +142,7 @@ class AzureBlobStore:
         Args:
             count: How many calls may be under way at once.
         """
-        if self._pool.reserve(count) and self._session is not None:
-            mount(self._session, _transport_adapter(self._pool.connections))
+        self._sized.reserve(count)
 
     @property
     def bucket(self) -> str:
@@ -189,8 +179,9 @@ class AzureBlobStore:
         what = f"Azure container {self._container_name!r}"
         if client is None:
             try:
-                self._session = _transport_session(self._pool.connections)
-                client = default_azure_blob_client(self._session)
+                # a plain session, as azure-core's transport makes its own
+                session = self._sized.fit(require("requests", "azure").Session())
+                client = default_azure_blob_client(session)
             except PipesCloudError as exc:  # no account configured, say for what
                 raise type(exc)(f"{what}: {exc}") from exc
         policy = blob_retry_policy(retry_total=retry_total)

@@ -13,7 +13,7 @@ from dagster_pipes_cloud.adapters._google import (
     translate,
 )
 from dagster_pipes_cloud.adapters._lazy import Lazy
-from dagster_pipes_cloud.adapters._pools import PoolSize, mount, pooled_adapter
+from dagster_pipes_cloud.adapters._pools import SizedSession, pooled_adapter
 from dagster_pipes_cloud.adapters.errors import (
     AlreadyExistsError,
     PipesCloudError,
@@ -67,8 +67,7 @@ class GCSBlobStore:
     ) -> None:
         self._bucket_name = bucket
         self._retry: Lazy[Retry] = Lazy(lambda: sdk_retry(retry_deadline))
-        self._pool = PoolSize()
-        self._session: Any | None = None  # the default client's
+        self._sized = SizedSession(_session_adapter)  # the default client's session
         self._handle = Lazy(lambda: self._bucket_handle(client))
 
     def reserve_connections(self, count: int) -> None:
@@ -79,8 +78,7 @@ class GCSBlobStore:
         Args:
             count: How many calls may be under way at once.
         """
-        if self._pool.reserve(count) and self._session is not None:
-            mount(self._session, _session_adapter(self._pool.connections))
+        self._sized.reserve(count)
 
     @property
     def bucket(self) -> str:
@@ -107,8 +105,7 @@ class GCSBlobStore:
                 client = default_gcs_client()
             except Exception as exc:
                 raise self._error(exc) from exc
-            self._session = client._http  # the authorized requests session the SDK sends with
-            mount(self._session, _session_adapter(self._pool.connections))
+            self._sized.fit(client._http)  # the authorized requests session the SDK sends with
         elif not isinstance(client, storage.Client):
             what = f"GCS bucket {self._bucket_name!r}"
             used_as_it_is(client, "a google.cloud.storage.Client", what)

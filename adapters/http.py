@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from dagster_pipes_cloud.adapters._imports import require
 from dagster_pipes_cloud.adapters._lazy import Lazy
-from dagster_pipes_cloud.adapters._pools import PoolSize, mount, pooled_adapter
+from dagster_pipes_cloud.adapters._pools import SizedSession, pooled_adapter
 from dagster_pipes_cloud.adapters._resend import (
     DEFAULT_RESEND_ATTEMPTS,
     RESEND_BACKOFF_SECONDS,
@@ -143,7 +143,7 @@ class HttpFunctionInvoker(ABC):
         self.read_timeout = read_timeout
         self.resend_attempts = resend_attempts
         self._given_session = session
-        self._pool = PoolSize()
+        self._sized = SizedSession(self._adapter)
         self._default_session = Lazy(self.default_session)
 
     @abstractmethod
@@ -166,22 +166,17 @@ class HttpFunctionInvoker(ABC):
         Args:
             count: How many calls may be under way at once.
         """
-        if self._pool.reserve(count) and self._given_session is None:
-            session = self._default_session.made()
-            if session is not None:
-                mount(session, self._adapter())
+        self._sized.reserve(count)
 
     def default_session(self) -> requests.Session:
         """A session whose adapter resends connect failures, never a read failure (throttled
         answers are resent by `invoke`, whatever the session)."""
         requests_module = require("requests", self.extra)
-        session: requests.Session = requests_module.Session()
-        mount(session, self._adapter())
+        session: requests.Session = self._sized.fit(requests_module.Session())
         return session
 
-    def _adapter(self) -> Any:
-        """The default session's adapter: connect failures resent, the pool `reserve_connections`
-        sized."""
+    def _adapter(self, connections: int) -> Any:
+        """The default session's adapter: connect failures resent, up to `connections` kept."""
         retry_module = require("urllib3.util.retry", self.extra)
         retry = retry_module.Retry(
             total=None,
@@ -193,7 +188,7 @@ class HttpFunctionInvoker(ABC):
             backoff_factor=RESEND_BACKOFF_SECONDS,
             raise_on_status=False,
         )
-        return pooled_adapter(self._pool.connections, retry, self.extra)
+        return pooled_adapter(connections, retry, self.extra)
 
     def close(self) -> None:
         """Close the default session, if one was made; a given session is the caller's."""
